@@ -1,0 +1,1 @@
+"""The HTTP side of the events function: request parsing, Cloud Scheduler, logs."""

@@ -1,0 +1,160 @@
+"""Request bodies into event records, or a 4xx that says exactly what is wrong.
+
+A body is empty (one event with defaults), one JSON object (one event) or a
+JSON array of 1 to 500 of them. An event is
+
+    {"kind": "text of 1 to 100 characters", "payload": {...at most 64 KiB...}, "id": "UUID"}
+
+with every field optional. Everything a database would refuse later (NUL
+characters, unpaired surrogates, NaN, absurd nesting) is refused here, so a
+rejected request never reaches the database and an accepted one always fits.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from typing import Any
+
+from app.rejection import RequestRejected
+from app.scheduler import SchedulerDelivery
+from db.events import EventRecord
+
+MAX_BODY_BYTES = 1024 * 1024
+MAX_EVENTS = 500
+MAX_KIND_CHARS = 100
+MAX_PAYLOAD_BYTES = 64 * 1024
+# Deeper documents are refused before the database's own recursion limits
+# (and Python's) turn them into server errors.
+MAX_DEPTH = 64
+DEFAULT_KIND = "event"
+FIELDS = ("id", "kind", "payload")
+
+
+def parse_events(body: bytes, delivery: SchedulerDelivery | None = None) -> list[EventRecord]:
+    """Validate a request body; return its events with every default filled in.
+
+    For a Cloud Scheduler delivery the kind defaults to the job name, the
+    schedule time is recorded, and ids derive from the delivery, so a retried
+    delivery produces the same ids. A client-supplied id always wins.
+    """
+    document = _decode(body)
+    if document is None:
+        return [_event({}, "", 0, delivery)]
+    if isinstance(document, dict):
+        return [_event(document, "", 0, delivery)]
+    if not isinstance(document, list):
+        raise RequestRejected(400, "the body must be a JSON object (one event) or an array of events")
+    if not 1 <= len(document) <= MAX_EVENTS:
+        raise RequestRejected(400, f"a batch must hold 1 to {MAX_EVENTS} events, got {len(document)}")
+    # In a batch, messages name the event: "events[3].kind must be ...".
+    return [_event(item, f"events[{i}].", i, delivery) for i, item in enumerate(document)]
+
+
+def _decode(body: bytes) -> Any:
+    if not body.strip():
+        return None
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise RequestRejected(400, f"the body is not valid UTF-8 (byte {err.start})") from None
+    try:
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except json.JSONDecodeError as err:
+        raise RequestRejected(400, f"the body is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+    except RecursionError:
+        raise RequestRejected(400, f"the body nests deeper than {MAX_DEPTH} levels") from None
+    except ValueError as err:  # from the parse hooks, or an integer too long to convert
+        raise RequestRejected(400, f"the body is not valid JSON: {err}") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise ValueError(f"{literal} is out of range for a number")
+    return value
+
+
+def _event(item: Any, where: str, index: int, delivery: SchedulerDelivery | None) -> EventRecord:
+    if not isinstance(item, dict):
+        raise RequestRejected(400, f"{where.rstrip('.') or 'the body'} must be a JSON object")
+    unknown = sorted(set(item) - set(FIELDS))
+    if unknown:
+        raise RequestRejected(
+            400, f"{where}{unknown[0]} is not a known field; an event has {', '.join(FIELDS)}"
+        )
+    return EventRecord(
+        id=_id(item.get("id"), where, index, delivery),
+        kind=_kind(item.get("kind"), where, delivery),
+        payload_json=_payload_json(item.get("payload"), where),
+        scheduled_at=delivery.schedule_time if delivery else None,
+    )
+
+
+def _id(value: Any, where: str, index: int, delivery: SchedulerDelivery | None) -> str:
+    if value is None:
+        return delivery.event_id(index) if delivery else str(uuid.uuid4())
+    if isinstance(value, str):
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            pass
+    raise RequestRejected(400, f"{where}id must be a UUID string such as {uuid.UUID(int=0)}")
+
+
+def _kind(value: Any, where: str, delivery: SchedulerDelivery | None) -> str:
+    if value is None:
+        return delivery.job_name if delivery else DEFAULT_KIND
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_KIND_CHARS:
+        raise RequestRejected(400, f"{where}kind must be a string of 1 to {MAX_KIND_CHARS} characters")
+    _check_text(value, f"{where}kind")
+    return value
+
+
+def _payload_json(value: Any, where: str) -> str:
+    """The payload as the compact JSON text that is stored, checked on the way."""
+    if value is None:
+        return "{}"
+    if not isinstance(value, dict):
+        raise RequestRejected(400, f"{where}payload must be a JSON object")
+    _check_document(value, f"{where}payload")
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    size = len(text.encode("utf-8"))
+    if size > MAX_PAYLOAD_BYTES:
+        raise RequestRejected(
+            400, f"{where}payload is {size} bytes as JSON; the limit is {MAX_PAYLOAD_BYTES}"
+        )
+    return text
+
+
+def _check_document(document: Any, where: str) -> None:
+    """Depth and text checks over a whole JSON document, without recursion."""
+    stack = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            _check_text(value, where)
+        elif isinstance(value, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise RequestRejected(400, f"{where} nests deeper than {MAX_DEPTH} levels")
+            if isinstance(value, dict):
+                for key in value:
+                    _check_text(key, where)
+                children = value.values()
+            else:
+                children = value
+            stack.extend((child, depth + 1) for child in children)
+
+
+def _check_text(value: str, where: str) -> None:
+    if "\x00" in value:
+        raise RequestRejected(400, f"{where} contains a NUL character (\\u0000), which the database cannot store")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RequestRejected(400, f"{where} contains an unpaired UTF-16 surrogate, which is not valid text") from None

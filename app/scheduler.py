@@ -1,0 +1,88 @@
+"""Cloud Scheduler deliveries: who sent them, for which scheduled time, and their ids.
+
+Cloud Scheduler's HTTP targets add `X-CloudScheduler-JobName` and
+`X-CloudScheduler-ScheduleTime` (RFC 3339) to every attempt of a run, retries
+included. An id derived from those two values is therefore the same for every
+attempt, and the insert's ON CONFLICT DO NOTHING turns a retried delivery into
+a no-op.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import re
+import uuid
+from typing import Mapping
+
+from app.rejection import RequestRejected
+
+JOB_NAME_HEADER = "X-CloudScheduler-JobName"
+SCHEDULE_TIME_HEADER = "X-CloudScheduler-ScheduleTime"
+# Namespace of the derived ids. Never change it: every derived id would change
+# with it, and a retry arriving across the change would be stored twice.
+DELIVERY_NAMESPACE = uuid.UUID("7d0c5a52-3b8e-4f0e-9a0b-5f1c2e6d8a41")
+MAX_JOB_NAME_CHARS = 100  # the job name becomes the event kind, limited to 100
+RFC3339 = re.compile(
+    r"(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class SchedulerDelivery:
+    job_name: str
+    schedule_time: datetime.datetime  # aware, UTC
+
+    def event_id(self, index: int) -> str:
+        """The id of the index-th event of this delivery, the same on every retry."""
+        key = f"{self.job_name}\n{self.schedule_time.isoformat()}\n{index}"
+        return str(uuid.uuid5(DELIVERY_NAMESPACE, key))
+
+
+def delivery_from_headers(headers: Mapping[str, str] | object) -> SchedulerDelivery | None:
+    """The delivery these request headers describe, None for an ordinary request.
+
+    `headers` is a Werkzeug header map (`getlist` gives every value of a
+    repeated header). Forged or half-present headers are rejected, not guessed at.
+    """
+    job_name = _single_header(headers, JOB_NAME_HEADER)
+    schedule_time = _single_header(headers, SCHEDULE_TIME_HEADER)
+    if job_name is None and schedule_time is None:
+        return None
+    if job_name is None or schedule_time is None:
+        present, missing = (
+            (JOB_NAME_HEADER, SCHEDULE_TIME_HEADER) if schedule_time is None
+            else (SCHEDULE_TIME_HEADER, JOB_NAME_HEADER)
+        )
+        raise RequestRejected(400, f"{present} was sent without {missing}; Cloud Scheduler sends both")
+    if not 1 <= len(job_name) <= MAX_JOB_NAME_CHARS or not job_name.isprintable():
+        raise RequestRejected(
+            400, f"{JOB_NAME_HEADER} must be 1 to {MAX_JOB_NAME_CHARS} printable characters"
+        )
+    return SchedulerDelivery(job_name=job_name, schedule_time=parse_rfc3339(schedule_time))
+
+
+def parse_rfc3339(value: str) -> datetime.datetime:
+    match = RFC3339.fullmatch(value.strip())
+    if not match:
+        raise RequestRejected(
+            400, f"{SCHEDULE_TIME_HEADER} must be an RFC 3339 time such as 2026-01-31T09:00:00Z"
+        )
+    date, time, fraction, offset = match.groups()
+    # Python takes at most 6 fractional digits; RFC 3339 allows any number.
+    fraction = (fraction or ".0")[:7]
+    offset = "+00:00" if offset in ("Z", "z") else offset
+    try:
+        parsed = datetime.datetime.fromisoformat(f"{date}T{time}{fraction}{offset}")
+    except ValueError:
+        raise RequestRejected(400, f"{SCHEDULE_TIME_HEADER} is not a valid date and time") from None
+    return parsed.astimezone(datetime.timezone.utc)
+
+
+def _single_header(headers, name: str) -> str | None:
+    values = headers.getlist(name)
+    if not values:
+        return None
+    if len(set(values)) > 1:
+        raise RequestRejected(400, f"{name} appears more than once with different values")
+    return values[0]

@@ -1,0 +1,105 @@
+"""SQLAlchemy's pg8000 dialect, made to work on CockroachDB and to fail cleanly.
+
+Two gaps in the stock `postgresql+pg8000` dialect matter for a serverless function:
+
+1. CockroachDB's `version()` says "CockroachDB CCL v24.3.1 (...)", which the
+   PostgreSQL dialect cannot parse: it raises AssertionError on the first
+   connection. (sqlalchemy-cockroachdb solves this but ships no pg8000 driver.)
+   Here the server version comes from `server_version`, which CockroachDB sets to
+   the PostgreSQL version it is compatible with.
+
+2. pg8000 lets some socket errors escape as bare OSError (ConnectionResetError
+   when the server ended the backend, ssl errors, TimeoutError). SQLAlchemy only
+   recognises DB-API exceptions, so a dead pooled connection makes the pre-ping
+   raise instead of reconnecting, and a connection that died mid-statement is put
+   back in the pool. Translating them into pg8000's InterfaceError("network
+   error"), which the dialect already treats as a disconnect, lets SQLAlchemy's
+   own machinery invalidate the connection and open a fresh one. Closing a
+   connection the server already ended is quietly accepted.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any, Callable
+
+from sqlalchemy.dialects import registry
+from sqlalchemy.dialects.postgresql.pg8000 import PGDialect_pg8000
+
+DRIVERNAME = "postgresql+pg8000_cockroachdb"
+
+
+def _disconnect_on_socket_error(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a dialect method so a bare OSError becomes a recognised disconnect."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except OSError as err:
+            import pg8000
+
+            # "network error" is the text PGDialect_pg8000.is_disconnect looks for.
+            raise pg8000.InterfaceError(f"network error ({type(err).__name__}: {err})") from err
+
+    return wrapper
+
+
+def parse_server_version(version: str, server_version_setting: str | None = None) -> tuple[int, ...]:
+    """The PostgreSQL-compatible version of a server, from `version()`.
+
+    For CockroachDB, whose version() names its own release, the PostgreSQL
+    compatibility version in its `server_version` setting (e.g. "13.0.0") is used.
+    """
+    if version.startswith("CockroachDB") and server_version_setting:
+        version = "PostgreSQL " + server_version_setting
+    match = re.match(r".*?(?:PostgreSQL|EnterpriseDB) (\d+)(?:\.(\d+))?(?:\.(\d+))?", version)
+    if not match:
+        raise ValueError(f"cannot determine the server version from {version!r}")
+    return tuple(int(part) for part in match.groups() if part is not None)
+
+
+class PG8000CockroachDialect(PGDialect_pg8000):
+    """pg8000 dialect that speaks to CockroachDB and PostgreSQL alike."""
+
+    supports_statement_cache = True
+
+    def _get_server_version_info(self, connection: Any) -> tuple[int, ...]:
+        version = connection.exec_driver_sql("select version()").scalar()
+        setting = None
+        if version.startswith("CockroachDB"):
+            setting = connection.exec_driver_sql("show server_version").scalar()
+        return parse_server_version(version, setting)
+
+    def connect(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().connect(*args, **kwargs)
+        except OSError as err:
+            import pg8000
+
+            # Refused, timed out, TLS verification failed: a DB-API error, so
+            # SQLAlchemy wraps it like any other connection failure.
+            raise pg8000.InterfaceError(f"could not connect ({type(err).__name__}: {err})") from err
+
+    def do_close(self, dbapi_connection: Any) -> None:
+        import pg8000
+
+        try:
+            super().do_close(dbapi_connection)
+        except (OSError, pg8000.InterfaceError):
+            # Closing sends a Terminate message, which fails on a connection the
+            # server already ended; pg8000 closes the socket regardless. Nothing
+            # is lost, so this is not worth the pool's error log and traceback.
+            pass
+
+    # Every call that talks to the server on an open connection.
+    do_ping = _disconnect_on_socket_error(PGDialect_pg8000.do_ping)
+    do_execute = _disconnect_on_socket_error(PGDialect_pg8000.do_execute)
+    do_execute_no_params = _disconnect_on_socket_error(PGDialect_pg8000.do_execute_no_params)
+    do_executemany = _disconnect_on_socket_error(PGDialect_pg8000.do_executemany)
+    do_commit = _disconnect_on_socket_error(PGDialect_pg8000.do_commit)
+    do_rollback = _disconnect_on_socket_error(PGDialect_pg8000.do_rollback)
+
+
+registry.register(DRIVERNAME.replace("+", "."), __name__, "PG8000CockroachDialect")
