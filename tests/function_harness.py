@@ -1,0 +1,119 @@
+"""Running the function the two ways the tests need: in process, and over real HTTP.
+
+In process, `functions_framework.create_app` loads main.py exactly as the
+framework does in production (a fresh module each time, so each test gets its
+own engine and pool). Over HTTP, the `functions-framework` command serves it
+from a subprocess (gunicorn, as in Cloud Functions), its log lines captured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import functions_framework
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+FUNCTION_ENV = ("DATABASE_URL", "DATABASE_URL_SECRET", "SECRET_MANAGER_EMULATOR_HOST",
+                "DB_POOL_SIZE", "DB_POOL_TIMEOUT", "DB_POOL_RECYCLE", "DB_TIMEOUT", "SECRET_TIMEOUT")
+
+
+def load_function(monkeypatch, **env: str):
+    """(module, Flask test client) for a fresh instance of main.py with `env` set."""
+    for name in FUNCTION_ENV:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    app = functions_framework.create_app(target="handler", source=str(ROOT / "main.py"))
+    return sys.modules["main"], app.test_client()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Response:
+    def __init__(self, status: int, headers, body: bytes):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+
+class FunctionServer:
+    """`functions-framework --target handler` in a subprocess on a free port."""
+
+    def __init__(self, env: dict[str, str], log_path: pathlib.Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log_path = log_path
+        base = {k: v for k, v in os.environ.items() if k not in FUNCTION_ENV}
+        self._env = {**base, **env, "PYTHONUNBUFFERED": "1"}
+        self._process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30.0) -> "FunctionServer":
+        command = [str(pathlib.Path(sys.executable).with_name("functions-framework")),
+                   "--target", "handler", "--source", str(ROOT / "main.py"),
+                   "--host", "127.0.0.1", "--port", str(self.port)]
+        self._log = open(self.log_path, "ab")
+        self._process = subprocess.Popen(command, cwd=ROOT, env=self._env,
+                                         stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"functions-framework exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("functions-framework did not start listening")
+
+    def stop(self) -> None:
+        if self._process and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        if self._process:
+            self._log.close()
+
+    def __enter__(self) -> "FunctionServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def request(self, method: str = "POST", body: bytes | None = None,
+                headers: dict[str, str] | None = None, timeout: float = 30.0) -> Response:
+        request = urllib.request.Request(self.url, data=body, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as reply:
+                return Response(reply.status, reply.headers, reply.read())
+        except urllib.error.HTTPError as error:
+            return Response(error.code, error.headers, error.read())
+
+    def log_lines(self) -> list[dict]:
+        """The JSON lines the function wrote (other output, like gunicorn's, is skipped)."""
+        lines = []
+        for raw in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(entry, dict):
+                lines.append(entry)
+        return lines

@@ -1,0 +1,55 @@
+"""The engine accepts CockroachDB's version() string, which stock SQLAlchemy refuses.
+
+No CockroachDB binary can run here, so a PostgreSQL database is made to answer
+`select version()` exactly as CockroachDB does: a function in a schema that
+comes before pg_catalog on the role's search_path.
+"""
+
+import pytest
+
+from db.dialect import parse_server_version
+from function_harness import load_function
+
+COCKROACH_VERSION = (
+    "CockroachDB CCL v24.3.1 (x86_64-pc-linux-gnu, built 2024/12/09 16:05:53, go1.22.8 X:nocoverageredesign)"
+)
+
+
+@pytest.fixture
+def cockroach_like_dsn(events_db):
+    events_db.execute("CREATE SCHEMA IF NOT EXISTS crdb AUTHORIZATION app", database="app")
+    events_db.execute(
+        "CREATE OR REPLACE FUNCTION crdb.version() RETURNS text LANGUAGE sql "
+        f"AS $$ SELECT '{COCKROACH_VERSION}'::text $$",
+        database="app",
+    )
+    events_db.execute("CREATE ROLE crdb_app LOGIN PASSWORD 'crdb-pw' IN ROLE app")
+    events_db.execute("ALTER ROLE crdb_app SET search_path = crdb, pg_catalog, public")
+    yield events_db.dsn(user="crdb_app", password="crdb-pw")
+    events_db.execute("DROP ROLE crdb_app")
+
+
+def test_function_works_against_a_server_reporting_cockroachdb_version(cockroach_like_dsn, events_db, monkeypatch):
+    module, client = load_function(monkeypatch, DATABASE_URL=cockroach_like_dsn)
+    events_db.reset_statement_log()
+    assert client.get("/").status_code == 200
+    assert client.post("/", json={"kind": "crdb"}).status_code == 201
+    # The dialect saw the CockroachDB string and asked for the compatibility version.
+    assert "show server_version" in events_db.statements(user="crdb_app")
+    assert module.get_database().engine().dialect.server_version_info >= (13,)
+    module.get_database().dispose()
+
+
+@pytest.mark.parametrize("version, setting, expected", [
+    (COCKROACH_VERSION, "13.0.0", (13, 0, 0)),
+    ("CockroachDB OSS v23.1.11 (aarch64-unknown-linux-gnu, built 2023/09/27)", "13.0.0", (13, 0, 0)),
+    ("PostgreSQL 15.18 (Debian 15.18-0+deb12u1) on x86_64-pc-linux-gnu", None, (15, 18)),
+    ("PostgreSQL 18devel on x86_64", None, (18,)),
+])
+def test_server_version_is_parsed_for_both_databases(version, setting, expected):
+    assert parse_server_version(version, setting) == expected
+
+
+def test_unknown_version_string_is_a_clear_error():
+    with pytest.raises(ValueError, match="cannot determine the server version"):
+        parse_server_version("SomeDB 1.0")

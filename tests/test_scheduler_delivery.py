@@ -1,0 +1,89 @@
+"""Cloud Scheduler headers become an event whose id is the same on every retry."""
+
+import datetime
+
+import pytest
+from werkzeug.datastructures import Headers
+
+from app.events import parse_events
+from app.rejection import RequestRejected
+from app.scheduler import delivery_from_headers
+
+UTC = datetime.timezone.utc
+
+
+def scheduler_headers(job="nightly-report", time="2026-11-25T09:00:00.52Z"):
+    return Headers({"X-CloudScheduler-JobName": job, "X-CloudScheduler-ScheduleTime": time,
+                    "X-CloudScheduler": "true"})
+
+
+def test_ordinary_request_is_not_a_delivery():
+    assert delivery_from_headers(Headers({"Content-Type": "application/json"})) is None
+
+
+def test_delivery_event_is_kind_job_name_with_schedule_time():
+    [record] = parse_events(b"", delivery_from_headers(scheduler_headers()))
+    assert record.kind == "nightly-report"
+    assert record.scheduled_at == datetime.datetime(2026, 11, 25, 9, 0, 0, 520000, tzinfo=UTC)
+
+
+def test_retried_delivery_gets_the_same_id():
+    first = parse_events(b"", delivery_from_headers(scheduler_headers()))
+    retry = parse_events(b"", delivery_from_headers(scheduler_headers()))
+    assert first[0].id == retry[0].id
+
+
+def test_same_instant_in_another_offset_is_the_same_delivery():
+    utc = parse_events(b"", delivery_from_headers(scheduler_headers(time="2026-11-25T09:00:00Z")))
+    cet = parse_events(b"", delivery_from_headers(scheduler_headers(time="2026-11-25T10:00:00+01:00")))
+    assert utc[0].id == cet[0].id
+
+
+def test_other_run_or_other_job_gets_another_id():
+    base = parse_events(b"", delivery_from_headers(scheduler_headers()))[0].id
+    later = parse_events(b"", delivery_from_headers(scheduler_headers(time="2026-11-25T10:00:00Z")))[0].id
+    other = parse_events(b"", delivery_from_headers(scheduler_headers(job="other")))[0].id
+    assert len({base, later, other}) == 3
+
+
+def test_batch_delivery_ids_differ_per_event_and_repeat_on_retry():
+    body = b'[{"kind": "a"}, {"kind": "b"}]'
+    first = [r.id for r in parse_events(body, delivery_from_headers(scheduler_headers()))]
+    again = [r.id for r in parse_events(body, delivery_from_headers(scheduler_headers()))]
+    assert first == again and len(set(first)) == 2
+
+
+def test_body_fields_override_delivery_defaults():
+    body = b'{"kind": "custom", "id": "12345678-1234-5678-1234-567812345678"}'
+    [record] = parse_events(body, delivery_from_headers(scheduler_headers()))
+    assert (record.kind, record.id) == ("custom", "12345678-1234-5678-1234-567812345678")
+    assert record.scheduled_at is not None
+
+
+def test_many_fractional_digits_are_accepted():
+    delivery = delivery_from_headers(scheduler_headers(time="2026-11-25T09:00:00.123456789Z"))
+    assert delivery.schedule_time.microsecond == 123456
+
+
+@pytest.mark.parametrize("headers, names", [
+    (Headers({"X-CloudScheduler-JobName": "j"}), "without X-CloudScheduler-ScheduleTime"),
+    (Headers({"X-CloudScheduler-ScheduleTime": "2026-11-25T09:00:00Z"}), "without X-CloudScheduler-JobName"),
+    (scheduler_headers(time="yesterday"), "must be an RFC 3339 time"),
+    (scheduler_headers(time="2026-11-25 09:00:00"), "must be an RFC 3339 time"),
+    (scheduler_headers(time="2026-13-45T09:00:00Z"), "not a valid date"),
+    (scheduler_headers(job=""), "1 to 100 printable"),
+    (scheduler_headers(job="j" * 101), "1 to 100 printable"),
+    (Headers([("X-CloudScheduler-JobName", "a"), ("X-CloudScheduler-JobName", "b"),
+              ("X-CloudScheduler-ScheduleTime", "2026-11-25T09:00:00Z")]), "more than once"),
+])
+def test_forged_or_partial_headers_are_rejected(headers, names):
+    with pytest.raises(RequestRejected) as raised:
+        delivery_from_headers(headers)
+    assert raised.value.status == 400
+    assert names in raised.value.message
+
+
+def test_repeated_header_with_the_same_value_is_accepted():
+    headers = scheduler_headers()
+    headers.add("X-CloudScheduler-JobName", "nightly-report")
+    assert delivery_from_headers(headers).job_name == "nightly-report"
