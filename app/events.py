@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
+from decimal import Decimal
 from typing import Any
 
 from app.rejection import RequestRejected
@@ -73,11 +74,13 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _finite_float(literal: str) -> float:
-    value = float(literal)
-    if not math.isfinite(value):
+def _finite_float(literal: str) -> Decimal:
+    # Kept as the exact decimal that was sent (a float would turn 0.1000000000000000055
+    # into 0.1), but limited to what a double can hold, which most readers of
+    # the stored JSON (JavaScript, Python) will parse it into.
+    if not math.isfinite(float(literal)):
         raise ValueError(f"{literal} is out of range for a number")
-    return value
+    return Decimal(literal)
 
 
 def _event(item: Any, where: str, index: int, delivery: SchedulerDelivery | None) -> EventRecord:
@@ -123,13 +126,28 @@ def _payload_json(value: Any, where: str) -> str:
     if not isinstance(value, dict):
         raise RequestRejected(400, f"{where}payload must be a JSON object")
     _check_document(value, f"{where}payload")
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    text = _to_json(value)
     size = len(text.encode("utf-8"))
     if size > MAX_PAYLOAD_BYTES:
         raise RequestRejected(
             400, f"{where}payload is {size} bytes as JSON; the limit is {MAX_PAYLOAD_BYTES}"
         )
     return text
+
+
+def _to_json(value: Any) -> str:
+    """Compact JSON text, with numbers written exactly as they were sent.
+
+    (json.dumps cannot write a Decimal as a number.) Only called on documents
+    that passed _check_document, so the recursion depth is bounded.
+    """
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{_to_json(key)}:{_to_json(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_to_json(item) for item in value) + "]"
+    if isinstance(value, Decimal):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _check_document(document: Any, where: str) -> None:

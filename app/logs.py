@@ -52,11 +52,24 @@ class CloudLoggingFormatter(logging.Formatter):
         return scrub(json.dumps(entry, default=str, ensure_ascii=False))
 
 
+class StdoutHandler(logging.StreamHandler):
+    """Writes to whatever sys.stdout is at the time, not the one at start-up
+    (test runners and the framework's legacy mode replace it)."""
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def configure() -> None:
     """Send every logger's records to stdout as JSON lines (idempotent)."""
     root = logging.getLogger()
     if not any(isinstance(h.formatter, CloudLoggingFormatter) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stdout)
+        handler = StdoutHandler()
         handler.setFormatter(CloudLoggingFormatter())
         root.addHandler(handler)
     level = logging.getLevelName(os.environ.get("LOG_LEVEL", "INFO").strip().upper())

@@ -25,14 +25,30 @@ FUNCTION_ENV = ("DATABASE_URL", "DATABASE_URL_SECRET", "SECRET_MANAGER_EMULATOR_
                 "DB_POOL_SIZE", "DB_POOL_TIMEOUT", "DB_POOL_RECYCLE", "DB_TIMEOUT", "SECRET_TIMEOUT")
 
 
+_loaded_instances: list = []
+
+
 def load_function(monkeypatch, **env: str):
-    """(module, Flask test client) for a fresh instance of main.py with `env` set."""
+    """(module, Flask test client) for a fresh instance of main.py with `env` set.
+
+    Each call is a new "instance" with its own engine; `dispose_instances`
+    (an autouse fixture calls it after every test) closes their connections.
+    """
     for name in FUNCTION_ENV:
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     app = functions_framework.create_app(target="handler", source=str(ROOT / "main.py"))
-    return sys.modules["main"], app.test_client()
+    module = sys.modules["main"]
+    _loaded_instances.append(module)
+    return module, app.test_client()
+
+
+def dispose_instances() -> None:
+    while _loaded_instances:
+        module = _loaded_instances.pop()
+        if module._database is not None:
+            module._database.dispose()
 
 
 def free_port() -> int:
