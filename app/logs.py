@@ -68,7 +68,7 @@ class StdoutHandler(logging.StreamHandler):
 def configure() -> None:
     """Send every logger's records to stdout as JSON lines (idempotent)."""
     root = logging.getLogger()
-    if not any(isinstance(h.formatter, CloudLoggingFormatter) for h in root.handlers):
+    if not any(isinstance(h, StdoutHandler) for h in root.handlers):
         handler = StdoutHandler()
         handler.setFormatter(CloudLoggingFormatter())
         root.addHandler(handler)

@@ -28,6 +28,33 @@ FUNCTION_ENV = ("DATABASE_URL", "DATABASE_URL_SECRET", "SECRET_MANAGER_EMULATOR_
 _loaded_instances: list = []
 
 
+class OutputCapture:
+    """Everything the function said during one test: log lines and response bodies.
+
+    An autouse fixture starts a fresh capture per test and, at teardown, checks
+    that no known secret (passwords, DSNs, secret payloads) appears in any of it.
+    """
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.log_files: list[pathlib.Path] = []
+
+    def add(self, text: str) -> None:
+        self.texts.append(text)
+
+    def everything(self) -> list[str]:
+        files = [path.read_text(errors="replace") for path in self.log_files if path.exists()]
+        return self.texts + files
+
+
+capture = OutputCapture()
+
+
+def _record_response(response):
+    capture.add(response.get_data(as_text=True))
+    return response
+
+
 def load_function(monkeypatch, **env: str):
     """(module, Flask test client) for a fresh instance of main.py with `env` set.
 
@@ -39,6 +66,7 @@ def load_function(monkeypatch, **env: str):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     app = functions_framework.create_app(target="handler", source=str(ROOT / "main.py"))
+    app.after_request(_record_response)
     module = sys.modules["main"]
     _loaded_instances.append(module)
     return module, app.test_client()
@@ -74,6 +102,7 @@ class FunctionServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log_path = log_path
+        capture.log_files.append(log_path)
         base = {k: v for k, v in os.environ.items() if k not in FUNCTION_ENV}
         self._env = {**base, **env, "PYTHONUNBUFFERED": "1"}
         self._process: subprocess.Popen | None = None
@@ -118,9 +147,11 @@ class FunctionServer:
         request = urllib.request.Request(self.url, data=body, method=method, headers=headers or {})
         try:
             with urllib.request.urlopen(request, timeout=timeout) as reply:
-                return Response(reply.status, reply.headers, reply.read())
+                response = Response(reply.status, reply.headers, reply.read())
         except urllib.error.HTTPError as error:
-            return Response(error.code, error.headers, error.read())
+            response = Response(error.code, error.headers, error.read())
+        capture.add(response.body.decode(errors="replace"))
+        return response
 
     def log_lines(self) -> list[dict]:
         """The JSON lines the function wrote (other output, like gunicorn's, is skipped)."""

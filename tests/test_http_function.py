@@ -17,8 +17,8 @@ SCHEDULER_HEADERS = {
 
 
 @pytest.fixture(scope="module")
-def server(postgres_module_events, tmp_path_factory):
-    db = postgres_module_events
+def server(events_server, tmp_path_factory):
+    db = events_server
     with FunctionServer({"DATABASE_URL": db.dsn()}, tmp_path_factory.mktemp("ff") / "function.log") as running:
         yield running
 

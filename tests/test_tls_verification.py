@@ -13,8 +13,8 @@ def tls_dsn(server, host, ca_path, sslmode="verify-full"):
     return server.dsn(host=host, sslmode=sslmode, sslrootcert=str(ca_path))
 
 
-def test_verify_full_connects_with_the_right_ca_and_host(postgres_tls, monkeypatch):
-    server, tls = postgres_tls
+def test_verify_full_connects_with_the_right_ca_and_host(tls_events_server, monkeypatch):
+    server, tls = tls_events_server
     module, client = load_function(monkeypatch, DATABASE_URL=tls_dsn(server, "localhost", tls.ca_cert))
     assert client.get("/").status_code == 200
     assert client.post("/", json={"kind": "over-tls"}).status_code == 201
@@ -22,38 +22,38 @@ def test_verify_full_connects_with_the_right_ca_and_host(postgres_tls, monkeypat
     module.get_database().dispose()
 
 
-def test_verify_full_refuses_a_certificate_from_another_ca(postgres_tls, other_ca, monkeypatch):
-    server, _ = postgres_tls
+def test_verify_full_refuses_a_certificate_from_another_ca(tls_events_server, other_ca, monkeypatch):
+    server, _ = tls_events_server
     _, client = load_function(monkeypatch, DATABASE_URL=tls_dsn(server, "localhost", other_ca.cert_path))
     reply = client.post("/", json={"kind": "must-not-store"})
     assert reply.status_code == 503
     assert server.connection_count() == 0
 
 
-def test_verify_full_refuses_a_certificate_for_another_host_name(postgres_tls, monkeypatch, capsys):
-    server, tls = postgres_tls
+def test_verify_full_refuses_a_certificate_for_another_host_name(tls_events_server, monkeypatch, capsys):
+    server, tls = tls_events_server
     # The certificate names "localhost" only; 127.0.0.1 is the same server under another name.
     _, client = load_function(monkeypatch, DATABASE_URL=tls_dsn(server, "127.0.0.1", tls.ca_cert))
     assert client.post("/", json={"kind": "must-not-store"}).status_code == 503
     assert "certificate" in capsys.readouterr().out.lower()
 
 
-def test_verify_ca_accepts_the_other_host_name(postgres_tls, monkeypatch):
-    server, tls = postgres_tls
+def test_verify_ca_accepts_the_other_host_name(tls_events_server, monkeypatch):
+    server, tls = tls_events_server
     module, client = load_function(
         monkeypatch, DATABASE_URL=tls_dsn(server, "127.0.0.1", tls.ca_cert, sslmode="verify-ca"))
     assert client.get("/").status_code == 200
     module.get_database().dispose()
 
 
-def test_sslmode_disable_is_refused_by_a_tls_only_server(postgres_tls, monkeypatch):
-    server, _ = postgres_tls
+def test_sslmode_disable_is_refused_by_a_tls_only_server(tls_events_server, monkeypatch):
+    server, _ = tls_events_server
     _, client = load_function(monkeypatch, DATABASE_URL=server.dsn(host="localhost", sslmode="disable"))
     assert client.get("/").status_code == 503
 
 
-def test_dead_tls_connection_is_replaced_by_the_pre_ping(postgres_tls, monkeypatch):
-    server, tls = postgres_tls
+def test_dead_tls_connection_is_replaced_by_the_pre_ping(tls_events_server, monkeypatch):
+    server, tls = tls_events_server
     module, client = load_function(monkeypatch, DATABASE_URL=tls_dsn(server, "localhost", tls.ca_cert))
     assert client.post("/", json={"kind": "before"}).status_code == 201
     assert server.terminate_backends() == 1
