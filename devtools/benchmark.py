@@ -59,6 +59,11 @@ def timed(call: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
+def environment_without_database() -> dict[str, str]:
+    """This environment minus any database setting, so a child reads only what it is given."""
+    return {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DATABASE_URL_SECRET")}
+
+
 def event_body(count: int) -> bytes:
     events = [{"kind": "bench", "payload": {"source": "benchmark", "n": i}} for i in range(count)]
     return json.dumps(events[0] if count == 1 else events).encode()
@@ -72,9 +77,15 @@ class InProcessFunction:
         import functions_framework
         from werkzeug.test import EnvironBuilder
 
+        saved = dict(os.environ)
         os.environ.update(env)
-        functions_framework.create_app(target="handler", source=str(ROOT / "main.py"))
-        self.module = sys.modules["main"]
+        try:
+            functions_framework.create_app(target="handler", source=str(ROOT / "main.py"))
+            self.module = sys.modules["main"]
+            self.module.get_database()  # reads its settings now, while `env` is set
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
         self._builder = EnvironBuilder
         import flask
         self._request_class = flask.Request
@@ -190,7 +201,7 @@ class ServedFunction:
         self.process = subprocess.Popen(
             [str(pathlib.Path(sys.executable).with_name("functions-framework")), "--target", target,
              "--source", str(source), "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=ROOT, env={**os.environ, **env, "LOG_LEVEL": "WARNING"},
+            cwd=ROOT, env={**environment_without_database(), **env, "LOG_LEVEL": "WARNING"},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
 
@@ -267,7 +278,8 @@ def cold_start(dsn: str, runs: int) -> dict:
             hello_times.append(served.wait_first_success(b""))
             served.stop()
             probe = subprocess.run([sys.executable, "-m", "devtools.cold_start_probe"], cwd=ROOT,
-                                   env={**os.environ, **env}, capture_output=True, text=True, check=True)
+                                   env={**environment_without_database(), **env},
+                                   capture_output=True, text=True, check=True)
             phases.append(json.loads(probe.stdout.strip().splitlines()[-1]))
     finally:
         emulator.stop()
