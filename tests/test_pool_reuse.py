@@ -76,3 +76,14 @@ def test_warm_invocation_sends_the_ping_and_one_statement(events_db, monkeypatch
     assert len(statements) == 2, statements
     assert statements[0].strip() == ";"
     assert statements[1].startswith("INSERT INTO events")
+
+
+def test_pooled_connection_disables_nagles_algorithm(events_db, monkeypatch):
+    # pg8000 leaves it on; large batches would wait for delayed ACKs (see db/dialect.py).
+    import socket
+
+    module, client = load_function(monkeypatch, DATABASE_URL=events_db.dsn())
+    client.get("/")
+    with module.get_database().engine().connect() as connection:
+        sock = connection.connection.dbapi_connection._usock
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1

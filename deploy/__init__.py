@@ -1,0 +1,1 @@
+"""Deployment helpers for deploy.sh (standard library only; never uploaded)."""
