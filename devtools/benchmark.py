@@ -29,6 +29,7 @@ from typing import Callable
 import pg8000.dbapi
 
 from devtools.certs import make_ca, make_server_cert
+from devtools.latency_proxy import LatencyProxy
 from devtools.postgres import PostgresServer
 from devtools.secret_manager_emulator import SecretManagerEmulator
 
@@ -39,6 +40,8 @@ INSERT_ONE = (
     "ON CONFLICT (id) DO NOTHING RETURNING id"
 )
 PAYLOAD = json.dumps({"source": "benchmark", "n": 1})
+# Half of a same-region round trip between a Cloud Function and its database.
+SAME_REGION_ONE_WAY_DELAY = 0.00025
 
 
 # ---------------------------------------------------------------- helpers
@@ -115,9 +118,9 @@ def quiet_stdout():
             sys.stdout = saved
 
 
-def pg8000_connect(server: PostgresServer, ssl_context):
+def pg8000_connect(server: PostgresServer, ssl_context, port: int | None = None):
     return pg8000.dbapi.connect(user="app", password=server.app_password, host="localhost",
-                                port=server.port, database="app", ssl_context=ssl_context, timeout=10)
+                                port=port or server.port, database="app", ssl_context=ssl_context, timeout=10)
 
 
 # ---------------------------------------------------------------- measurements
@@ -138,12 +141,16 @@ def round_trips(server: PostgresServer, dsn_for: Callable[[str], str]) -> dict:
     return counts
 
 
-def warm_latency(server: PostgresServer, dsn: str, ssl_context, rounds: int, per_round: int) -> dict:
-    """One invocation, in process, next to the floor and two other patterns, interleaved."""
+def warm_latency(server: PostgresServer, dsn: str, ssl_context, rounds: int, per_round: int,
+                 port: int | None = None, naive_too: bool = True) -> dict:
+    """One invocation, in process, next to the floor and two other patterns, interleaved.
+    With `port`, every connection goes there (the latency proxy) instead of the server."""
+    if port is not None:
+        dsn = dsn.replace(f":{server.port}/", f":{port}/")
     function = InProcessFunction({"DATABASE_URL": dsn})
     body = event_body(1)
 
-    floor_conn = pg8000_connect(server, ssl_context)
+    floor_conn = pg8000_connect(server, ssl_context, port)
     floor_conn.autocommit = True
 
     def floor():
@@ -152,7 +159,7 @@ def warm_latency(server: PostgresServer, dsn: str, ssl_context, rounds: int, per
         cursor.execute(INSERT_ONE, (str(uuid.uuid4()), "bench", PAYLOAD, None))
         cursor.fetchall()
 
-    sample_conn = pg8000_connect(server, ssl_context)  # a pool of one, as in CockroachDB's sample
+    sample_conn = pg8000_connect(server, ssl_context, port)  # a pool of one, as in CockroachDB's sample
 
     def cockroach_sample():
         cursor = sample_conn.cursor()  # pg8000 sends BEGIN before the first statement
@@ -161,7 +168,7 @@ def warm_latency(server: PostgresServer, dsn: str, ssl_context, rounds: int, per
         sample_conn.commit()
 
     def naive():
-        connection = pg8000_connect(server, ssl_context)
+        connection = pg8000_connect(server, ssl_context, port)
         connection.autocommit = True
         cursor = connection.cursor()
         cursor.execute(INSERT_ONE, (str(uuid.uuid4()), "bench", PAYLOAD, None))
@@ -174,6 +181,9 @@ def warm_latency(server: PostgresServer, dsn: str, ssl_context, rounds: int, per
         "CockroachDB sample: pool of 1, BEGIN/INSERT/COMMIT": cockroach_sample,
         "naive: connect, INSERT, close": naive,
     }
+    if not naive_too:
+        del patterns["naive: connect, INSERT, close"]
+    ping_samples: list[float] = []
     samples: dict[str, list[float]] = {name: [] for name in patterns}
     with quiet_stdout():
         for call in patterns.values():  # warm every path once
@@ -182,12 +192,15 @@ def warm_latency(server: PostgresServer, dsn: str, ssl_context, rounds: int, per
             for name, call in patterns.items():
                 count = max(1, per_round // 10) if call is naive else per_round
                 samples[name].extend(timed(call) for _ in range(count))
+            ping_samples.extend(timed(lambda: floor_conn.cursor().execute(";")) for _ in range(10))
     floor_conn.close()
     sample_conn.close()
     function.close()
     floor_median = statistics.median(samples["floor: raw pg8000, ping + INSERT"])
-    return {name: {**summary_ms(values), "ratio_to_floor": round(statistics.median(values) / floor_median, 2)}
-            for name, values in samples.items()}
+    results = {name: {**summary_ms(values), "ratio_to_floor": round(statistics.median(values) / floor_median, 2)}
+               for name, values in samples.items()}
+    results["round_trip_ms"] = round(statistics.median(ping_samples) * 1000, 3)
+    return results
 
 
 class ServedFunction:
@@ -330,9 +343,12 @@ def markdown(results: dict) -> str:
     lines = [f"Machine: {results['machine']}", ""]
     lines += ["| round trips per warm invocation (statements on the server) | count |", "|---|---|"]
     lines += [f"| batch of {size} | {count} |" for size, count in results["round_trips"].items()]
-    lines += ["", "| warm invocation, in process | median ms | p99 ms | × floor |", "|---|---|---|---|"]
-    lines += [f"| {name} | {v['median_ms']} | {v['p99_ms']} | {v['ratio_to_floor']} |"
-              for name, v in results["warm_latency"].items()]
+    for key, title in (("warm_latency", "on loopback"), ("warm_latency_same_region", "same-region round trip")):
+        rtt = results[key]["round_trip_ms"]
+        lines += ["", f"| warm invocation, in process, {title} (ping {rtt} ms) | median ms | p99 ms | × floor |",
+                  "|---|---|---|---|"]
+        lines += [f"| {name} | {v['median_ms']} | {v['p99_ms']} | {v['ratio_to_floor']} |"
+                  for name, v in results[key].items() if isinstance(v, dict)]
     lines += ["", "| over HTTP (functions-framework) | median ms | p99 ms | × hello |", "|---|---|---|---|"]
     lines += [f"| {name} | {v['median_ms']} | {v['p99_ms']} | {v['ratio_to_hello']} |"
               for name, v in results["http"].items()]
@@ -387,6 +403,11 @@ def main(argv: list[str] | None = None) -> int:
             print("warm latency ...", file=sys.stderr)
             results["warm_latency"] = warm_latency(server, dsn, ssl_context, rounds=10,
                                                    per_round=int(200 * scale))
+            print("warm latency, same-region round trip ...", file=sys.stderr)
+            proxy = LatencyProxy(server.port, one_way_delay=SAME_REGION_ONE_WAY_DELAY).start()
+            results["warm_latency_same_region"] = warm_latency(
+                server, dsn, ssl_context, rounds=5, per_round=int(60 * scale), port=proxy.port, naive_too=False)
+            proxy.stop()
             print("HTTP latency ...", file=sys.stderr)
             results["http"] = http_latency(dsn, rounds=10, per_round=int(200 * scale))
             print("cold start ...", file=sys.stderr)
