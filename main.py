@@ -24,7 +24,7 @@ from app.rejection import RequestRejected
 from app.scheduler import delivery_from_headers
 from db import errors
 from db.database import Database
-from db.events import insert_events
+from db.events import EventRecord, insert_events
 from db.secret import DsnSource, SecretUnavailable
 from db.settings import ConfigurationError, Settings
 
@@ -110,7 +110,7 @@ def _ingest(request: flask.Request) -> tuple[int, dict, int]:
     records = parse_events(_read_body(request), delivery_from_headers(request.headers))
     # An id repeated inside one request is stored once (the first occurrence)
     # and counted as a duplicate.
-    first_by_id: dict[str, object] = {}
+    first_by_id: dict[str, EventRecord] = {}
     for record in records:
         first_by_id.setdefault(record.id, record)
     unique = list(first_by_id.values())
