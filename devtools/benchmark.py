@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
+import functools
 import json
 import os
 import pathlib
@@ -30,7 +30,7 @@ import pg8000.dbapi
 
 from devtools.certs import make_ca, make_server_cert
 from devtools.latency_proxy import LatencyProxy
-from devtools.postgres import PostgresServer
+from devtools.postgres import PostgresServer, free_port
 from devtools.secret_manager_emulator import SecretManagerEmulator
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -207,8 +207,6 @@ class ServedFunction:
     """`functions-framework` serving a target in a subprocess."""
 
     def __init__(self, target: str, source: pathlib.Path, env: dict[str, str]):
-        from tests.function_harness import free_port  # noqa: PLC0415 - shared helper
-
         self.port = free_port()
         self.started = time.perf_counter()
         self.process = subprocess.Popen(
@@ -264,7 +262,8 @@ def http_latency(dsn: str, rounds: int, per_round: int) -> dict:
 
     for _ in range(rounds):
         for name, (_, body) in served.items():
-            samples[name].extend(timed(lambda: post(clients[name], body)) for _ in range(per_round))
+            call = functools.partial(post, clients[name], body)
+            samples[name].extend(timed(call) for _ in range(per_round))
     for client in clients.values():
         client.close()
     for function, _ in served.values():

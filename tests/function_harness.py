@@ -20,6 +20,8 @@ import urllib.request
 
 import functions_framework
 
+from devtools.postgres import free_port  # noqa: F401 - re-exported for the tests
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 FUNCTION_ENV = ("DATABASE_URL", "DATABASE_URL_SECRET", "SECRET_MANAGER_EMULATOR_HOST",
                 "DB_POOL_SIZE", "DB_POOL_TIMEOUT", "DB_POOL_RECYCLE", "DB_TIMEOUT", "SECRET_TIMEOUT")
@@ -77,12 +79,6 @@ def dispose_instances() -> None:
         module = _loaded_instances.pop()
         if module._database is not None:
             module._database.dispose()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Response:

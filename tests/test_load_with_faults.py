@@ -96,7 +96,7 @@ def test_load_with_killed_connections_loses_and_duplicates_nothing(server, event
     statuses = collections.Counter(status for status, _ in results)
     lost = duplicated = stray = 0
     rows_checked = 0
-    for (body, ids, bad), (status, answer) in zip(plan, results):
+    for (_, ids, bad), (status, answer) in zip(plan, results, strict=True):
         if bad:
             assert status == 400, answer
         if status is not None and 200 <= status < 300:

@@ -4,8 +4,6 @@ Runs against Debian's PostgreSQL (built with OpenSSL) serving a certificate
 for "localhost" signed by a test CA.
 """
 
-import pytest
-
 from function_harness import load_function
 
 
