@@ -54,7 +54,7 @@ def test_wrong_password_in_an_unchanged_secret_is_a_503(events_db, secret_manage
     assert "not-the-password" not in capsys.readouterr().out
 
 
-def test_missing_secret_is_a_503_naming_the_secret_not_its_value(secret_manager, monkeypatch, capsys):
+def test_missing_secret_is_a_503_naming_the_secret_then_recovers(events_db, secret_manager, monkeypatch, capsys):
     _, client = load_function(monkeypatch, **{**secret_env(secret_manager), "DATABASE_URL_SECRET":
                                               f"projects/{PROJECT}/secrets/absent/versions/latest"})
     reply = client.post("/", json={"kind": "x"})
@@ -62,6 +62,10 @@ def test_missing_secret_is_a_503_naming_the_secret_not_its_value(secret_manager,
     assert reply.headers["Retry-After"]
     logged = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert any(f"projects/{PROJECT}/secrets/absent" in entry["message"] for entry in logged)
+    # Once the secret exists, the same instance reads it and serves.
+    secret_manager.put(PROJECT, "absent", events_db.dsn())
+    assert client.post("/", json={"kind": "x"}).status_code == 201
+    assert events_db.dsn() not in capsys.readouterr().out
 
 
 def test_unreachable_secret_manager_is_a_prompt_503_then_recovers(events_db, secret_manager, monkeypatch):
