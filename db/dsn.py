@@ -27,6 +27,7 @@ from sqlalchemy.engine import URL
 from db.dialect import DRIVERNAME
 from db.settings import ConfigurationError
 
+FUNCTION_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMES = ("postgresql", "postgres", "cockroachdb")
 SSLMODES = ("disable", "require", "verify-ca", "verify-full")
 # Query parameters understood here; anything else is a configuration error, so
@@ -173,7 +174,15 @@ def _readable_file(parameter: str, value: str | None) -> str | None:
     """
     if not value or (parameter == "sslrootcert" and value == "system"):
         return None
-    path = os.path.expanduser(value)
+    # Relative paths are relative to the function's own directory (where main.py
+    # is), whatever the working directory, so a CA shipped with the code is found.
+    path = os.path.join(FUNCTION_ROOT, os.path.expanduser(value))
     if not os.path.isfile(path) or not os.access(path, os.R_OK):
-        raise ConfigurationError(f"{parameter}: cannot read file {path!r}")
+        hint = ""
+        if parameter == "sslrootcert":
+            # The console's DSN names a CA file on the developer's machine.
+            hint = ("; a deployed function has only its own files: ship the CA with it "
+                    "(e.g. db/certs/ca.crt, a path relative to main.py) or, for a certificate "
+                    "the system trusts, use sslrootcert=system")
+        raise ConfigurationError(f"{parameter}: cannot read file {path!r}{hint}")
     return path

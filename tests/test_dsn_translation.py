@@ -84,6 +84,22 @@ def test_application_name_and_cluster_options_are_passed_to_pg8000():
     assert target.connect_args["startup_params"] == {"options": "--cluster=my-cluster-123"}
 
 
+def test_relative_sslrootcert_is_relative_to_the_functions_directory(ca_file, monkeypatch, tmp_path):
+    import os
+
+    from db.dsn import FUNCTION_ROOT
+
+    monkeypatch.chdir(tmp_path)  # not the function's directory
+    relative = os.path.relpath(ca_file, FUNCTION_ROOT)
+    context = parse_dsn(f"postgresql://u:p@db.example.com/x?sslrootcert={relative}").connect_args["ssl_context"]
+    assert context.verify_mode == ssl.CERT_REQUIRED
+
+
+def test_missing_ca_file_error_says_how_to_ship_one():
+    with pytest.raises(ConfigurationError, match="ship the CA with it"):
+        parse_dsn("postgresql://u:p@db.example.com/x?sslmode=verify-full&sslrootcert=$HOME/.postgresql/root.crt")
+
+
 def test_sslrootcert_system_means_the_system_store():
     context = parse_dsn("postgresql://u:p@db.example.com/x?sslmode=verify-full&sslrootcert=system").connect_args["ssl_context"]
     assert context.verify_mode == ssl.CERT_REQUIRED
