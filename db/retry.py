@@ -24,6 +24,9 @@ T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 
+ISOLATION_LEVELS = ("SERIALIZABLE", "REPEATABLE READ", "READ COMMITTED")
+
+
 def run_transaction(
     connection: Connection,
     work: Callable[[Connection], T],
@@ -35,18 +38,26 @@ def run_transaction(
 ) -> T:
     """Run `work(connection)` in a transaction, retrying serialization failures.
 
-    `work` may run more than once, so it must not have side effects outside
-    the transaction. The last 40001 is raised when `max_attempts` are spent.
+    `connection` comes from the function's AUTOCOMMIT engine, so the transaction
+    is opened and ended with plain BEGIN and COMMIT: two round trips, and no
+    session setting left behind on the pooled connection (changing the
+    connection's isolation level through SQLAlchemy costs more statements and
+    leaves the session's default isolation changed). `work` may run more than
+    once, so it must have no side effects outside the transaction. The last
+    40001 is raised when `max_attempts` are spent.
     """
     if max_attempts < 1:
         raise ValueError("max_attempts must be at least 1")
-    # The engine is AUTOCOMMIT; an explicit transaction needs a real isolation level.
-    tx_connection = connection.execution_options(isolation_level=isolation_level)
+    if isolation_level not in ISOLATION_LEVELS:
+        raise ValueError(f"isolation_level must be one of {', '.join(ISOLATION_LEVELS)}")
     for attempt in range(1, max_attempts + 1):
+        connection.exec_driver_sql(f"BEGIN TRANSACTION ISOLATION LEVEL {isolation_level}")
         try:
-            with tx_connection.begin():
-                return work(tx_connection)
+            result = work(connection)
+            connection.exec_driver_sql("COMMIT")  # CockroachDB may report 40001 here too
+            return result
         except sqlalchemy.exc.DBAPIError as err:
+            _roll_back(connection)
             if errors.sqlstate(err) != errors.SERIALIZATION_FAILURE or attempt == max_attempts:
                 raise
             # Full jitter: concurrent transactions that conflicted once should
@@ -55,4 +66,15 @@ def run_transaction(
             logger.info("serialization failure, attempt %d of %d; retrying in %.3f s",
                         attempt, max_attempts, delay)
             time.sleep(delay)
+        except BaseException:
+            _roll_back(connection)
+            raise
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _roll_back(connection: Connection) -> None:
+    """End the failed transaction; if the connection itself is gone, the original error matters."""
+    try:
+        connection.exec_driver_sql("ROLLBACK")
+    except sqlalchemy.exc.DBAPIError:
+        pass

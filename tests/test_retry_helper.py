@@ -79,3 +79,22 @@ def test_backoff_stays_within_its_cap(engine, monkeypatch):
         run_transaction(connection, work, max_attempts=8, initial_backoff=0.1, max_backoff=0.5)
     assert len(delays) == 7
     assert all(0 <= delay <= 0.5 for delay in delays)
+
+
+def test_pooled_connection_is_left_as_it_was_found(engine):
+    # The hot path relies on AUTOCOMMIT and the session's own default isolation.
+    show = "SHOW default_transaction_isolation"
+    with engine.connect() as connection:
+        before = connection.exec_driver_sql(show).scalar()
+        run_transaction(connection, lambda c: c.execute(text("SELECT 1")).scalar())
+    with engine.connect() as connection:
+        assert connection.connection.dbapi_connection.autocommit is True
+        assert connection.exec_driver_sql(show).scalar() == before
+        assert connection.connection.dbapi_connection._in_transaction is False  # pg8000 state
+
+
+def test_transaction_costs_only_begin_and_commit(engine, events_db):
+    with engine.connect() as connection:
+        events_db.reset_statement_log()
+        run_transaction(connection, lambda c: c.execute(text("SELECT 1")).scalar())
+    assert [s.split()[0].upper() for s in events_db.statements()] == ["BEGIN", "SELECT", "COMMIT"]
