@@ -23,10 +23,13 @@ _secrets_lock = threading.Lock()
 
 
 def redact(value: str) -> None:
-    """Never let `value` (nor its percent-encoded form) appear in a log line."""
+    """Never let `value` appear in a log line: as is, percent-encoded (inside a
+    DSN), or escaped for JSON (lines are scrubbed after encoding)."""
     if value:
+        forms = {value, quote(value, safe="")}
+        forms |= {json.dumps(form, ensure_ascii=False)[1:-1] for form in forms}
         with _secrets_lock:
-            _secrets.update({value, quote(value, safe="")})
+            _secrets.update(forms)
 
 
 def scrub(text: str) -> str:

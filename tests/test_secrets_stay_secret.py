@@ -35,3 +35,14 @@ def test_database_fault_logs_name_the_error_not_the_credentials(events_db, monke
     out = capsys.readouterr().out
     assert "password authentication failed" in out
     assert "wrong-Passw0rd" not in out and "Traceback" not in out
+
+
+def test_secrets_with_json_special_characters_are_scrubbed_too(capsys):
+    from app import logs
+
+    logs.configure()
+    secret = 'pa"ss\\word'
+    logs.redact(secret)
+    logging.getLogger("some.library").warning("value=%s", secret)
+    [line] = [l for l in capsys.readouterr().out.splitlines() if "some.library" in l]
+    assert json.loads(line)["message"] == "value=[redacted]"
