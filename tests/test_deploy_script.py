@@ -107,6 +107,25 @@ def test_dry_run_prints_every_command_and_never_the_dsn():
     assert f"--region {REGION}" in result.stdout
 
 
+def test_dsn_from_stdin_picks_the_region_and_is_never_printed():
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    result = deploy(env, "--project", PROJECT, "--dsn-stdin", "--dry-run", stdin=DSN + "\n")
+    assert result.returncode == 0, result.stderr
+    assert f"region: {REGION}" in result.stdout
+    assert "secrets versions add" in result.stdout
+    assert PASSWORD not in result.stdout + result.stderr
+
+
+def test_cluster_without_region_in_its_host_needs_region_or_cluster_region():
+    dsn = f"postgresql://u:{PASSWORD}@events.cockroachlabs.cloud:26257/defaultdb"
+    result = deploy({**os.environ, "DATABASE_URL": dsn}, "--project", PROJECT, "--dry-run")
+    assert result.returncode == 2
+    assert "set REGION" in result.stderr and "CLUSTER_REGION" in result.stderr
+    named = deploy({**os.environ, "DATABASE_URL": dsn}, "--project", PROJECT, "--dry-run",
+                   "--cluster-region", "gcp-europe-west1")
+    assert named.returncode == 0 and "--region europe-west1" in named.stdout
+
+
 def test_first_run_succeeds_and_second_run_updates_in_place(two_runs):
     standin, first, second, first_count = two_runs
     assert first.returncode == 0, first.stderr[-2000:]
