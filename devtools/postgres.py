@@ -14,6 +14,7 @@ every statement) to a file that the counting helpers read.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import glob
 import importlib.util
 import json
@@ -188,12 +189,21 @@ class PostgresServer:
             self._root = None
 
     def restart(self, mode: str = "fast") -> None:
-        temporary, self._temporary = self._temporary, False  # keep the data across the restart
+        with self.stopped(mode):
+            pass
+
+    @contextlib.contextmanager
+    def stopped(self, mode: str = "fast"):
+        """The server down (its data kept) for the `with` block, up again after it."""
+        temporary, self._temporary = self._temporary, False  # keep the data while it is down
         try:
             self.stop(mode)
         finally:
             self._temporary = temporary
-        self.start()
+        try:
+            yield self
+        finally:
+            self.start()
 
     def pause(self) -> None:
         """SIGSTOP the server and its backends: TCP connections are still accepted by
