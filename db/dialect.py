@@ -8,11 +8,11 @@ Two gaps in the stock `postgresql+pg8000` dialect matter for a serverless functi
    Here the server version comes from `server_version`, which CockroachDB sets to
    the PostgreSQL version it is compatible with.
 
-2. pg8000 lets some socket errors escape as bare OSError (ConnectionResetError
-   when the server ended the backend, ssl errors, TimeoutError). SQLAlchemy only
-   recognises DB-API exceptions, so a dead pooled connection makes the pre-ping
-   raise instead of reconnecting, and a connection that died mid-statement is put
-   back in the pool. Translating them into pg8000's InterfaceError("network
+2. pg8000 lets some socket errors escape as bare OSError (seen: TimeoutError and
+   ssl errors while connecting; reported: ConnectionResetError from the pre-ping
+   of a connection the server ended). SQLAlchemy only recognises DB-API
+   exceptions, so such a pre-ping raises instead of reconnecting, and a
+   connection that died mid-statement would be put back in the pool. Translating them into pg8000's InterfaceError("network
    error"), which the dialect already treats as a disconnect, lets SQLAlchemy's
    own machinery invalidate the connection and open a fresh one. Closing a
    connection the server already ended is quietly accepted.
