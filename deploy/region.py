@@ -116,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the cluster's (primary) region, e.g. gcp-us-east1, when the host does not say")
     args = parser.parse_args(argv)
     try:
-        host = host_from_dsn(sys.stdin.read()) if args.dsn_stdin else args.host
+        dsn = sys.stdin.read().strip() if args.dsn_stdin else ""
+        # No DSN is fine when REGION or CLUSTER_REGION says where to go.
+        host = host_from_dsn(dsn) if dsn else args.host
         choice = choose(host, args.region or None, args.cluster_region or None)
     except RegionError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -126,6 +126,14 @@ def test_cluster_without_region_in_its_host_needs_region_or_cluster_region():
     assert named.returncode == 0 and "--region europe-west1" in named.stdout
 
 
+def test_explicit_region_needs_no_dsn():
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    result = deploy(env, "--project", PROJECT, "--region", "europe-west1", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "--region europe-west1" in result.stdout
+    assert "secrets versions add" not in result.stdout  # nothing to store
+
+
 def test_first_run_succeeds_and_second_run_updates_in_place(two_runs):
     standin, first, second, first_count = two_runs
     assert first.returncode == 0, first.stderr[-2000:]
