@@ -1,8 +1,17 @@
 """Test certificate authorities and server certificates, made with `cryptography`.
 
-For TLS tests and the benchmark: a CA, a server certificate it signs for the
-names a test chooses (so a test can connect under a name the certificate does
-not carry), and as many unrelated CAs as "wrong CA" tests need.
+TLS tests need a server certificate that chains to a CA the test controls, for
+host names the test chooses (so it can also connect under a name the
+certificate does not carry), and a second, unrelated CA to show that a client
+really verifies the chain. Everything is written as PEM files, because that is
+what PostgreSQL's `ssl_cert_file` and a client's `sslrootcert` take.
+
+    ca = make_ca(directory, "test-ca")
+    tls = make_server_cert(ca, directory, hostnames=["localhost"])
+    stranger = make_ca(directory, "unrelated-ca")   # for "wrong CA" tests
+
+Keys are ECDSA P-256: small, fast to generate, accepted by OpenSSL 3, Python's
+ssl module and PostgreSQL alike.
 """
 
 from __future__ import annotations
@@ -10,88 +19,139 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import ipaddress
+import os
 import pathlib
+from typing import Iterable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+DEFAULT_HOSTNAMES = ("localhost", "127.0.0.1")
 
 
 @dataclasses.dataclass(frozen=True)
 class CertificateAuthority:
+    """A CA that can sign server certificates; `cert_path` is what clients trust."""
+
     name: str
     cert_path: pathlib.Path
+    key_path: pathlib.Path
     certificate: x509.Certificate
     key: ec.EllipticCurvePrivateKey
 
 
 @dataclasses.dataclass(frozen=True)
 class TlsFiles:
-    """What a TLS server needs, and the CA file its clients trust."""
+    """What a TLS server needs (certificate and key) and the CA file its clients trust."""
 
     ca_cert: pathlib.Path
     server_cert: pathlib.Path
     server_key: pathlib.Path
 
 
-def _validity() -> tuple[datetime.datetime, datetime.datetime]:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    return now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=2)
+def make_ca(directory: str | os.PathLike, name: str = "devtools-test-ca", *,
+            valid_days: int = 7) -> CertificateAuthority:
+    """A new self-signed CA, written to DIRECTORY/NAME.crt and DIRECTORY/NAME.key.
 
-
-def make_ca(directory: pathlib.Path, name: str) -> CertificateAuthority:
-    """A self-signed CA; its certificate is written to DIRECTORY/NAME.crt."""
+    Each call makes an unrelated CA (a fresh key), which is all a "wrong CA"
+    test needs.
+    """
+    directory = pathlib.Path(directory)
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    not_before, not_after = _validity()
+    not_before, not_after = _validity(valid_days)
     certificate = (
         x509.CertificateBuilder()
-        .subject_name(subject).issuer_name(subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(not_before).not_valid_after(not_after)
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(_key_usage(key_cert_sign=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
-    directory.mkdir(parents=True, exist_ok=True)
-    cert_path = directory / f"{name}.crt"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    return CertificateAuthority(name, cert_path, certificate, key)
+    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
+    _write_certificate(cert_path, certificate)
+    _write_private_key(key_path, key)
+    return CertificateAuthority(name, cert_path, key_path, certificate, key)
 
 
-def make_server_cert(ca: CertificateAuthority, directory: pathlib.Path,
-                     hostnames: tuple[str, ...] | list[str] = ("localhost", "127.0.0.1")) -> TlsFiles:
-    """A server certificate signed by `ca`, valid for exactly `hostnames` (DNS names or IPs)."""
+def make_server_cert(ca: CertificateAuthority, directory: str | os.PathLike,
+                     hostnames: Iterable[str] = DEFAULT_HOSTNAMES, *, name: str | None = None,
+                     valid_days: int = 7) -> TlsFiles:
+    """A server certificate signed by `ca`, valid for exactly `hostnames`.
+
+    Each host name becomes a subjectAltName: an IP address entry when it parses
+    as one (clients match IPs only against those), else a DNS entry. The files
+    are DIRECTORY/NAME.crt and DIRECTORY/NAME.key (mode 0600), NAME defaulting
+    to "<ca name>-server".
+    """
+    hostnames = list(hostnames)
+    if not hostnames:
+        raise ValueError("a server certificate needs at least one host name")
+    directory = pathlib.Path(directory)
     key = ec.generate_private_key(ec.SECP256R1())
-    names = []
-    for hostname in hostnames:
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(hostname)))
-        except ValueError:
-            names.append(x509.DNSName(hostname))
-    not_before, not_after = _validity()
+    not_before, not_after = _validity(valid_days)
     certificate = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0])]))
         .issuer_name(ca.certificate.subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(not_before).not_valid_after(not_after)
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.SubjectAlternativeName([_general_name(h) for h in hostnames]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
+        .add_extension(_key_usage(digital_signature=True), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
+                       critical=False)
         .sign(ca.key, hashes.SHA256())
     )
-    directory.mkdir(parents=True, exist_ok=True)
-    stem = f"server-{ca.name}"
+    stem = name or f"{ca.name}-server"
     cert_path, key_path = directory / f"{stem}.crt", directory / f"{stem}.key"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    key_path.chmod(0o600)
+    _write_certificate(cert_path, certificate)
+    _write_private_key(key_path, key)
     return TlsFiles(ca_cert=ca.cert_path, server_cert=cert_path, server_key=key_path)
+
+
+def _validity(days: int) -> tuple[datetime.datetime, datetime.datetime]:
+    # A few minutes in the past, so a clock a little behind still accepts it.
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=days)
+
+
+def _key_usage(digital_signature: bool = False, key_cert_sign: bool = False) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=digital_signature, key_cert_sign=key_cert_sign, crl_sign=key_cert_sign,
+        content_commitment=False, key_encipherment=False, data_encipherment=False,
+        key_agreement=False, encipher_only=False, decipher_only=False)
+
+
+def _general_name(hostname: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(hostname))
+    except ValueError:
+        return x509.DNSName(hostname)
+
+
+def _write_certificate(path: pathlib.Path, certificate: x509.Certificate) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+
+
+def _write_private_key(path: pathlib.Path, key: ec.EllipticCurvePrivateKey) -> None:
+    """Created 0600 from the start: never readable by others, not even briefly."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(pem)
+    os.chmod(path, 0o600)  # an existing file keeps its mode through O_CREAT

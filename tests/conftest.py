@@ -1,13 +1,19 @@
-"""Shared fixtures: real servers the tests start themselves.
+"""Shared fixtures: real servers that the tests start themselves (no mocks).
 
-- postgres: PostgreSQL with SCRAM authentication on a free port (session-wide)
-- postgres_tls: Debian's PostgreSQL serving TLS with a certificate for "localhost"
-  from a test CA; other_ca is a CA that did not sign it
-- secret_manager: a local server speaking the Secret Manager API
+- postgres: PostgreSQL (Debian's build if installed, else the embedded wheel's),
+  SCRAM authentication, statements logged; one per test session.
+- postgres_tls: (server, TlsFiles): Debian's PostgreSQL accepting TLS only,
+  with a certificate for "localhost" from the `test_ca`; `other_ca` is an
+  unrelated CA, for "wrong CA" tests.
+- secret_manager: a local server speaking the Secret Manager gRPC API, emptied
+  before each test.
+- clean_env: none of the function's configuration variables set.
 
 Application fixtures (the events table, function instances, leak checks) live
 in app_fixtures.py.
 """
+
+from __future__ import annotations
 
 import os
 
@@ -18,30 +24,45 @@ from devtools.certs import make_ca, make_server_cert
 from devtools.postgres import PostgresServer, debian_bindir
 from devtools.secret_manager_emulator import SecretManagerEmulator
 
+# The function's configuration: a test that sets some of these starts from none.
+FUNCTION_ENV_VARS = ("DATABASE_URL", "DATABASE_URL_SECRET", "SECRET_MANAGER_EMULATOR_HOST")
+FUNCTION_ENV_PREFIXES = ("DB_",)
+
+
+def on_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
 
 @pytest.fixture(scope="session")
 def postgres():
-    # Statements are logged so tests can count what the function sends.
+    """The session's PostgreSQL server; statements are logged so tests can count them."""
     with PostgresServer(log_statements=True) as server:
         yield server
 
 
 @pytest.fixture(scope="session")
 def test_ca(tmp_path_factory):
+    """The CA that signs postgres_tls's certificate."""
     return make_ca(tmp_path_factory.mktemp("ca"), "events-test-ca")
 
 
 @pytest.fixture(scope="session")
 def other_ca(tmp_path_factory):
+    """A CA that signed nothing the servers present."""
     return make_ca(tmp_path_factory.mktemp("other-ca"), "unrelated-ca")
 
 
 @pytest.fixture(scope="session")
 def postgres_tls(test_ca, tmp_path_factory):
-    """(server, TlsFiles): TLS only (hostssl), certificate valid for "localhost" only."""
+    """(server, TlsFiles): TLS connections only (hostssl), certificate for "localhost" only.
+
+    Needs Debian's PostgreSQL (the embedded wheel's has no OpenSSL): skipped
+    without it, except on CI, where a missing TLS test is a failure.
+    """
     if debian_bindir() is None:
-        message = "TLS tests need Debian's PostgreSQL (built with OpenSSL): apt-get install postgresql"
-        if os.environ.get("CI"):
+        message = ("TLS tests need Debian's PostgreSQL, built with OpenSSL "
+                   "(apt-get install postgresql; scripts/test.sh does it as root)")
+        if on_ci():
             pytest.fail(message)
         pytest.skip(message)
     tls = make_server_cert(test_ca, tmp_path_factory.mktemp("tls"), hostnames=["localhost"])
@@ -57,8 +78,19 @@ def _secret_manager_server():
 
 @pytest.fixture
 def secret_manager(_secret_manager_server):
-    """The emulator, emptied and with its counters reset for each test."""
-    _secret_manager_server.reset()
-    yield _secret_manager_server
-    if _secret_manager_server._server is None:  # a test stopped it and failed before restarting
-        _secret_manager_server.start()
+    """The session's Secret Manager emulator: no secrets, faults or counts at the start of each test."""
+    emulator = _secret_manager_server
+    emulator.start()  # a test that stopped it may have failed before starting it again
+    emulator.reset()
+    yield emulator
+    emulator.clear_faults()
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    """No DATABASE_URL, DATABASE_URL_SECRET, SECRET_MANAGER_EMULATOR_HOST or DB_* in the
+    environment (restored after the test); the monkeypatch, to set some."""
+    for name in list(os.environ):
+        if name in FUNCTION_ENV_VARS or name.startswith(FUNCTION_ENV_PREFIXES):
+            monkeypatch.delenv(name)
+    return monkeypatch
