@@ -13,10 +13,10 @@ import sys
 import sqlalchemy.exc
 
 from db.database import Database
-from db.errors import server_message
+from db.errors import ConfigurationError, SecretUnavailable, server_message
 from db.migrate import migrate
-from db.secret import DsnSource, SecretUnavailable
-from db.settings import ConfigurationError, Settings
+from db.secret import DsnSource
+from db.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         settings = Settings.from_environment()
-        database = Database(settings, DsnSource.from_environment(settings.secret_timeout))
+        database = Database(settings, DsnSource.from_settings(settings))
     except ConfigurationError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,9 +1,9 @@
 """The per-instance engine: built once, on first use, shared by every request.
 
 CockroachDB's serverless best practice, as SQLAlchemy settings: a pool that
-persists across invocations (the engine lives in a module-level global, outside
-the handler), one connection per request served at once, no idle minimum, a
-30-minute maximum lifetime, and a health check before each use.
+persists across invocations (core.runtime keeps this object for the instance's
+life, outside the handler), one connection per request served at once, no idle
+minimum, a 30-minute maximum lifetime, and a health check before each use.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sqlalchemy
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from db import errors
+from db import errors, stats
 from db.dsn import parse_dsn
 from db.secret import DsnSource
 from db.settings import Settings
@@ -25,13 +25,19 @@ from db.settings import Settings
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
-# Re-read the secret at most this often when the password is rejected, so a
-# wrong secret does not turn every request into a Secret Manager call.
-SECRET_REFRESH_INTERVAL = 1.0
+# The server ends a statement at this fraction of DB_TIMEOUT, so its error
+# reaches the client before the client's socket timeout gives up on the
+# connection. A statement the client abandoned would otherwise run on (and
+# commit) after the caller was told 503, on a backend outside the pool's count.
+STATEMENT_TIMEOUT_FRACTION = 0.8
+
+
+def statement_timeout_ms(settings: Settings) -> int:
+    return int(settings.db_timeout * STATEMENT_TIMEOUT_FRACTION * 1000)
 
 
 class Database:
-    """An engine built lazily from a DSN source, rebuilt if the password rotates."""
+    """An engine built lazily from a DSN source, rebuilt if the DSN changes."""
 
     def __init__(self, settings: Settings, source: DsnSource,
                  on_secret: Callable[[str], None] = lambda value: None):
@@ -43,8 +49,8 @@ class Database:
         self._lock = threading.Lock()
         self._engine: Engine | None = None
         self._dsn: str | None = None
-        self._refreshed_at = float("-inf")
-        self._opened = threading.local()
+        self._read_at = float("-inf")
+        self._failure: Exception | None = None
         self.connections_opened = 0
 
     def engine(self) -> Engine:
@@ -52,40 +58,59 @@ class Database:
         if engine is None:
             with self._lock:
                 if self._engine is None:
-                    self._engine = self._build(self._read_dsn())
+                    self._engine = self._build_from_source()
                 engine = self._engine
         return engine
 
-    def run(self, work: Callable[[Connection], T]) -> T:
-        """Run `work` on a pooled connection.
+    def run(self, work: Callable[[Connection], T], run_stats: stats.RunStats | None = None) -> T:
+        """Run `work` on a pooled connection; `run_stats` collects what it cost.
 
-        If the database rejects the password and the DSN comes from Secret
-        Manager, read the secret again; if it changed, rebuild the engine and
-        run `work` once more (the failure happened while connecting, before
-        `work` sent anything, so running it again is safe).
+        If the database refuses the connection string (a rejected password, a
+        database that does not exist) and the DSN can be read again, read it; if
+        it changed, rebuild the engine and run `work` once more (the failure
+        happened while connecting, before `work` sent anything, so running it
+        again is safe).
         """
         engine = self.engine()
         try:
-            return self._run_on(engine, work)
+            return self._run_on(engine, work, run_stats)
         except sqlalchemy.exc.DBAPIError as err:
-            if not (errors.is_authentication_failure(err) and self._refresh(engine)):
+            if not (errors.is_dsn_refused(err) and self._refresh(engine)):
                 raise
-        return self._run_on(self.engine(), work)
-
-    def opened_connection(self) -> bool:
-        """Whether this thread's last `run` opened a new server connection."""
-        return getattr(self._opened, "flag", False)
+        return self._run_on(self.engine(), work, run_stats)
 
     def dispose(self) -> None:
+        """Close every pooled connection cleanly (a Terminate message, then the socket)."""
         with self._lock:
             if self._engine is not None:
                 self._engine.dispose()
                 self._engine = None
 
-    def _run_on(self, engine: Engine, work: Callable[[Connection], T]) -> T:
-        self._opened.flag = False
-        with engine.connect() as connection:
-            return work(connection)
+    def _run_on(self, engine: Engine, work: Callable[[Connection], T],
+                run_stats: stats.RunStats | None) -> T:
+        token = stats.current.set(run_stats if run_stats is not None else stats.RunStats())
+        try:
+            started = time.perf_counter()
+            with engine.connect() as connection:
+                record = stats.current.get()
+                if record is not None:
+                    record.checkout_ms = round((time.perf_counter() - started) * 1000, 3)
+                return work(connection)
+        finally:
+            stats.current.reset(token)
+
+    def _build_from_source(self) -> Engine:
+        """Read the DSN and build the engine; an unusable DSN is retried at most every few seconds."""
+        if self._failure is not None and time.monotonic() - self._read_at < self.settings.secret_retry_interval:
+            raise type(self._failure)(str(self._failure))
+        self._read_at = time.monotonic()
+        try:
+            engine = self._build(self._read_dsn())
+        except (errors.ConfigurationError, errors.SecretUnavailable) as err:
+            self._failure = err
+            raise
+        self._failure = None
+        return engine
 
     def _read_dsn(self) -> str:
         dsn = self._source.read()
@@ -93,22 +118,22 @@ class Database:
         return dsn
 
     def _refresh(self, failed: Engine) -> bool:
-        """Re-read a secret DSN after a rejected password; True if the engine changed."""
-        if not self._source.from_secret:
+        """Re-read the DSN after the database refused it; True if the engine changed."""
+        if not self._source.rereadable:
             return False
         with self._lock:
             if self._engine is not failed:
                 return True  # another request already rebuilt it
-            if time.monotonic() - self._refreshed_at < SECRET_REFRESH_INTERVAL:
+            if time.monotonic() - self._read_at < self.settings.secret_retry_interval:
                 return False
-            self._refreshed_at = time.monotonic()
+            self._read_at = time.monotonic()
             dsn = self._read_dsn()
             if dsn == self._dsn:
-                logger.warning("the database rejected the password and secret %s has not changed",
-                               self._source.secret_name)
+                logger.warning("the database refused the connection string and %s has not changed",
+                               self._source.describe())
                 return False
-            logger.warning("the database rejected the password; using the new value of secret %s",
-                           self._source.secret_name)
+            logger.warning("the database refused the connection string; using the new value of %s",
+                           self._source.describe())
             self._engine = self._build(dsn)
         failed.dispose()
         return True
@@ -118,9 +143,17 @@ class Database:
         if target.url.password:
             self._on_secret(target.url.password)
         settings = self.settings
+        connect_args = dict(target.connect_args)
+        # Set at connection start-up (pg8000's startup message carries it), so it
+        # costs no statement and no round trip; CockroachDB and PostgreSQL both
+        # read session settings from the `options` startup parameter's `-c`.
+        startup = dict(connect_args.get("startup_params", {}))
+        timeout = f"-c statement_timeout={statement_timeout_ms(settings)}"
+        startup["options"] = f"{startup['options']} {timeout}" if startup.get("options") else timeout
+        connect_args["startup_params"] = startup
         engine = sqlalchemy.create_engine(
             target.url,
-            connect_args={**target.connect_args, "timeout": settings.db_timeout},
+            connect_args={**connect_args, "timeout": settings.db_timeout},
             # One connection per request served at once (DB_POOL_SIZE must equal
             # the function's concurrency, 1 by default); opened on demand, so no
             # idle connections are held open for an instance that is never used.
@@ -150,7 +183,4 @@ class Database:
         return engine
 
     def _count_connection(self, dbapi_connection: object, record: object) -> None:
-        # The pool opens connections on the thread that checks one out, so a
-        # thread-local flag tells exactly which request paid for a new one.
-        self._opened.flag = True
         self.connections_opened += 1

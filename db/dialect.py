@@ -1,6 +1,6 @@
-"""SQLAlchemy's pg8000 dialect, made to work on CockroachDB and to fail cleanly.
+"""SQLAlchemy's pg8000 dialect, made to work on CockroachDB, to fail cleanly and to save round trips.
 
-Two gaps in the stock `postgresql+pg8000` dialect matter for a serverless function:
+Four things about the stock `postgresql+pg8000` dialect matter for a serverless function:
 
 1. CockroachDB's `version()` says "CockroachDB CCL v24.3.1 (...)", which the
    PostgreSQL dialect cannot parse: it raises AssertionError on the first
@@ -19,6 +19,18 @@ Two gaps in the stock `postgresql+pg8000` dialect matter for a serverless functi
 
 3. pg8000 leaves Nagle's algorithm on, which stalls large statements on the
    server's delayed ACK; connections here set TCP_NODELAY, like libpq.
+
+4. pg8000 runs every statement with parameters unnamed: Parse, then Describe
+   and Bind, then Execute, each waiting for the server, so three network round
+   trips. A statement executed with the execution option `prepared=True` is
+   instead prepared once per connection (one round trip, on first use) and then
+   runs as Bind/Execute/Sync: one round trip. With the pool's pre-ping, a warm
+   invocation waits for two round trips, the least this design allows.
+
+The prepared path uses pg8000 methods that its own `native.PreparedStatement` uses
+(`prepare_statement`, `execute_named`) and the cursor's `_context`; pg8000 is
+pinned in requirements.txt, and tests/test_round_trips.py fails on an upgrade
+that changes them.
 """
 
 from __future__ import annotations
@@ -26,12 +38,87 @@ from __future__ import annotations
 import functools
 import re
 import socket
+import time
 from typing import Any, Callable
 
+import pg8000.dbapi
+from pg8000.converters import make_params
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.postgresql.pg8000 import PGDialect_pg8000
 
+from db import stats
+
 DRIVERNAME = "postgresql+pg8000_cockroachdb"
+# Execution option that asks for a per-connection prepared statement.
+PREPARED = "prepared"
+# SQLSTATEs after which a prepared statement is prepared again, once:
+# 0A000 "cached plan must not change result type" (PostgreSQL and CockroachDB,
+# after a schema change alters the statement's result columns) and 26000
+# "prepared statement does not exist" (the server no longer has it: evicted,
+# or the session was reset by a connection pooler in front of the cluster).
+REPREPARE = frozenset({"0A000", "26000"})
+
+
+class PreparingCursor(pg8000.dbapi.Cursor):
+    """A pg8000 cursor that can run a statement through a named prepared statement."""
+
+    def execute_prepared(self, operation: str, args: Any) -> None:
+        connection: PreparingConnection = self._c
+        statement, values = pg8000.dbapi.convert_paramstyle(pg8000.dbapi.paramstyle, operation, args)
+        if not connection._in_transaction and not connection.autocommit:
+            connection.execute_simple("begin transaction")
+        params = make_params(connection.py_types, values)
+        try:
+            context = connection.run_prepared(statement, params)
+        except pg8000.dbapi.DatabaseError as err:
+            # Outside a transaction a failed statement leaves nothing behind, so
+            # preparing again and running once more is safe; inside one, the
+            # transaction is aborted and the error is the caller's to handle.
+            if _sqlstate(err) not in REPREPARE or connection._in_transaction:
+                raise
+            connection.forget_prepared(statement, close=_sqlstate(err) != "26000")
+            context = connection.run_prepared(statement, params)
+        self._context = context
+        self._row_iter = None if context.rows is None else iter(context.rows)
+        self._input_oids = ()
+
+
+class PreparingConnection(pg8000.dbapi.Connection):
+    """A pg8000 connection that keeps its prepared statements: they live exactly
+    as long as the server session, so a new connection (after a kill, a
+    recycle, a restart) starts with none and prepares again."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.prepared: dict[str, tuple[bytes, Any, Any]] = {}
+
+    def cursor(self) -> PreparingCursor:
+        return PreparingCursor(self)
+
+    def run_prepared(self, statement: str, params: Any) -> Any:
+        entry = self.prepared.get(statement)
+        if entry is None:
+            entry = self.prepared[statement] = self.prepare_statement(statement, ())
+            record = stats.record()
+            if record is not None:
+                record.prepared = True
+        name, columns, input_funcs = entry
+        record = stats.record()
+        if record is not None:
+            record.statement_sent = True
+        return self.execute_named(name, params, columns, input_funcs, statement)
+
+    def forget_prepared(self, statement: str, *, close: bool) -> None:
+        name, _, _ = self.prepared.pop(statement)
+        if close:
+            self.close_prepared_statement(name)
+        else:
+            self._statement_nums.discard(name)
+
+
+def _sqlstate(error: BaseException) -> str | None:
+    fields = error.args[0] if error.args else None
+    return fields.get("C") if isinstance(fields, dict) else None
 
 
 def _disconnect_on_socket_error(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -42,10 +129,8 @@ def _disconnect_on_socket_error(method: Callable[..., Any]) -> Callable[..., Any
         try:
             return method(*args, **kwargs)
         except OSError as err:
-            import pg8000
-
             # "network error" is the text PGDialect_pg8000.is_disconnect looks for.
-            raise pg8000.InterfaceError(f"network error ({type(err).__name__}: {err})") from err
+            raise pg8000.dbapi.InterfaceError(f"network error ({type(err).__name__}: {err})") from err
 
     return wrapper
 
@@ -89,31 +174,56 @@ class PG8000CockroachDialect(PGDialect_pg8000):
         return parse_server_version(version, setting)
 
     def connect(self, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
         try:
-            connection = super().connect(*args, **kwargs)
+            connection = PreparingConnection(*args, **kwargs)
         except OSError as err:
-            import pg8000
-
             # Refused, timed out, TLS verification failed: a DB-API error, so
             # SQLAlchemy wraps it like any other connection failure.
-            raise pg8000.InterfaceError(f"could not connect ({type(err).__name__}: {err})") from err
+            raise pg8000.dbapi.InterfaceError(f"could not connect ({type(err).__name__}: {err})") from err
+        except AttributeError as err:
+            # pg8000 raises this when the server asks for a password and the
+            # DSN's is empty: a configuration fault, not a bug.
+            raise pg8000.dbapi.InterfaceError(
+                "could not connect: the server asked for a password the connection string does not have"
+            ) from err
         _disable_nagle(connection)
+        record = stats.record()
+        if record is not None:
+            record.new_connection = True
+            record.connect_ms = round((time.perf_counter() - started) * 1000, 3)
         return connection
 
-    def do_close(self, dbapi_connection: Any) -> None:
-        import pg8000
+    def do_ping(self, dbapi_connection: Any) -> bool:
+        started = time.perf_counter()
+        try:
+            return super().do_ping(dbapi_connection)
+        finally:
+            record = stats.record()
+            if record is not None:
+                record.ping_ms = round((time.perf_counter() - started) * 1000, 3)
 
+    def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
+        if context is not None and context.execution_options.get(PREPARED) and isinstance(cursor, PreparingCursor):
+            cursor.execute_prepared(statement, parameters)
+        else:
+            record = stats.record()
+            if record is not None:
+                record.statement_sent = True
+            cursor.execute(statement, parameters)
+
+    def do_close(self, dbapi_connection: Any) -> None:
         try:
             super().do_close(dbapi_connection)
-        except (OSError, pg8000.InterfaceError):
+        except (OSError, pg8000.dbapi.InterfaceError):
             # Closing sends a Terminate message, which fails on a connection the
             # server already ended; pg8000 closes the socket regardless. Nothing
             # is lost, so this is not worth the pool's error log and traceback.
             pass
 
     # Every call that talks to the server on an open connection.
-    do_ping = _disconnect_on_socket_error(PGDialect_pg8000.do_ping)
-    do_execute = _disconnect_on_socket_error(PGDialect_pg8000.do_execute)
+    do_ping = _disconnect_on_socket_error(do_ping)
+    do_execute = _disconnect_on_socket_error(do_execute)
     do_execute_no_params = _disconnect_on_socket_error(PGDialect_pg8000.do_execute_no_params)
     do_executemany = _disconnect_on_socket_error(PGDialect_pg8000.do_executemany)
     do_commit = _disconnect_on_socket_error(PGDialect_pg8000.do_commit)

@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from sqlalchemy.engine import URL
 
 from db.dialect import DRIVERNAME
-from db.settings import ConfigurationError
+from db.errors import ConfigurationError
 
 FUNCTION_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMES = ("postgresql", "postgres", "cockroachdb")

@@ -1,4 +1,5 @@
-"""What a database exception means for the caller: retry it, refresh the DSN, or 503.
+"""The database layer's exceptions, and what a database exception means for the
+caller: retry it, read the secret again, or 503.
 
 pg8000 reports a server error as DatabaseError whose first argument is the
 server's error fields (`C` is the SQLSTATE); SQLAlchemy wraps it in its own
@@ -9,11 +10,21 @@ from __future__ import annotations
 
 import sqlalchemy.exc
 
+
+class ConfigurationError(Exception):
+    """A setting or the connection string is missing or malformed. Messages never contain secrets."""
+
+
+class SecretUnavailable(Exception):
+    """The connection string could not be read. The message names the secret, never its value."""
+
+
 # The server restarted the transaction: safe to run it again from the start.
 SERIALIZATION_FAILURE = "40001"
-# invalid_password, invalid_authorization_specification: the DSN's credentials
-# no longer work, perhaps because the password was rotated.
-AUTHENTICATION_FAILURES = frozenset({"28P01", "28000"})
+# The database refused the connection string itself: a rotated password
+# (invalid_password, invalid_authorization_specification) or a database that
+# does not exist. Reading the secret again may fix it.
+DSN_REFUSED = frozenset({"28P01", "28000", "3D000"})
 # Faults of the database or the path to it, not of the request: answer 503 and
 # let the caller retry. Class 08 connection exceptions, 53 insufficient
 # resources (53300 too many connections), 57 operator intervention (shutdown,
@@ -22,6 +33,18 @@ AUTHENTICATION_FAILURES = frozenset({"28P01", "28000"})
 # insert is idempotent for events with an id, so retrying is safe.
 UNAVAILABLE_CLASSES = ("08", "53", "57", "58")
 UNAVAILABLE_CODES = frozenset({SERIALIZATION_FAILURE, "40003", "XXUUU"})
+# Faults of the deployment, not of the request or the code: 503 until someone
+# fixes them, with the fix in the log line.
+OPERATOR_FIXES = {
+    "42P01": "the events table does not exist: apply the schema with `python -m db migrate`",
+    "42501": "the database user may not write the events table: GRANT INSERT, SELECT ON events TO the user",
+    "25006": "the database is read-only (a failover or a read-only replica): point the DSN at a writable node",
+    "55P03": "a lock was not granted within lock_timeout: another transaction holds the rows",
+    "3D000": "the database named in the DSN does not exist: fix the DSN's path (e.g. /defaultdb)",
+    "42704": "the server refused a startup option: `options=--cluster=...` is only for CockroachDB Cloud",
+    "28P01": "the database rejected the password: update the secret (a new version) with the right one",
+    "28000": "the database refused the user or the connection: check the DSN's user and the cluster's allowlist",
+}
 # Class 22, data exceptions: a value the database refused. Validation should
 # catch these first; if one slips through it is still the request's fault.
 DATA_EXCEPTION_CLASS = "22"
@@ -46,13 +69,19 @@ def server_message(exc: BaseException) -> str:
     return str(orig)
 
 
-def is_authentication_failure(exc: BaseException) -> bool:
-    return sqlstate(exc) in AUTHENTICATION_FAILURES
+def is_dsn_refused(exc: BaseException) -> bool:
+    return sqlstate(exc) in DSN_REFUSED
 
 
 def is_data_exception(exc: BaseException) -> bool:
     code = sqlstate(exc)
     return code is not None and code.startswith(DATA_EXCEPTION_CLASS)
+
+
+def operator_fix(exc: BaseException) -> str | None:
+    """What an operator must do about a fault of the deployment; None if it is not one."""
+    code = sqlstate(exc)
+    return OPERATOR_FIXES.get(code) if code else None
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -69,8 +98,6 @@ def is_unavailable(exc: BaseException) -> bool:
         code = sqlstate(exc)
         if code is None:
             return False
-        # A password that still fails after the secret was read again is a
-        # configuration fault: 503 until someone fixes the secret.
         return (code in UNAVAILABLE_CODES or code.startswith(UNAVAILABLE_CLASSES)
-                or code in AUTHENTICATION_FAILURES)
+                or code in OPERATOR_FIXES)
     return False

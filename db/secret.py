@@ -1,74 +1,99 @@
-"""Where the connection string comes from: the environment or Secret Manager.
+"""Where the connection string comes from: the environment, a mounted secret file, or Secret Manager.
 
-`DATABASE_URL` wins when set (local runs, or a secret the platform injects as an
-environment variable). Otherwise `DATABASE_URL_SECRET` names a Secret Manager
-version, `projects/P/secrets/S/versions/V`, read once per instance and read
-again only when the database rejects the password (see db.database).
+In the order they are looked at (db.settings reads the variables):
 
-The Secret Manager client library is imported and its client created only on
-that path: a function configured with DATABASE_URL never pays for it.
+- `DATABASE_URL`: the string itself (local runs, or a secret the platform injects
+  as an environment variable, which then changes only with a new revision).
+- `DATABASE_URL_FILE`: a file the platform mounts from Secret Manager
+  (`--set-secrets=/PATH=SECRET:latest`). Cloud Run reads a mounted secret from
+  Secret Manager when the file is read, so reading the file again after a
+  rejected password picks up a rotated one, with no client library at all.
+- `DATABASE_URL_SECRET`: a Secret Manager version, `projects/P/secrets/S/versions/V`,
+  read with the client library, which is imported only on this path.
+
+The last two are read once per instance and read again only when the value did
+not work (see db.database).
 """
 
 from __future__ import annotations
 
-import os
 import re
 
-from db.settings import ConfigurationError
+from db.errors import ConfigurationError, SecretUnavailable
+from db.settings import Settings
 
 SECRET_NAME = re.compile(r"projects/[^/\s]+/secrets/[^/\s]+/versions/[^/\s]+")
 
 
-class SecretUnavailable(Exception):
-    """Secret Manager could not be read. The message names the secret, never its value."""
-
-
 class DsnSource:
-    """Reads the DSN; `from_secret` says whether reading it again can change it."""
+    """Reads the DSN. `rereadable`: whether reading it again can give a new value."""
 
-    def __init__(self, *, dsn: str | None = None, secret_name: str | None = None,
-                 timeout: float = 5.0):
-        if (dsn is None) == (secret_name is None):
-            raise ValueError("give exactly one of dsn and secret_name")
-        if secret_name is not None and not SECRET_NAME.fullmatch(secret_name):
+    def __init__(self, *, dsn: str = "", path: str = "", secret_name: str = "",
+                 timeout: float = Settings.secret_timeout, emulator_host: str = ""):
+        if sum(bool(value) for value in (dsn, path, secret_name)) != 1:
+            raise ValueError("give exactly one of dsn, path and secret_name")
+        if secret_name and not SECRET_NAME.fullmatch(secret_name):
             raise ConfigurationError(
                 "DATABASE_URL_SECRET must be a secret version's resource name, "
                 f"projects/PROJECT/secrets/SECRET/versions/VERSION, got {secret_name!r}"
             )
         self._dsn = dsn
+        self.path = path
         self.secret_name = secret_name
         self._timeout = timeout
+        self._emulator_host = emulator_host
 
     @classmethod
-    def from_environment(cls, timeout: float = 5.0) -> "DsnSource":
-        dsn = os.environ.get("DATABASE_URL", "").strip()
-        if dsn:
-            return cls(dsn=dsn)
-        secret_name = os.environ.get("DATABASE_URL_SECRET", "").strip()
-        if secret_name:
-            return cls(secret_name=secret_name, timeout=timeout)
+    def from_settings(cls, settings: Settings) -> "DsnSource":
+        if settings.database_url:
+            return cls(dsn=settings.database_url)
+        if settings.database_url_file:
+            return cls(path=settings.database_url_file)
+        if settings.database_url_secret:
+            return cls(secret_name=settings.database_url_secret, timeout=settings.secret_timeout,
+                       emulator_host=settings.secret_manager_emulator_host)
         raise ConfigurationError(
-            "set DATABASE_URL to a connection string, or DATABASE_URL_SECRET to "
-            "the Secret Manager version that holds one"
+            "set DATABASE_URL to a connection string, DATABASE_URL_FILE to a file holding one "
+            "(a mounted secret), or DATABASE_URL_SECRET to the Secret Manager version that holds one"
         )
 
     @property
-    def from_secret(self) -> bool:
-        return self.secret_name is not None
+    def rereadable(self) -> bool:
+        return not self._dsn
+
+    def describe(self) -> str:
+        """Where the DSN comes from, for log lines and errors (never the value)."""
+        if self.secret_name:
+            return f"secret {self.secret_name}"
+        if self.path:
+            return f"file {self.path}"
+        return "DATABASE_URL"
 
     def read(self) -> str:
-        if self._dsn is not None:
+        if self._dsn:
             return self._dsn
-        return read_secret(self.secret_name, timeout=self._timeout)
+        if self.path:
+            return read_file(self.path)
+        return read_secret(self.secret_name, timeout=self._timeout, emulator_host=self._emulator_host)
 
 
-def read_secret(name: str, *, timeout: float) -> str:
+def read_file(path: str) -> str:
+    """A mounted secret: the platform fetches the version when the file is read."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read().strip()
+    except (OSError, UnicodeDecodeError) as err:
+        # OSError's text names the path, never the content.
+        raise SecretUnavailable(f"cannot read DATABASE_URL_FILE {path}: {type(err).__name__}") from None
+
+
+def read_secret(name: str, *, timeout: float, emulator_host: str = "") -> str:
     """The payload of one secret version, as text."""
     from google.api_core import exceptions, retry
     from google.auth.exceptions import GoogleAuthError
 
     try:
-        with _client() as client:
+        with _client(emulator_host) as client:
             response = client.access_secret_version(
                 name=name,
                 # Bounded: a Secret Manager outage must become a prompt 503, not
@@ -83,16 +108,18 @@ def read_secret(name: str, *, timeout: float) -> str:
         raise SecretUnavailable(f"cannot read secret {name}: no answer within {timeout} s") from None
     except GoogleAuthError as err:
         raise SecretUnavailable(f"cannot read secret {name}: no credentials ({type(err).__name__})") from None
-    return response.payload.data.decode("utf-8")
+    try:
+        return response.payload.data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise SecretUnavailable(f"secret {name} is not UTF-8 text") from None
 
 
-def _client():
-    from google.cloud import secretmanager
+def _client(emulator_host: str):
+    from google.cloud.secretmanager import SecretManagerServiceClient
 
-    emulator = os.environ.get("SECRET_MANAGER_EMULATOR_HOST", "").strip()
-    if not emulator:
+    if not emulator_host:
         # Application Default Credentials: the function's service account.
-        return secretmanager.SecretManagerServiceClient()
+        return SecretManagerServiceClient()
     # A local server speaking the Secret Manager API (the tests' and the local
     # run's), like the Pub/Sub and Firestore emulators: plain gRPC, no credentials.
     import grpc
@@ -100,5 +127,5 @@ def _client():
         SecretManagerServiceGrpcTransport,
     )
 
-    transport = SecretManagerServiceGrpcTransport(channel=grpc.insecure_channel(emulator))
-    return secretmanager.SecretManagerServiceClient(transport=transport)
+    transport = SecretManagerServiceGrpcTransport(channel=grpc.insecure_channel(emulator_host))
+    return SecretManagerServiceClient(transport=transport)

@@ -1,35 +1,49 @@
-"""Settings read from the environment, once per instance.
+"""Every setting the function reads from its environment, read in this one place.
 
 Every value has a default that suits a Cloud Function serving one request at a
-time; deploy.sh sets the few that depend on the deployment.
+time; deploy.sh sets the few that depend on the deployment. Nothing else in the
+function reads os.environ, so this file is the whole list (the README's
+Configuration table mirrors it).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Mapping
+
+from db.errors import ConfigurationError
 
 
-class ConfigurationError(Exception):
-    """A setting is missing or malformed. Messages never contain secrets."""
+def _text(environ: Mapping[str, str], name: str) -> str:
+    return environ.get(name, "").strip()
 
 
-def _number(name: str, default: float, *, minimum: float, integer: bool = False) -> float:
-    raw = os.environ.get(name, "").strip()
+def _number(environ: Mapping[str, str], name: str, default: float, *, minimum: float,
+            maximum: float = float("inf"), integer: bool = False) -> float:
+    raw = _text(environ, name)
     if not raw:
         return default
     try:
-        value = int(raw) if integer else float(raw)
+        value = int(raw, 10) if integer else float(raw)
     except ValueError:
         kind = "a whole number" if integer else "a number"
         raise ConfigurationError(f"{name} must be {kind}, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigurationError(f"{name} must be at least {minimum}, got {raw!r}")
+    if not minimum <= value <= maximum:
+        raise ConfigurationError(f"{name} must be from {minimum:g} to {maximum:g}, got {raw!r}")
     return value
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
+    # Where the connection string comes from; exactly one is used, in this order
+    # (see db.secret): the string itself, a file the platform mounts from Secret
+    # Manager, or a Secret Manager version read with the client library.
+    database_url: str = ""
+    database_url_file: str = ""
+    database_url_secret: str = ""
+    # host:port of a local server speaking the Secret Manager API (tests, local runs).
+    secret_manager_emulator_host: str = ""
     # Connections in the pool. Must equal the number of requests one instance
     # serves at once (the function's --concurrency): one connection each.
     pool_size: int = 1
@@ -39,17 +53,47 @@ class Settings:
     # best practice is a 30-minute maximum lifetime.
     pool_recycle: int = 1800
     # pg8000 socket timeout in seconds, for connecting and for every read, so
-    # a silent network fails the request instead of hanging it.
+    # a silent network fails the request instead of hanging it. The server's
+    # statement_timeout is derived from it (db.database.statement_timeout_ms).
     db_timeout: float = 10.0
     # Seconds to wait for Secret Manager before answering 503.
     secret_timeout: float = 5.0
+    # An unusable connection string (unreadable, malformed, refused by the
+    # database) is read again at most this often; requests in between get 503.
+    secret_retry_interval: float = 5.0
+    # The project, for Cloud Logging's trace field (deploy.sh sets it: 2nd gen
+    # functions do not).
+    google_cloud_project: str = ""
+    log_level: str = "INFO"
+
+    @staticmethod
+    def log_level_from_environment(environ: Mapping[str, str] | None = None) -> str:
+        """LOG_LEVEL alone, for configuring logs at import (before anything can fail)."""
+        return _text(os.environ if environ is None else environ, "LOG_LEVEL").upper() or "INFO"
+
+    @staticmethod
+    def project_from_environment(environ: Mapping[str, str] | None = None) -> str:
+        """GOOGLE_CLOUD_PROJECT alone, for log lines (never fails)."""
+        return _text(os.environ if environ is None else environ, "GOOGLE_CLOUD_PROJECT")
 
     @classmethod
-    def from_environment(cls) -> "Settings":
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        defaults = cls()
         return cls(
-            pool_size=int(_number("DB_POOL_SIZE", cls.pool_size, minimum=1, integer=True)),
-            pool_timeout=_number("DB_POOL_TIMEOUT", cls.pool_timeout, minimum=0.1),
-            pool_recycle=int(_number("DB_POOL_RECYCLE", cls.pool_recycle, minimum=1, integer=True)),
-            db_timeout=_number("DB_TIMEOUT", cls.db_timeout, minimum=0.1),
-            secret_timeout=_number("SECRET_TIMEOUT", cls.secret_timeout, minimum=0.1),
+            database_url=_text(env, "DATABASE_URL"),
+            database_url_file=_text(env, "DATABASE_URL_FILE"),
+            database_url_secret=_text(env, "DATABASE_URL_SECRET"),
+            secret_manager_emulator_host=_text(env, "SECRET_MANAGER_EMULATOR_HOST"),
+            pool_size=int(_number(env, "DB_POOL_SIZE", defaults.pool_size, minimum=1, maximum=1000,
+                                  integer=True)),
+            pool_timeout=_number(env, "DB_POOL_TIMEOUT", defaults.pool_timeout, minimum=0.1),
+            pool_recycle=int(_number(env, "DB_POOL_RECYCLE", defaults.pool_recycle, minimum=1,
+                                     integer=True)),
+            db_timeout=_number(env, "DB_TIMEOUT", defaults.db_timeout, minimum=0.5),
+            secret_timeout=_number(env, "SECRET_TIMEOUT", defaults.secret_timeout, minimum=0.1),
+            secret_retry_interval=_number(env, "SECRET_RETRY_INTERVAL", defaults.secret_retry_interval,
+                                          minimum=0.1),
+            google_cloud_project=cls.project_from_environment(env),
+            log_level=cls.log_level_from_environment(env),
         )

@@ -18,7 +18,7 @@ engine = database._build(dsn)
 connection = engine.connect()  # TCP, TLS handshake, SCRAM, dialect set-up queries
 connected = time.perf_counter()
 
-from app.events import parse_events  # noqa: E402
+from core.events import parse_events  # noqa: E402
 from db.events import insert_events  # noqa: E402
 
 insert_events(connection, parse_events(b'{"kind": "cold-start-probe"}'))

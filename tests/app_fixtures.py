@@ -12,7 +12,7 @@ import urllib.parse
 import pytest
 
 import function_harness
-from app.logs import CloudLoggingFormatter
+from core.logs import CloudLoggingFormatter
 from db.database import Database
 from db.migrate import migrate
 from db.secret import DsnSource

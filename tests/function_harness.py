@@ -77,8 +77,7 @@ def load_function(monkeypatch, **env: str):
 def dispose_instances() -> None:
     while _loaded_instances:
         module = _loaded_instances.pop()
-        if module._database is not None:
-            module._database.dispose()
+        module.runtime.close()
 
 
 class Response:

@@ -192,7 +192,7 @@ def test_uploaded_source_is_the_function_code_only(two_runs):
     upload = next(iter(standin.uploads.values()))
     # Files only: gcloud's zipper also writes (empty) entries for ignored folders.
     names = {name for name in zipfile.ZipFile(io.BytesIO(upload)).namelist() if not name.endswith("/")}
-    assert {"main.py", "requirements.txt", "db/schema.sql", "app/events.py"} <= names
+    assert {"main.py", "requirements.txt", "db/schema.sql", "core/events.py"} <= names
     assert not any(name.startswith(("tests/", "devtools/", ".venv/", ".local/", "deploy")) for name in names)
 
 

@@ -5,7 +5,7 @@ import ssl
 import pytest
 
 from db.dsn import parse_dsn
-from db.settings import ConfigurationError
+from db.errors import ConfigurationError
 
 PASSWORD = "s3cr3t p@ss/w#rd"
 ENCODED = "s3cr3t%20p%40ss%2Fw%23rd"

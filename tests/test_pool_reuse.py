@@ -13,7 +13,7 @@ def test_hundred_invocations_open_exactly_one_server_connection(events_db, monke
         assert client.post("/", json={"kind": f"k{i}"}).status_code == 201
     assert events_db.connections_opened() == 1
     assert events_db.connection_count() == 1
-    assert module.get_database().connections_opened == 1
+    assert module.runtime.database().connections_opened == 1
 
 
 def test_the_same_backend_serves_consecutive_requests(events_db, monkeypatch):
@@ -27,10 +27,10 @@ def test_the_same_backend_serves_consecutive_requests(events_db, monkeypatch):
 
 def test_engine_is_built_on_first_request_not_at_import(events_db, monkeypatch):
     module, client = load_function(monkeypatch, DATABASE_URL=events_db.dsn())
-    assert module._database is None
+    assert not module.runtime.started
     assert events_db.connection_count() == 0
     client.get("/")
-    assert module._database is not None
+    assert module.runtime.started
 
 
 def test_pool_never_exceeds_the_configured_size(events_db, monkeypatch):
@@ -54,7 +54,7 @@ def test_pool_never_exceeds_the_configured_size(events_db, monkeypatch):
 def test_exhausted_pool_answers_503_after_pool_timeout(events_db, monkeypatch):
     module, client = load_function(monkeypatch, DATABASE_URL=events_db.dsn(), DB_POOL_TIMEOUT="0.3")
     client.get("/")
-    held = module.get_database().engine().connect()  # the only pooled connection
+    held = module.runtime.database().engine().connect()  # the only pooled connection
     try:
         started = time.monotonic()
         reply = client.post("/", json={"kind": "waits"})
@@ -84,6 +84,6 @@ def test_pooled_connection_disables_nagles_algorithm(events_db, monkeypatch):
 
     module, client = load_function(monkeypatch, DATABASE_URL=events_db.dsn())
     client.get("/")
-    with module.get_database().engine().connect() as connection:
+    with module.runtime.database().engine().connect() as connection:
         sock = connection.connection.dbapi_connection._usock
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1

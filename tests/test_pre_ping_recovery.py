@@ -13,7 +13,7 @@ def test_killed_backend_between_requests_is_replaced_without_an_error(events_db,
     reply = client.post("/", json={"kind": "after"})
     assert reply.status_code == 201
     assert events_db.backend_pids() != old
-    assert module.get_database().connections_opened == 2
+    assert module.runtime.database().connections_opened == 2
     # Closing the dead connection is not reported as an error with a traceback.
     out = capsys.readouterr().out
     assert "Traceback" not in out and '"severity": "ERROR"' not in out
@@ -33,7 +33,7 @@ def test_connection_older_than_recycle_time_is_replaced(events_db, monkeypatch):
     time.sleep(1.2)
     client.post("/", json={"kind": "second"})
     assert events_db.backend_pids() != first
-    assert module.get_database().connections_opened == 2
+    assert module.runtime.database().connections_opened == 2
 
 
 def test_request_after_restart_of_the_server_succeeds(events_db, monkeypatch):

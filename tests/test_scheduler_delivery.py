@@ -5,9 +5,9 @@ import datetime
 import pytest
 from werkzeug.datastructures import Headers
 
-from app.events import parse_events
-from app.rejection import RequestRejected
-from app.scheduler import delivery_from_headers
+from core.events import parse_events
+from core.outcomes import RequestRejected
+from core.scheduler import delivery_from_headers
 
 UTC = datetime.timezone.utc
 
@@ -71,8 +71,8 @@ def test_many_fractional_digits_are_accepted():
     (scheduler_headers(time="yesterday"), "must be an RFC 3339 time"),
     (scheduler_headers(time="2026-11-25 09:00:00"), "must be an RFC 3339 time"),
     (scheduler_headers(time="2026-13-45T09:00:00Z"), "not a valid date"),
-    (scheduler_headers(job=""), "1 to 100 printable"),
-    (scheduler_headers(job="j" * 101), "1 to 100 printable"),
+    (scheduler_headers(job=""), "must be a string of 1 to 100 characters"),
+    (scheduler_headers(job="j" * 101), "must be a string of 1 to 100 characters"),
     (Headers([("X-CloudScheduler-JobName", "a"), ("X-CloudScheduler-JobName", "b"),
               ("X-CloudScheduler-ScheduleTime", "2026-11-25T09:00:00Z")]), "more than once"),
 ])

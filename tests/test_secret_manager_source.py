@@ -5,6 +5,7 @@ Manager API (devtools.secret_manager_emulator); nothing in the client is patched
 """
 
 import json
+import time
 
 from function_harness import load_function
 
@@ -12,10 +13,15 @@ PROJECT = "demo-project"
 SECRET = "events-dsn"
 
 
+# A short retry interval, so the tests see recovery quickly (the default is 5 s).
+RETRY_INTERVAL = 0.3
+
+
 def secret_env(secret_manager, version="latest"):
     return {
         "DATABASE_URL_SECRET": f"projects/{PROJECT}/secrets/{SECRET}/versions/{version}",
         "SECRET_MANAGER_EMULATOR_HOST": secret_manager.host,
+        "SECRET_RETRY_INTERVAL": str(RETRY_INTERVAL),
     }
 
 
@@ -38,11 +44,12 @@ def test_rotated_password_is_picked_up_without_a_restart(events_db, secret_manag
     events_db.set_password("rotating", "second-password")
     secret_manager.put(PROJECT, SECRET, events_db.dsn(user="rotating", password="second-password"))
     events_db.terminate_backends(user="rotating")
+    time.sleep(RETRY_INTERVAL)  # the secret was read less than the retry interval ago
 
     reply = client.post("/", json={"kind": "after-rotation"})
     assert reply.status_code == 201, reply.get_data(as_text=True)
     assert client.post("/", json={"kind": "steady"}).status_code == 201
-    module.get_database().dispose()
+    module.runtime.database().dispose()
 
 
 def test_wrong_password_in_an_unchanged_secret_is_a_503(events_db, secret_manager, monkeypatch, capsys):
@@ -64,6 +71,7 @@ def test_missing_secret_is_a_503_naming_the_secret_then_recovers(events_db, secr
     assert any(f"projects/{PROJECT}/secrets/absent" in entry["message"] for entry in logged)
     # Once the secret exists, the same instance reads it and serves.
     secret_manager.put(PROJECT, "absent", events_db.dsn())
+    time.sleep(RETRY_INTERVAL)
     assert client.post("/", json={"kind": "x"}).status_code == 201
     assert events_db.dsn() not in capsys.readouterr().out
 
@@ -77,6 +85,7 @@ def test_unreachable_secret_manager_is_a_prompt_503_then_recovers(events_db, sec
         assert reply.status_code == 503
     finally:
         secret_manager.start()
+    time.sleep(RETRY_INTERVAL)
     assert client.post("/", json={"kind": "x"}).status_code == 201
 
 

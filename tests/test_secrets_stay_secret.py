@@ -38,7 +38,7 @@ def test_database_fault_logs_name_the_error_not_the_credentials(events_db, monke
 
 
 def test_secrets_with_json_special_characters_are_scrubbed_too(capsys):
-    from app import logs
+    from core import logs
 
     logs.configure()
     secret = 'pa"ss\\word'

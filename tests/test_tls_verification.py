@@ -17,7 +17,7 @@ def test_verify_full_connects_with_the_right_ca_and_host(tls_events_server, monk
     assert client.get("/").status_code == 200
     assert client.post("/", json={"kind": "over-tls"}).status_code == 201
     assert server.ssl_connection_count() == 1
-    module.get_database().dispose()
+    module.runtime.database().dispose()
 
 
 def test_verify_full_refuses_a_certificate_from_another_ca(tls_events_server, other_ca, monkeypatch):
@@ -41,7 +41,7 @@ def test_verify_ca_accepts_the_other_host_name(tls_events_server, monkeypatch):
     module, client = load_function(
         monkeypatch, DATABASE_URL=tls_dsn(server, "127.0.0.1", tls.ca_cert, sslmode="verify-ca"))
     assert client.get("/").status_code == 200
-    module.get_database().dispose()
+    module.runtime.database().dispose()
 
 
 def test_sslmode_disable_is_refused_by_a_tls_only_server(tls_events_server, monkeypatch):
@@ -56,4 +56,4 @@ def test_dead_tls_connection_is_replaced_by_the_pre_ping(tls_events_server, monk
     assert client.post("/", json={"kind": "before"}).status_code == 201
     assert server.terminate_backends() == 1
     assert client.post("/", json={"kind": "after"}).status_code == 201
-    module.get_database().dispose()
+    module.runtime.database().dispose()

@@ -15,14 +15,14 @@ import re
 import uuid
 from typing import Mapping
 
-from app.rejection import RequestRejected
+from core.outcomes import RequestRejected
+from core.rules import kind_problem
 
 JOB_NAME_HEADER = "X-CloudScheduler-JobName"
 SCHEDULE_TIME_HEADER = "X-CloudScheduler-ScheduleTime"
 # Namespace of the derived ids. Never change it: every derived id would change
 # with it, and a retry arriving across the change would be stored twice.
 DELIVERY_NAMESPACE = uuid.UUID("7d0c5a52-3b8e-4f0e-9a0b-5f1c2e6d8a41")
-MAX_JOB_NAME_CHARS = 100  # the job name becomes the event kind, limited to 100
 RFC3339 = re.compile(
     r"(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})"
 )
@@ -55,10 +55,10 @@ def delivery_from_headers(headers: Mapping[str, str] | object) -> SchedulerDeliv
             else (SCHEDULE_TIME_HEADER, JOB_NAME_HEADER)
         )
         raise RequestRejected(400, f"{present} was sent without {missing}; Cloud Scheduler sends both")
-    if not 1 <= len(job_name) <= MAX_JOB_NAME_CHARS or not job_name.isprintable():
-        raise RequestRejected(
-            400, f"{JOB_NAME_HEADER} must be 1 to {MAX_JOB_NAME_CHARS} printable characters"
-        )
+    # The job name becomes the events' kind, so it follows the kind's rule.
+    problem = kind_problem(job_name)
+    if problem is not None:
+        raise RequestRejected(400, f"{JOB_NAME_HEADER} {problem}")
     return SchedulerDelivery(job_name=job_name, schedule_time=parse_rfc3339(schedule_time))
 
 
@@ -74,9 +74,12 @@ def parse_rfc3339(value: str) -> datetime.datetime:
     offset = "+00:00" if offset in ("Z", "z") else offset
     try:
         parsed = datetime.datetime.fromisoformat(f"{date}T{time}{fraction}{offset}")
-    except ValueError:
-        raise RequestRejected(400, f"{SCHEDULE_TIME_HEADER} is not a valid date and time") from None
-    return parsed.astimezone(datetime.timezone.utc)
+        # At the calendar's edges (9999-12-31T23:59:59-01:00) the UTC time is
+        # outside the years Python (and the database) can hold.
+        return parsed.astimezone(datetime.timezone.utc)
+    except (ValueError, OverflowError):
+        raise RequestRejected(
+            400, f"{SCHEDULE_TIME_HEADER} is not a valid date and time in years 1 to 9999 (UTC)") from None
 
 
 def _single_header(headers, name: str) -> str | None:

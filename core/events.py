@@ -18,18 +18,12 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from app.rejection import RequestRejected
-from app.scheduler import SchedulerDelivery
+from core.outcomes import RequestRejected
+from core.rules import (DEFAULT_KIND, MAX_DEPTH, MAX_EVENTS, MAX_NUMBER_CHARS, MAX_PAYLOAD_BYTES,
+                        id_problem, kind_problem)
+from core.scheduler import SchedulerDelivery
 from db.events import EventRecord
 
-MAX_BODY_BYTES = 1024 * 1024
-MAX_EVENTS = 500
-MAX_KIND_CHARS = 100
-MAX_PAYLOAD_BYTES = 64 * 1024
-# Deeper documents are refused before the database's own recursion limits
-# (and Python's) turn them into server errors.
-MAX_DEPTH = 64
-DEFAULT_KIND = "event"
 FIELDS = ("id", "kind", "payload")
 
 
@@ -40,9 +34,11 @@ def parse_events(body: bytes, delivery: SchedulerDelivery | None = None) -> list
     schedule time is recorded, and ids derive from the delivery, so a retried
     delivery produces the same ids. A client-supplied id always wins.
     """
+    if not body.strip():
+        return [_event({}, "", 0, delivery)]
     document = _decode(body)
     if document is None:
-        return [_event({}, "", 0, delivery)]
+        raise RequestRejected(400, "the body is JSON null; send an event object, an array of them, or nothing")
     if isinstance(document, dict):
         return [_event(document, "", 0, delivery)]
     if not isinstance(document, list):
@@ -54,8 +50,6 @@ def parse_events(body: bytes, delivery: SchedulerDelivery | None = None) -> list
 
 
 def _decode(body: bytes) -> Any:
-    if not body.strip():
-        return None
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -102,20 +96,18 @@ def _event(item: Any, where: str, index: int, delivery: SchedulerDelivery | None
 def _id(value: Any, where: str, index: int, delivery: SchedulerDelivery | None) -> str:
     if value is None:
         return delivery.event_id(index) if delivery else str(uuid.uuid4())
-    if isinstance(value, str):
-        try:
-            return str(uuid.UUID(value))
-        except ValueError:
-            pass
-    raise RequestRejected(400, f"{where}id must be a UUID string such as {uuid.UUID(int=0)}")
+    canonical, problem = id_problem(value)
+    if problem is not None:
+        raise RequestRejected(400, f"{where}id {problem}")
+    return canonical
 
 
 def _kind(value: Any, where: str, delivery: SchedulerDelivery | None) -> str:
     if value is None:
         return delivery.job_name if delivery else DEFAULT_KIND
-    if not isinstance(value, str) or not 1 <= len(value) <= MAX_KIND_CHARS:
-        raise RequestRejected(400, f"{where}kind must be a string of 1 to {MAX_KIND_CHARS} characters")
-    _check_text(value, f"{where}kind")
+    problem = kind_problem(value)
+    if problem is not None:
+        raise RequestRejected(400, f"{where}kind {problem}")
     return value
 
 
@@ -125,14 +117,12 @@ def _payload_json(value: Any, where: str) -> str:
         return "{}"
     if not isinstance(value, dict):
         raise RequestRejected(400, f"{where}payload must be a JSON object")
-    _check_document(value, f"{where}payload")
-    text = _to_json(value)
-    size = len(text.encode("utf-8"))
-    if size > MAX_PAYLOAD_BYTES:
+    printed = _check_document(value, f"{where}payload")
+    if printed > MAX_PAYLOAD_BYTES:
         raise RequestRejected(
-            400, f"{where}payload is {size} bytes as JSON; the limit is {MAX_PAYLOAD_BYTES}"
-        )
-    return text
+            400, f"{where}payload is {printed} bytes as the database prints it back; "
+                 f"the limit is {MAX_PAYLOAD_BYTES}")
+    return _to_json(value)
 
 
 def _to_json(value: Any) -> str:
@@ -150,23 +140,61 @@ def _to_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _check_document(document: Any, where: str) -> None:
-    """Depth and text checks over a whole JSON document, without recursion."""
-    stack = [(document, 1)]
+def _check_document(document: Any, where: str) -> int:
+    """Depth, text and number checks over a whole JSON document, without recursion.
+
+    Returns the document's size in bytes as PostgreSQL prints JSONB back
+    (`payload::text`): ", " and ": " between items, numbers in full without an
+    exponent. Paths in messages are built only for the value being refused.
+    """
+    size = 0
+    stack: list[tuple[Any, int, tuple]] = [(document, 1, ())]
     while stack:
-        value, depth = stack.pop()
+        value, depth, path = stack.pop()
         if isinstance(value, str):
-            _check_text(value, where)
+            _check_text(value, _where(where, path))
+            size += len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+        elif isinstance(value, bool) or value is None:
+            size += 4 if value in (True, None) else 5
+        elif isinstance(value, (int, Decimal)):
+            length = _printed_length(value)
+            if length > MAX_NUMBER_CHARS:
+                raise RequestRejected(
+                    400, f"{_where(where, path)} is a number the database would print as {length} "
+                         f"characters; the limit is {MAX_NUMBER_CHARS} (write it as a string)")
+            size += length
         elif isinstance(value, (dict, list)):
             if depth > MAX_DEPTH:
                 raise RequestRejected(400, f"{where} nests deeper than {MAX_DEPTH} levels")
+            size += 2 + 2 * max(0, len(value) - 1)  # brackets, and ", " between items
             if isinstance(value, dict):
-                for key in value:
-                    _check_text(key, where)
-                children = value.values()
+                for key, child in value.items():
+                    _check_text(key, _where(where, path))
+                    size += len(json.dumps(key, ensure_ascii=False).encode("utf-8")) + 2  # ": "
+                    stack.append((child, depth + 1, (*path, key)))
             else:
-                children = value
-            stack.extend((child, depth + 1) for child in children)
+                stack.extend((child, depth + 1, (*path, i)) for i, child in enumerate(value))
+    return size
+
+
+def _printed_length(number: int | Decimal) -> int:
+    """Characters of PostgreSQL's numeric output: every digit, no exponent."""
+    if isinstance(number, int):
+        return len(str(number))
+    sign, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)  # finite: NaN and Infinity were refused at parse time
+    count = len(digits)
+    if exponent >= 0:
+        length = count + exponent if digits != (0,) else 1
+    elif count > -exponent:
+        length = count + 1  # a decimal point inside the digits
+    else:
+        length = -exponent + 2  # "0." and leading zeros
+    return length + sign
+
+
+def _where(where: str, path: tuple) -> str:
+    return where + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)
 
 
 def _check_text(value: str, where: str) -> None:

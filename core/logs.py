@@ -1,0 +1,149 @@
+"""One JSON object per line on stdout: the structured format Cloud Logging reads.
+
+Cloud Logging takes `severity` and `message` from each line, groups lines under
+their request by `logging.googleapis.com/trace`, and keeps the other fields as
+the entry's jsonPayload, so no logging client library is needed. Every value
+passes through a scrubber that replaces any known secret (the DSN, the
+password) with "[redacted]", whatever code wrote the line; keys are never
+touched, so a password that happens to be a field name ("status") damages
+nothing and gives nothing away.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import datetime
+import json
+import logging
+import re
+import sys
+import threading
+from typing import Any, Iterator, Protocol
+from urllib.parse import quote
+
+REDACTED = "[redacted]"
+_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+
+TRACE_FIELD = "logging.googleapis.com/trace"
+SPAN_FIELD = "logging.googleapis.com/spanId"
+SAMPLED_FIELD = "logging.googleapis.com/trace_sampled"
+# W3C Trace Context: version-traceid-parentid-flags, lower-case hex.
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+# Google's own header: TRACE_ID/SPAN_ID;o=OPTIONS, the span id in decimal.
+_CLOUD_TRACE = re.compile(r"^([0-9a-fA-F]{32})(?:/(\d{1,20}))?(?:;o=([0-9]+))?$")
+
+# The current request's trace fields, added to every line written while serving it.
+_request_fields: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
+    "request_log_fields", default={})
+
+
+class HeaderLookup(Protocol):
+    def get(self, name: str, default: str = "") -> str: ...
+
+
+def redact(value: str) -> None:
+    """Never let `value` appear in a log line: as is, percent-encoded (inside a
+    DSN), or escaped for JSON (a library may log a JSON document)."""
+    if value:
+        forms = {value, quote(value, safe="")}
+        forms |= {json.dumps(form, ensure_ascii=False)[1:-1] for form in forms}
+        with _secrets_lock:
+            _secrets.update(forms)
+
+
+def scrub(text: str) -> str:
+    # Longest first, so a DSN is replaced whole before the password inside it.
+    for secret in sorted(_secrets, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _scrub_values(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {key: _scrub_values(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_scrub_values(item) for item in value]
+    return value
+
+
+def trace_fields(headers: HeaderLookup, project: str) -> dict[str, Any]:
+    """Cloud Logging's trace fields from `traceparent`, else `X-Cloud-Trace-Context`.
+
+    Without a project the trace cannot be named (`projects/P/traces/T`), so no
+    field is written rather than a wrong one.
+    """
+    if not project:
+        return {}
+    match = _TRACEPARENT.match(headers.get("traceparent", "").strip())
+    if match and set(match.group(1)) != {"0"}:
+        trace_id, span_id, flags = match.groups()
+        sampled = bool(int(flags, 16) & 1)
+    else:
+        match = _CLOUD_TRACE.match(headers.get("X-Cloud-Trace-Context", "").strip())
+        if not match:
+            return {}
+        trace_id, span_decimal, options = match.groups()
+        trace_id = trace_id.lower()
+        # Cloud Logging wants the span id as 16 hex digits; this header has it in decimal.
+        span_id = f"{int(span_decimal):016x}" if span_decimal and int(span_decimal) < 2**64 else None
+        sampled = options == "1"
+    fields: dict[str, Any] = {TRACE_FIELD: f"projects/{project}/traces/{trace_id}", SAMPLED_FIELD: sampled}
+    if span_id:
+        fields[SPAN_FIELD] = span_id
+    return fields
+
+
+@contextlib.contextmanager
+def request_scope(headers: HeaderLookup, project: str) -> Iterator[None]:
+    """Every line written inside carries the request's trace fields, and only its own."""
+    token = _request_fields.set(trace_fields(headers, project))
+    try:
+        yield
+    finally:
+        _request_fields.reset(token)
+
+
+class CloudLoggingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "severity": record.levelname,
+            "message": record.getMessage(),
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc).isoformat(),
+            "logger": record.name,
+        }
+        entry.update(_request_fields.get())
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            # Only for bugs (500): faults are logged without a traceback.
+            entry["stack_trace"] = self.formatException(record.exc_info)
+        return json.dumps(_scrub_values(entry), default=lambda value: scrub(str(value)),
+                          ensure_ascii=False)
+
+
+class StdoutHandler(logging.StreamHandler):
+    """Writes to whatever sys.stdout is at the time, not the one at start-up
+    (test runners and the framework's legacy mode replace it)."""
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+def configure(level: str = "INFO") -> None:
+    """Send every logger's records to stdout as JSON lines (idempotent)."""
+    root = logging.getLogger()
+    if not any(isinstance(h, StdoutHandler) for h in root.handlers):
+        handler = StdoutHandler()
+        handler.setFormatter(CloudLoggingFormatter())
+        root.addHandler(handler)
+    numeric = logging.getLevelName(level.strip().upper())
+    root.setLevel(numeric if isinstance(numeric, int) else logging.INFO)

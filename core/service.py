@@ -1,0 +1,127 @@
+"""The use case: a request in, an Outcome out. Knows nothing of Flask or HTTP servers.
+
+    POST /   record an empty body, one event, or a batch of up to 500
+    GET  /   health: one round trip to the database (HEAD too)
+    other paths answer 404 and other methods 405, without touching the database
+
+An entry point (main.py for the Functions Framework; a CloudEvent trigger or
+another platform's handler would be a few lines more) turns its request into a
+`Request`, calls `handle`, and sends the Outcome back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Callable, Iterable
+
+from core import logs
+from core.events import parse_events
+from core.outcomes import Outcome, RequestRejected, outcome_for_error
+from core.runtime import Runtime
+from core.scheduler import delivery_from_headers
+from db.events import EventRecord, insert_events
+from db.stats import RunStats
+
+logger = logging.getLogger("events")
+
+PATH = "/"
+ALLOWED_METHODS = ("GET", "HEAD", "POST")
+
+
+class Headers:
+    """Request headers by case-insensitive name, every value of a repeated header kept."""
+
+    def __init__(self, pairs: Iterable[tuple[str, str]]):
+        self._values: dict[str, list[str]] = {}
+        for name, value in pairs:
+            self._values.setdefault(name.lower(), []).append(value)
+
+    def getlist(self, name: str) -> list[str]:
+        return list(self._values.get(name.lower(), []))
+
+    def get(self, name: str, default: str = "") -> str:
+        values = self._values.get(name.lower())
+        return values[0] if values else default
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    headers: Headers
+    # Called only for a request that has a body to store (POST to the path), so
+    # no other request waits for one.
+    read_body: Callable[[], bytes] = lambda: b""
+    # For the request's log line (Cloud Logging's httpRequest).
+    url: str = ""
+    remote_ip: str = ""
+
+
+def handle(runtime: Runtime, request: Request) -> Outcome:
+    """Answer one request; never raises. Writes the request's one log line."""
+    started = time.perf_counter()
+    run_stats = RunStats()
+    with logs.request_scope(request.headers, runtime.project()):
+        try:
+            outcome = _route(runtime, request, run_stats)
+        except Exception as exc:  # noqa: BLE001 - the one place errors become answers
+            outcome = outcome_for_error(exc, statement_sent=run_stats.statement_sent)
+        _log_request(request, outcome, run_stats, time.perf_counter() - started)
+    return outcome
+
+
+def health(runtime: Runtime, run_stats: RunStats | None = None) -> Outcome:
+    # Checking a connection out of the pool pre-pings it, or opens a new one:
+    # that single round trip is the health check, so nothing more is sent.
+    runtime.database().run(lambda connection: None, run_stats)
+    return Outcome(200, {"status": "ok"})
+
+
+def ingest(runtime: Runtime, body: bytes, headers: Headers, run_stats: RunStats | None = None) -> Outcome:
+    """Validate and store a body's events; repeated ids are stored once and counted as duplicates."""
+    records = parse_events(body, delivery_from_headers(headers))
+    # An id repeated inside one request is stored once (the first occurrence).
+    first_by_id: dict[str, EventRecord] = {}
+    for record in records:
+        first_by_id.setdefault(record.id, record)
+    unique = list(first_by_id.values())
+    inserted = runtime.database().run(lambda connection: insert_events(connection, unique), run_stats)
+    ids = [record.id for record in unique if record.id in inserted]
+    body_out = {"inserted": len(ids), "duplicates": len(records) - len(ids), "ids": ids}
+    return Outcome(201 if ids else 200, body_out, rows=len(ids))
+
+
+def _route(runtime: Runtime, request: Request, run_stats: RunStats) -> Outcome:
+    if request.path != PATH:
+        raise RequestRejected(404, f"there is nothing at {request.path}; the function answers at {PATH}")
+    if request.method in ("GET", "HEAD"):
+        return health(runtime, run_stats)
+    if request.method == "POST":
+        return ingest(runtime, request.read_body(), request.headers, run_stats)
+    raise RequestRejected(
+        405, f"method {request.method} is not allowed; use POST to record events, GET for health",
+        headers={"Allow": ", ".join(ALLOWED_METHODS)})
+
+
+def _log_request(request: Request, outcome: Outcome, run_stats: RunStats, seconds: float) -> None:
+    duration_ms = round(seconds * 1000, 2)
+    logger.info(
+        "%s %s %d", request.method, request.path, outcome.status,
+        extra={"fields": {
+            "status": outcome.status,
+            "rows": outcome.rows,
+            "duration_ms": duration_ms,
+            "new_connection": run_stats.new_connection,
+            "pool_wait_ms": run_stats.pool_wait_ms,
+            "httpRequest": {
+                "requestMethod": request.method,
+                "requestUrl": request.url or request.path,
+                "status": outcome.status,
+                "userAgent": request.headers.get("User-Agent"),
+                "remoteIp": request.remote_ip,
+                "latency": f"{seconds:.6f}s",
+            },
+        }},
+    )
