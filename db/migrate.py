@@ -7,6 +7,8 @@ import pathlib
 from sqlalchemy import text
 
 from db.database import Database
+from db.secret import DsnSource
+from db.settings import Settings
 
 SCHEMA = pathlib.Path(__file__).with_name("schema.sql")
 
@@ -27,3 +29,12 @@ def migrate(database: Database) -> int:
 
     database.run(apply)
     return len(statements)
+
+
+def apply_schema(dsn: str) -> int:
+    """Apply the schema to the database at `dsn` (tests, the benchmark, local runs)."""
+    database = Database(Settings(), DsnSource(dsn=dsn))
+    try:
+        return migrate(database)
+    finally:
+        database.dispose()

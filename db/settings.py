@@ -14,6 +14,12 @@ from typing import Mapping
 
 from db.errors import ConfigurationError
 
+# Every variable read below: tests start each function instance with none of
+# them set except the ones they choose.
+VARIABLES = ("DATABASE_URL", "DATABASE_URL_FILE", "DATABASE_URL_SECRET", "SECRET_MANAGER_EMULATOR_HOST",
+             "DB_POOL_SIZE", "DB_POOL_TIMEOUT", "DB_POOL_RECYCLE", "DB_TIMEOUT", "SECRET_TIMEOUT",
+             "SECRET_RETRY_INTERVAL", "GOOGLE_CLOUD_PROJECT", "LOG_LEVEL")
+
 
 def _text(environ: Mapping[str, str], name: str) -> str:
     return environ.get(name, "").strip()

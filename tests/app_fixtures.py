@@ -13,10 +13,7 @@ import pytest
 
 import function_harness
 from core.logs import CloudLoggingFormatter
-from db.database import Database
-from db.migrate import migrate
-from db.secret import DsnSource
-from db.settings import Settings
+from db.migrate import apply_schema
 
 _database_names = itertools.count(1)
 
@@ -32,15 +29,11 @@ class EventsDatabase:
         return getattr(self.server, name)
 
     def dsn(self, user: str = "app", password: str | None = None, database: str = "app",
-            host: str = "127.0.0.1", **query: str) -> str:
-        if password is None:
-            password = self.server.app_password if user == "app" else None
-        credentials = urllib.parse.quote(user, safe="")
+            host: str | None = None, **query: str) -> str:
+        """The server's DSN for `user`; the password is remembered for the leak check."""
         if password is not None:
             self.secrets.add(password)
-            credentials += ":" + urllib.parse.quote(password, safe="")
-        suffix = ("?" + urllib.parse.urlencode(query)) if query else ""
-        return f"postgresql://{credentials}@{host}:{self.server.port}/{database}{suffix}"
+        return self.server.dsn(user=user, database=database, password=password, host=host, **query)
 
     def execute(self, sql: str, database: str = "app", **params):
         return self.server.execute(sql, database=database, **params)
@@ -58,14 +51,6 @@ class EventsDatabase:
             for row_id, kind, payload, scheduled_at in self.execute(
                 "SELECT id, kind, payload, scheduled_at FROM events")
         }
-
-
-def apply_schema(dsn: str) -> None:
-    database = Database(Settings(), DsnSource(dsn=dsn))
-    try:
-        migrate(database)
-    finally:
-        database.dispose()
 
 
 @pytest.fixture(scope="session")

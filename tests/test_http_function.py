@@ -100,13 +100,19 @@ def test_body_over_one_mib_is_413(server, events_db):
     assert events_db.rows() == {}
 
 
-def test_each_request_logs_one_structured_line(server):
-    server.request(body=json.dumps({"kind": "logged"}).encode())
-    entry = [e for e in server.log_lines() if e.get("logger") == "events"][-1]
-    assert entry["severity"] == "INFO"
+def test_each_request_logs_exactly_one_structured_line(server, events_db):
+    server.request("GET")  # the pooled connection exists from here on
+    before = len(server.log_lines())
+    server.request(body=json.dumps({"kind": "logged"}).encode(), headers={"User-Agent": "line-test"})
+    new = server.log_lines()[before:]
+    [entry] = [e for e in new if e.get("message", "").startswith("POST / ")]
+    assert entry["severity"] == "INFO" and entry["message"] == "POST / 201"
     assert entry["status"] == 201 and entry["rows"] == 1
-    assert isinstance(entry["duration_ms"], float)
-    assert entry["new_connection"] in (True, False)
+    assert isinstance(entry["duration_ms"], float) and entry["duration_ms"] > 0
+    assert entry["new_connection"] is False  # the connection opened by the GET was reused
+    assert entry["httpRequest"]["requestMethod"] == "POST"
+    assert entry["httpRequest"]["status"] == 201
+    assert entry["httpRequest"]["userAgent"] == "line-test"
 
 
 def test_database_down_is_a_fast_503_with_retry_after(tmp_path):
