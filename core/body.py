@@ -15,7 +15,7 @@ rules are the same for every entry point:
 from __future__ import annotations
 
 import time
-from typing import BinaryIO, Callable
+from typing import IO, Callable
 
 from core.outcomes import RequestRejected
 
@@ -27,7 +27,7 @@ _CHUNK = 64 * 1024
 _CLOSE = {"Connection": "close"}
 
 
-def read_body(stream: BinaryIO, declared_length: int | None, *,
+def read_body(stream: IO[bytes], declared_length: int | None, *,
               limit_each_read: Callable[[float], None] | None = None,
               time_limit: float = BODY_TIME_LIMIT) -> bytes:
     """The whole body, or RequestRejected. `limit_each_read(seconds)` bounds the next read."""

@@ -20,7 +20,7 @@ from typing import Any
 
 from core.outcomes import RequestRejected
 from core.rules import (DEFAULT_KIND, MAX_DEPTH, MAX_EVENTS, MAX_NUMBER_CHARS, MAX_PAYLOAD_BYTES,
-                        id_problem, kind_problem)
+                        canonical_id, kind_problem)
 from core.scheduler import SchedulerDelivery
 from db.events import EventRecord
 
@@ -96,10 +96,10 @@ def _event(item: Any, where: str, index: int, delivery: SchedulerDelivery | None
 def _id(value: Any, where: str, index: int, delivery: SchedulerDelivery | None) -> str:
     if value is None:
         return delivery.event_id(index) if delivery else str(uuid.uuid4())
-    canonical, problem = id_problem(value)
-    if problem is not None:
-        raise RequestRejected(400, f"{where}id {problem}")
-    return canonical
+    try:
+        return canonical_id(value)
+    except ValueError as problem:
+        raise RequestRejected(400, f"{where}id {problem}") from None
 
 
 def _kind(value: Any, where: str, delivery: SchedulerDelivery | None) -> str:

@@ -46,11 +46,11 @@ def kind_problem(value: object) -> str | None:
     return None
 
 
-def id_problem(value: object) -> tuple[str | None, str | None]:
-    """(canonical id, None) for a valid event id, else (None, why not)."""
+def canonical_id(value: object) -> str:
+    """A valid event id in its canonical form; ValueError saying why when it is not one."""
     if isinstance(value, str) and _UUID.fullmatch(value) and value.startswith("{") == value.endswith("}"):
         parsed = uuid.UUID(value)
         if parsed in _PLACEHOLDER_IDS:
-            return None, f"must not be the placeholder UUID {parsed}; send a real id or none"
-        return str(parsed), None
-    return None, f"must be a UUID in hex such as {uuid.UUID(int=0x1234)}"
+            raise ValueError(f"must not be the placeholder UUID {parsed}; send a real id or none")
+        return str(parsed)
+    raise ValueError(f"must be a UUID in hex such as {uuid.UUID(int=0x1234)}")
