@@ -230,7 +230,8 @@ class PG8000CockroachDialect(PGDialect_pg8000):
             # pg8000 raises this when the server asks for a password and the
             # DSN's is empty: a configuration fault, not a bug.
             raise pg8000.dbapi.InterfaceError(
-                "could not connect: the server asked for a password the connection string does not have"
+                "could not connect: the server asks for a password and the connection string has no password; "
+                "put the user's password in the connection string (percent-encoded)"
             ) from err
         _disable_nagle(connection)
         record = stats.record()
