@@ -9,6 +9,7 @@ every invocation on an instance reuses it: CockroachDB's serverless best practic
 from __future__ import annotations
 
 import json
+import socket
 
 import flask
 import functions_framework
@@ -40,10 +41,7 @@ def _read_body(request: flask.Request) -> bytes:
     # Parsed as JSON whatever the Content-Type: Cloud Scheduler's HTTP targets
     # send application/octet-stream unless the job sets a header.
     sock = request.environ.get("gunicorn.socket")  # the client's socket, under gunicorn
-    previous = sock.gettimeout() if sock is not None else None
-    try:
-        return read_body(request.stream, request.content_length,
-                         limit_each_read=sock.settimeout if sock is not None else None)
-    finally:
-        if sock is not None:
-            sock.settimeout(previous)
+    # At the time limit, shutting the socket's reading side ends a read blocked on the client.
+    cut_off = (lambda: sock.shutdown(socket.SHUT_RD)) if sock is not None else None
+    return read_body(request.stream, request.content_length, time_limit=runtime.body_time_limit,
+                     cut_off=cut_off)

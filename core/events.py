@@ -168,12 +168,13 @@ def _check_document(document: Any, where: str) -> int:
                 raise RequestRejected(400, f"{where} nests deeper than {MAX_DEPTH} levels")
             size += 2 + 2 * max(0, len(value) - 1)  # brackets, and ", " between items
             if isinstance(value, dict):
-                for key, child in value.items():
+                for key in value:
                     _check_text(key, _where(where, path))
                     size += len(json.dumps(key, ensure_ascii=False).encode("utf-8")) + 2  # ": "
-                    stack.append((child, depth + 1, (*path, key)))
+                children = [(child, depth + 1, (*path, key)) for key, child in value.items()]
             else:
-                stack.extend((child, depth + 1, (*path, i)) for i, child in enumerate(value))
+                children = [(child, depth + 1, (*path, i)) for i, child in enumerate(value)]
+            stack.extend(reversed(children))  # popped in document order: the first bad value is named
     return size
 
 
@@ -190,7 +191,7 @@ def _printed_length(number: int | Decimal) -> int:
         length = count + 1  # a decimal point inside the digits
     else:
         length = -exponent + 2  # "0." and leading zeros
-    return length + sign
+    return length + (sign if any(digits) else 0)  # numeric has no negative zero: -0.0 prints as 0.0
 
 
 def _where(where: str, path: tuple) -> str:

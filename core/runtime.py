@@ -25,6 +25,8 @@ class Runtime:
         self._lock = threading.Lock()
         self._database: Database | None = None
         self._project = Settings.project_from_environment(environ)
+        # Needed by every POST before the database is: read now, not with the rest.
+        self.body_time_limit = Settings.body_timeout_from_environment(environ)
 
     def database(self) -> Database:
         """The instance's Database, created on first use (not at import, not per request)."""

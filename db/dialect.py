@@ -35,6 +35,7 @@ that changes them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import socket
@@ -43,6 +44,7 @@ from typing import Any, Callable
 
 import pg8000.dbapi
 from pg8000.converters import make_params
+from pg8000.core import TERMINATE_MSG
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.postgresql.pg8000 import PGDialect_pg8000
 
@@ -57,6 +59,9 @@ PREPARED = "prepared"
 # "prepared statement does not exist" (the server no longer has it: evicted,
 # or the session was reset by a connection pooler in front of the cluster).
 REPREPARE = frozenset({"0A000", "26000"})
+# Seconds closing a connection waits for the server to end its backend (see
+# PreparingConnection.close): enough for a busy server, short enough for a dead one.
+CLOSE_WAIT = 0.25
 
 
 class PreparingCursor(pg8000.dbapi.Cursor):
@@ -108,12 +113,52 @@ class PreparingConnection(pg8000.dbapi.Connection):
             record.statement_sent = True
         return self.execute_named(name, params, columns, input_funcs, statement)
 
+    def close(self) -> None:
+        """End the session and wait, briefly, until the server has ended it.
+
+        pg8000 sends Terminate and closes the socket at once; the server ends the
+        backend whenever it gets to it. A replacement opened meanwhile (SQLAlchemy
+        closes a connection, then opens the next) would be counted beside the
+        exiting backend, one more than the pool. The server closes its end only
+        after the backend has left pg_stat_activity, so that close is awaited.
+
+        The socket's buffered file is closed here too, discarding anything a failed
+        flush left in it: collected later, it would try again and print
+        "Exception ignored ... BrokenPipeError" with a traceback on stderr.
+        """
+        buffered, raw = self._sock, self._usock
+        if raw is None:
+            raise pg8000.dbapi.InterfaceError("connection is closed")
+        self._sock = self._usock = None
+        try:
+            buffered.write(TERMINATE_MSG)
+            buffered.flush()
+            _await_end_of_stream(raw, CLOSE_WAIT)
+        except OSError as err:
+            raise pg8000.dbapi.InterfaceError(f"network error ({type(err).__name__})") from err
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                buffered.close()
+            raw.close()
+
     def forget_prepared(self, statement: str, *, close: bool) -> None:
         name, _, _ = self.prepared.pop(statement)
         if close:
             self.close_prepared_statement(name)
         else:
             self._statement_nums.discard(name)
+
+
+def _await_end_of_stream(sock: socket.socket, seconds: float) -> None:
+    """Read and drop whatever arrives until the peer closes, or `seconds` pass."""
+    deadline = time.monotonic() + seconds
+    try:
+        while (remaining := deadline - time.monotonic()) > 0:
+            sock.settimeout(remaining)
+            if not sock.recv(4096):
+                return
+    except OSError:
+        return  # timed out, or the connection is already gone: nothing to wait for
 
 
 def _sqlstate(error: BaseException) -> str | None:
@@ -185,7 +230,8 @@ class PG8000CockroachDialect(PGDialect_pg8000):
             # pg8000 raises this when the server asks for a password and the
             # DSN's is empty: a configuration fault, not a bug.
             raise pg8000.dbapi.InterfaceError(
-                "could not connect: the server asked for a password the connection string does not have"
+                "could not connect: the server asks for a password and the connection string has no password; "
+                "put the user's password in the connection string (percent-encoded)"
             ) from err
         _disable_nagle(connection)
         record = stats.record()

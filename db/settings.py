@@ -40,6 +40,10 @@ def _number(environ: Mapping[str, str], name: str, default: float, *, minimum: f
     return value
 
 
+def _body_timeout(environ: Mapping[str, str]) -> float:
+    return _number(environ, "BODY_TIMEOUT", Settings.body_timeout, minimum=0.1, maximum=3600)
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     # Where the connection string comes from; exactly one is used, in this order
@@ -67,6 +71,9 @@ class Settings:
     # An unusable connection string (unreadable, malformed, refused by the
     # database) is read again at most this often; requests in between get 503.
     secret_retry_interval: float = 5.0
+    # Seconds a client has to send its whole request body; then 408 and the
+    # connection is closed, so a stalled client holds a server thread no longer.
+    body_timeout: float = 10.0
     # The project, for Cloud Logging's trace field (deploy.sh sets it: 2nd gen
     # functions do not).
     google_cloud_project: str = ""
@@ -81,6 +88,15 @@ class Settings:
     def project_from_environment(environ: Mapping[str, str] | None = None) -> str:
         """GOOGLE_CLOUD_PROJECT alone, for log lines (never fails)."""
         return _text(os.environ if environ is None else environ, "GOOGLE_CLOUD_PROJECT")
+
+    @classmethod
+    def body_timeout_from_environment(cls, environ: Mapping[str, str] | None = None) -> float:
+        """BODY_TIMEOUT alone, for reading bodies before the database is needed (never fails:
+        a bad value falls back to the default here, and from_environment reports it)."""
+        try:
+            return _body_timeout(os.environ if environ is None else environ)
+        except ConfigurationError:
+            return cls.body_timeout
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -100,6 +116,7 @@ class Settings:
             secret_timeout=_number(env, "SECRET_TIMEOUT", defaults.secret_timeout, minimum=0.1),
             secret_retry_interval=_number(env, "SECRET_RETRY_INTERVAL", defaults.secret_retry_interval,
                                           minimum=0.1),
+            body_timeout=_body_timeout(env),
             google_cloud_project=cls.project_from_environment(env),
             log_level=cls.log_level_from_environment(env),
         )

@@ -121,6 +121,12 @@ class FunctionServer:
                 time.sleep(0.05)
         raise RuntimeError("functions-framework did not start listening")
 
+    @property
+    def pid(self) -> int:
+        """The `functions-framework` process (gunicorn's arbiter; its child serves the requests)."""
+        assert self._process is not None, "the server is not started"
+        return self._process.pid
+
     def stop(self) -> None:
         if self._process and self._process.poll() is None:
             self._process.terminate()
