@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import functions_framework
@@ -50,6 +51,35 @@ class OutputCapture:
 
 
 capture = OutputCapture()
+
+
+class KnownSecrets:
+    """Every password and connection string the tests' servers use, for the leak check.
+
+    Registered where they are made (every PostgresServer's passwords, every
+    password a DSN is built with), so a test is checked against the secrets of
+    every server it touches, whichever fixtures it asked for. Kept for the whole
+    session: a secret that reaches the output of a later test is still a leak.
+    """
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+
+    def add(self, *values: str | None) -> None:
+        self._values.update(value for value in values if value)
+
+    def plain(self) -> set[str]:
+        """Each secret as is and percent-encoded (inside a DSN)."""
+        return self._values | {urllib.parse.quote(value, safe="") for value in self._values}
+
+    def every_form(self) -> set[str]:
+        """Also escaped for JSON, as they would appear inside a JSON line."""
+        plain = self.plain()
+        return plain | {json.dumps(value, ensure_ascii=False)[1:-1] for value in plain} \
+            | {json.dumps(value)[1:-1] for value in plain}
+
+
+known_secrets = KnownSecrets()
 
 
 def _record_response(response):
