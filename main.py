@@ -9,16 +9,31 @@ every invocation on an instance reuses it: CockroachDB's serverless best practic
 from __future__ import annotations
 
 import json
+import sys
+from typing import TextIO
 
 import flask
 import functions_framework
+from functions_framework.execution_id import LoggingHandlerAddExecutionId
 
 from core import logs, service
 from core.body import read_body
 from core.runtime import Runtime
 from db.settings import Settings
 
-logs.configure(Settings.log_level_from_environment())
+
+def _process_stdout() -> TextIO:
+    # Under LOG_EXECUTION_ID functions-framework swaps sys.stdout, during each
+    # request, for a wrapper that re-encodes every line and sets its own spanId
+    # (in decimal, where Cloud Logging wants hex). The function's lines already
+    # carry the execution id and the right spanId: write beneath the wrapper.
+    stream = sys.stdout
+    while isinstance(stream, LoggingHandlerAddExecutionId):
+        stream = stream.stream
+    return stream
+
+
+logs.configure(Settings.log_level_from_environment(), stream=_process_stdout)
 runtime = Runtime()
 
 

@@ -25,6 +25,11 @@ class Runtime:
         self._lock = threading.Lock()
         self._database: Database | None = None
         self._project = Settings.project_from_environment(environ)
+        # A DSN set directly is a secret from the start: a library that logs it
+        # (or the whole environment) before the first request must not print it.
+        for secret in Settings.secrets_from_environment(environ):
+            logs.redact(secret)
+        self._label_execution_id = Settings.log_execution_id_from_environment(environ)
 
     def database(self) -> Database:
         """The instance's Database, created on first use (not at import, not per request)."""
@@ -41,6 +46,10 @@ class Runtime:
     def project(self) -> str:
         """The Google Cloud project, for Cloud Logging's trace field ("" if unknown)."""
         return self._project
+
+    def labels_execution_id(self) -> bool:
+        """Whether log lines carry functions-framework's execution id (LOG_EXECUTION_ID)."""
+        return self._label_execution_id
 
     @property
     def started(self) -> bool:

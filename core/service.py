@@ -63,7 +63,8 @@ def handle(runtime: Runtime, request: Request) -> Outcome:
     """Answer one request; never raises. Writes the request's one log line."""
     started = time.perf_counter()
     run_stats = RunStats()
-    with logs.request_scope(request.headers, runtime.project()):
+    with logs.request_scope(request.headers, runtime.project(),
+                            label_execution_id=runtime.labels_execution_id()):
         try:
             outcome = _route(runtime, request, run_stats)
         except Exception as exc:  # noqa: BLE001 - the one place errors become answers

@@ -121,24 +121,34 @@ class Response:
 
 
 class FunctionServer:
-    """`functions-framework --target handler` in a subprocess on a free port."""
+    """`functions-framework --target handler` in a subprocess on a free port.
 
-    def __init__(self, env: dict[str, str], log_path: pathlib.Path):
+    Its stdout and stderr go to `log_path` together, or, with
+    `separate_streams`, to `log_path` (stdout) and `stderr_path` apart, to
+    tell which stream a line reached. `source` serves another file than main.py.
+    """
+
+    def __init__(self, env: dict[str, str], log_path: pathlib.Path, *, separate_streams: bool = False,
+                 source: pathlib.Path = ROOT / "main.py"):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log_path = log_path
-        capture.log_files.append(log_path)
+        self.stderr_path = log_path.with_name(log_path.name + ".stderr") if separate_streams else None
+        capture.log_files.extend(path for path in (log_path, self.stderr_path) if path is not None)
+        self.source = source
         base = {k: v for k, v in os.environ.items() if k not in FUNCTION_ENV}
         self._env = {**base, **env, "PYTHONUNBUFFERED": "1"}
         self._process: subprocess.Popen | None = None
+        self._outputs: list = []
 
     def start(self, timeout: float = 30.0) -> "FunctionServer":
         command = [str(pathlib.Path(sys.executable).with_name("functions-framework")),
-                   "--target", "handler", "--source", str(ROOT / "main.py"),
+                   "--target", "handler", "--source", str(self.source),
                    "--host", "127.0.0.1", "--port", str(self.port)]
-        self._log = open(self.log_path, "ab")
-        self._process = subprocess.Popen(command, cwd=ROOT, env=self._env,
-                                         stdout=self._log, stderr=subprocess.STDOUT)
+        stdout = open(self.log_path, "ab")
+        stderr = open(self.stderr_path, "ab") if self.stderr_path else subprocess.STDOUT
+        self._outputs = [stdout] + ([stderr] if self.stderr_path else [])
+        self._process = subprocess.Popen(command, cwd=ROOT, env=self._env, stdout=stdout, stderr=stderr)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -158,8 +168,9 @@ class FunctionServer:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
-        if self._process:
-            self._log.close()
+        for output in self._outputs:
+            output.close()
+        self._outputs = []
 
     def __enter__(self) -> "FunctionServer":
         return self.start()
@@ -178,10 +189,20 @@ class FunctionServer:
         capture.add(response.body.decode(errors="replace"))
         return response
 
+    def stdout_text(self) -> str:
+        """What the server wrote to stdout (and to stderr, unless the streams are separate)."""
+        return self.log_path.read_text(errors="replace")
+
+    def stderr_text(self) -> str:
+        """What the server wrote to stderr (separate streams only)."""
+        if self.stderr_path is None:
+            raise ValueError("this server's stderr goes to its log with stdout: use separate_streams=True")
+        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+
     def log_lines(self) -> list[dict]:
         """The JSON lines the function wrote (other output, like gunicorn's, is skipped)."""
         lines = []
-        for raw in self.log_path.read_text(errors="replace").splitlines():
+        for raw in self.stdout_text().splitlines():
             try:
                 entry = json.loads(raw)
             except ValueError:
