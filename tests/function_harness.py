@@ -179,8 +179,9 @@ class FunctionServer:
         self.stop()
 
     def request(self, method: str = "POST", body: bytes | None = None,
-                headers: dict[str, str] | None = None, timeout: float = 30.0) -> Response:
-        request = urllib.request.Request(self.url, data=body, method=method, headers=headers or {})
+                headers: dict[str, str] | None = None, timeout: float = 30.0, path: str = "/") -> Response:
+        request = urllib.request.Request(self.url.rstrip("/") + path, data=body, method=method,
+                                         headers=headers or {})
         try:
             with urllib.request.urlopen(request, timeout=timeout) as reply:
                 response = Response(reply.status, reply.headers, reply.read())
