@@ -88,13 +88,13 @@ class Database:
 
     def _run_on(self, engine: Engine, work: Callable[[Connection], T],
                 run_stats: stats.RunStats | None) -> T:
-        token = stats.current.set(run_stats if run_stats is not None else stats.RunStats())
+        record = run_stats if run_stats is not None else stats.RunStats()
+        token = stats.current.set(record)
         try:
             started = time.perf_counter()
+            record.begin_checkout(started)
             with engine.connect() as connection:
-                record = stats.current.get()
-                if record is not None:
-                    record.checkout_ms = round((time.perf_counter() - started) * 1000, 3)
+                record.checkout_ms = round((time.perf_counter() - started) * 1000, 3)
                 return work(connection)
         finally:
             stats.current.reset(token)

@@ -116,6 +116,14 @@ class PreparingConnection(pg8000.dbapi.Connection):
             self._statement_nums.discard(name)
 
 
+def _grant_slot(at: float) -> None:
+    # The pool calls connect or the pre-ping as soon as it has a slot for the
+    # work: whatever time the checkout spent before that was spent waiting.
+    record = stats.record()
+    if record is not None:
+        record.grant_slot(at)
+
+
 def _sqlstate(error: BaseException) -> str | None:
     fields = error.args[0] if error.args else None
     return fields.get("C") if isinstance(fields, dict) else None
@@ -175,6 +183,7 @@ class PG8000CockroachDialect(PGDialect_pg8000):
 
     def connect(self, *args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
+        _grant_slot(started)
         try:
             connection = PreparingConnection(*args, **kwargs)
         except OSError as err:
@@ -196,6 +205,7 @@ class PG8000CockroachDialect(PGDialect_pg8000):
 
     def do_ping(self, dbapi_connection: Any) -> bool:
         started = time.perf_counter()
+        _grant_slot(started)
         try:
             return super().do_ping(dbapi_connection)
         finally:
