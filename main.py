@@ -4,10 +4,18 @@ Everything the function does is in core/ (the use case) and db/ (the database);
 this file only translates between Flask and the core. The per-instance runtime
 (the engine and its pool) is a module-level global, outside the handler, so
 every invocation on an instance reuses it: CockroachDB's serverless best practice.
+
+Shutdown: on SIGTERM (Cloud Run allows 10 s before SIGKILL) gunicorn's worker
+stops accepting, lets the requests in flight finish, and exits; the pool is then
+closed by the atexit hook below, each connection with a Terminate message.
+functions-framework builds gunicorn's configuration itself (GUNICORN_CMD_ARGS
+and gunicorn.conf.py are not read), so a gunicorn hook cannot be installed;
+atexit runs in the worker after its request threads have been joined.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import sys
 from typing import TextIO
@@ -35,6 +43,8 @@ def _process_stdout() -> TextIO:
 
 logs.configure(Settings.log_level_from_environment(), stream=_process_stdout)
 runtime = Runtime()
+# In the gunicorn worker this runs after the request threads have finished.
+atexit.register(runtime.close)
 
 
 @functions_framework.http

@@ -61,12 +61,42 @@ class EventsDatabase:
             self.execute(f'CREATE ROLE "{user}" LOGIN IN ROLE app')
         self.server.set_password(user, password)
 
+    def block_inserts(self) -> "InsertBlocker":
+        """Make every INSERT into events wait until the returned blocker is released."""
+        return InsertBlocker(self.server)
+
     def rows(self) -> dict[str, dict]:
         return {
             str(row_id): {"kind": kind, "payload": payload, "scheduled_at": scheduled_at}
             for row_id, kind, payload, scheduled_at in self.execute(
                 "SELECT id, kind, payload, scheduled_at FROM events")
         }
+
+
+class InsertBlocker:
+    """A lock on the events table, held by the superuser in an open transaction, that
+    every INSERT waits for (SHARE ROW EXCLUSIVE conflicts with INSERT's ROW EXCLUSIVE):
+    a database that is slow for writes, with reads and health checks unaffected."""
+
+    def __init__(self, server):
+        self._connection = server.connect("postgres", database="app")
+        self._connection.run("BEGIN")
+        self._connection.run("LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE")
+
+    def release(self) -> None:
+        """Let the waiting INSERTs go (idempotent)."""
+        if self._connection is not None:
+            try:
+                self._connection.run("COMMIT")
+            finally:
+                self._connection.close()
+                self._connection = None
+
+    def __enter__(self) -> "InsertBlocker":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
 
 
 def apply_schema(dsn: str) -> None:

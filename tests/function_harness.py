@@ -160,6 +160,14 @@ class FunctionServer:
                 time.sleep(0.05)
         raise RuntimeError("functions-framework did not start listening")
 
+    def terminate(self) -> None:
+        """SIGTERM, as Cloud Run sends it before stopping an instance."""
+        self._process.terminate()
+
+    def wait(self, timeout: float) -> int:
+        """The exit code, once the server has exited (TimeoutExpired after `timeout` s)."""
+        return self._process.wait(timeout=timeout)
+
     def stop(self) -> None:
         if self._process and self._process.poll() is None:
             self._process.terminate()
