@@ -4,23 +4,48 @@ Everything the function does is in core/ (the use case) and db/ (the database);
 this file only translates between Flask and the core. The per-instance runtime
 (the engine and its pool) is a module-level global, outside the handler, so
 every invocation on an instance reuses it: CockroachDB's serverless best practice.
+
+Shutdown: on SIGTERM (Cloud Run allows 10 s before SIGKILL) gunicorn's worker
+stops accepting, lets the requests in flight finish, and exits; the pool is then
+closed by the atexit hook below, each connection with a Terminate message.
+functions-framework builds gunicorn's configuration itself (GUNICORN_CMD_ARGS
+and gunicorn.conf.py are not read), so a gunicorn hook cannot be installed;
+atexit runs in the worker after its request threads have been joined.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import socket
+import sys
+from typing import TextIO
 
 import flask
 import functions_framework
+from functions_framework.execution_id import LoggingHandlerAddExecutionId
 
 from core import logs, service
 from core.body import read_body
 from core.runtime import Runtime
 from db.settings import Settings
 
-logs.configure(Settings.log_level_from_environment())
+
+def _process_stdout() -> TextIO:
+    # Under LOG_EXECUTION_ID functions-framework swaps sys.stdout, during each
+    # request, for a wrapper that re-encodes every line and sets its own spanId
+    # (in decimal, where Cloud Logging wants hex). The function's lines already
+    # carry the execution id and the right spanId: write beneath the wrapper.
+    stream = sys.stdout
+    while isinstance(stream, LoggingHandlerAddExecutionId):
+        stream = stream.stream
+    return stream
+
+
+logs.configure(Settings.log_level_from_environment(), stream=_process_stdout)
 runtime = Runtime()
+# In the gunicorn worker this runs after the request threads have finished.
+atexit.register(runtime.close)
 
 
 @functions_framework.http

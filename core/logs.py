@@ -1,12 +1,18 @@
 """One JSON object per line on stdout: the structured format Cloud Logging reads.
 
 Cloud Logging takes `severity` and `message` from each line, groups lines under
-their request by `logging.googleapis.com/trace`, and keeps the other fields as
-the entry's jsonPayload, so no logging client library is needed. Every value
-passes through a scrubber that replaces any known secret (the DSN, the
-password) with "[redacted]", whatever code wrote the line; keys are never
-touched, so a password that happens to be a field name ("status") damages
-nothing and gives nothing away.
+their request by `logging.googleapis.com/trace`, takes the entry's labels from
+`logging.googleapis.com/labels`, and keeps the other fields as the entry's
+jsonPayload, so no logging client library is needed. Every value passes through
+a scrubber that replaces any known secret (the DSN, the password) with
+"[redacted]", whatever code wrote the line; keys are never touched, so a
+password that happens to be a field name ("status") damages nothing and gives
+nothing away.
+
+Each record is written once: `configure` makes this module's handler the only
+one on the root logger that writes to a standard stream (functions-framework
+installs its own when LOG_EXECUTION_ID is set), and the execution id that
+handler would have added is on this module's lines instead.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import logging
 import re
 import sys
 import threading
-from typing import Any, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol, TextIO
 from urllib.parse import quote
 
 REDACTED = "[redacted]"
@@ -29,6 +35,10 @@ _secrets_lock = threading.Lock()
 TRACE_FIELD = "logging.googleapis.com/trace"
 SPAN_FIELD = "logging.googleapis.com/spanId"
 SAMPLED_FIELD = "logging.googleapis.com/trace_sampled"
+LABELS_FIELD = "logging.googleapis.com/labels"
+# functions-framework gives each request an id in this header (the caller's, or
+# one it generates) and, with LOG_EXECUTION_ID, labels its lines with it.
+EXECUTION_ID_HEADER = "Function-Execution-Id"
 # W3C Trace Context: version-traceid-parentid-flags, lower-case hex.
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 # Google's own header: TRACE_ID/SPAN_ID;o=OPTIONS, the span id in decimal.
@@ -45,10 +55,12 @@ class HeaderLookup(Protocol):
 
 def redact(value: str) -> None:
     """Never let `value` appear in a log line: as is, percent-encoded (inside a
-    DSN), or escaped for JSON (a library may log a JSON document)."""
+    DSN), or escaped for JSON (a library may log a JSON document, with or
+    without non-ASCII characters escaped as \\uXXXX)."""
     if value:
         forms = {value, quote(value, safe="")}
-        forms |= {json.dumps(form, ensure_ascii=False)[1:-1] for form in forms}
+        forms |= {json.dumps(form, ensure_ascii=ascii_only)[1:-1]
+                  for form in forms for ascii_only in (False, True)}
         with _secrets_lock:
             _secrets.update(forms)
 
@@ -98,10 +110,21 @@ def trace_fields(headers: HeaderLookup, project: str) -> dict[str, Any]:
     return fields
 
 
+def execution_id_labels(headers: HeaderLookup) -> dict[str, Any]:
+    """The `execution_id` label functions-framework would add under LOG_EXECUTION_ID."""
+    execution_id = headers.get(EXECUTION_ID_HEADER, "").strip()
+    return {LABELS_FIELD: {"execution_id": execution_id}} if execution_id else {}
+
+
 @contextlib.contextmanager
-def request_scope(headers: HeaderLookup, project: str) -> Iterator[None]:
-    """Every line written inside carries the request's trace fields, and only its own."""
-    token = _request_fields.set(trace_fields(headers, project))
+def request_scope(headers: HeaderLookup, project: str, *,
+                  label_execution_id: bool = False) -> Iterator[None]:
+    """Every line written inside carries the request's trace fields (and, with
+    `label_execution_id`, its execution id), and only its own."""
+    fields = trace_fields(headers, project)
+    if label_execution_id:
+        fields.update(execution_id_labels(headers))
+    token = _request_fields.set(fields)
     try:
         yield
     finally:
@@ -125,24 +148,47 @@ class CloudLoggingFormatter(logging.Formatter):
                           ensure_ascii=False)
 
 
+def current_stdout() -> TextIO:
+    return sys.stdout
+
+
 class StdoutHandler(logging.StreamHandler):
-    """Writes to whatever sys.stdout is at the time, not the one at start-up
-    (test runners and the framework's legacy mode replace it)."""
+    """Writes to the stream `find_stream` returns at each record, not the one at
+    start-up: test runners replace sys.stdout, and so does functions-framework
+    during each request under LOG_EXECUTION_ID."""
+
+    def __init__(self, find_stream: Callable[[], TextIO] = current_stdout):
+        super().__init__()
+        self.find_stream = find_stream
 
     @property
     def stream(self):
-        return sys.stdout
+        return self.find_stream()
 
     @stream.setter
     def stream(self, _value) -> None:
         pass
 
 
-def configure(level: str = "INFO") -> None:
-    """Send every logger's records to stdout as JSON lines (idempotent)."""
+def _is_bare_stream_handler(handler: logging.Handler) -> bool:
+    # A bare StreamHandler on the root is what functions-framework's dictConfig
+    # (LOG_EXECUTION_ID) and logging.basicConfig() install: it would write each
+    # record a second time, to stderr, unscrubbed. Subclasses made for a purpose
+    # (a file, a test runner's capture) are left alone.
+    return type(handler) is logging.StreamHandler
+
+
+def configure(level: str = "INFO", stream: Callable[[], TextIO] = current_stdout) -> None:
+    """Send every logger's records to `stream` (stdout) as JSON lines, once each (idempotent)."""
     root = logging.getLogger()
-    if not any(isinstance(h, StdoutHandler) for h in root.handlers):
-        handler = StdoutHandler()
+    for handler in [h for h in root.handlers if _is_bare_stream_handler(h)]:
+        root.removeHandler(handler)
+    ours = [h for h in root.handlers if isinstance(h, StdoutHandler)]
+    if ours:
+        for handler in ours:
+            handler.find_stream = stream
+    else:
+        handler = StdoutHandler(stream)
         handler.setFormatter(CloudLoggingFormatter())
         root.addHandler(handler)
     numeric = logging.getLevelName(level.strip().upper())

@@ -54,7 +54,8 @@ class Request:
     # Called only for a request that has a body to store (POST to the path), so
     # no other request waits for one.
     read_body: Callable[[], bytes] = lambda: b""
-    # For the request's log line (Cloud Logging's httpRequest).
+    # For the request's log line (Cloud Logging's httpRequest): the URL as the
+    # server saw it, and the address of the peer that connected.
     url: str = ""
     remote_ip: str = ""
 
@@ -63,7 +64,8 @@ def handle(runtime: Runtime, request: Request) -> Outcome:
     """Answer one request; never raises. Writes the request's one log line."""
     started = time.perf_counter()
     run_stats = RunStats()
-    with logs.request_scope(request.headers, runtime.project()):
+    with logs.request_scope(request.headers, runtime.project(),
+                            label_execution_id=runtime.labels_execution_id()):
         try:
             outcome = _route(runtime, request, run_stats)
         except Exception as exc:  # noqa: BLE001 - the one place errors become answers
@@ -117,11 +119,32 @@ def _log_request(request: Request, outcome: Outcome, run_stats: RunStats, second
             "pool_wait_ms": run_stats.pool_wait_ms,
             "httpRequest": {
                 "requestMethod": request.method,
-                "requestUrl": request.url or request.path,
+                "requestUrl": _caller_url(request),
                 "status": outcome.status,
                 "userAgent": request.headers.get("User-Agent"),
-                "remoteIp": request.remote_ip,
+                "remoteIp": _caller_ip(request),
                 "latency": f"{seconds:.6f}s",
             },
         }},
     )
+
+
+def _caller_ip(request: Request) -> str:
+    # On Cloud Run the peer is Google's front end; it puts the caller's address
+    # last in X-Forwarded-For (entries before it are whatever the caller sent).
+    forwarded = request.headers.get("X-Forwarded-For")
+    if forwarded:
+        last = forwarded.rsplit(",", 1)[-1].strip()
+        if last:
+            return last
+    return request.remote_ip
+
+
+def _caller_url(request: Request) -> str:
+    # Google's front end ends TLS and forwards plain HTTP: the caller's scheme
+    # is in X-Forwarded-Proto.
+    url = request.url or request.path
+    scheme = request.headers.get("X-Forwarded-Proto").strip().lower()
+    if scheme in ("http", "https") and "://" in url:
+        url = f"{scheme}://{url.split('://', 1)[1]}"
+    return url

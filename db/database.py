@@ -79,22 +79,28 @@ class Database:
                 raise
         return self._run_on(self.engine(), work, run_stats)
 
-    def dispose(self) -> None:
-        """Close every pooled connection cleanly (a Terminate message, then the socket)."""
+    def dispose(self) -> bool:
+        """Close every pooled connection cleanly (a Terminate message, then the socket).
+
+        True if there was an engine to close. Connections checked out now are
+        not closed here: call it when no work is running.
+        """
         with self._lock:
-            if self._engine is not None:
-                self._engine.dispose()
-                self._engine = None
+            if self._engine is None:
+                return False
+            self._engine.dispose()
+            self._engine = None
+            return True
 
     def _run_on(self, engine: Engine, work: Callable[[Connection], T],
                 run_stats: stats.RunStats | None) -> T:
-        token = stats.current.set(run_stats if run_stats is not None else stats.RunStats())
+        record = run_stats if run_stats is not None else stats.RunStats()
+        token = stats.current.set(record)
         try:
             started = time.perf_counter()
+            record.begin_checkout(started)
             with engine.connect() as connection:
-                record = stats.current.get()
-                if record is not None:
-                    record.checkout_ms = round((time.perf_counter() - started) * 1000, 3)
+                record.checkout_ms = round((time.perf_counter() - started) * 1000, 3)
                 return work(connection)
         finally:
             stats.current.reset(token)

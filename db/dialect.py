@@ -160,6 +160,13 @@ def _await_end_of_stream(sock: socket.socket, seconds: float) -> None:
     except OSError:
         return  # timed out, or the connection is already gone: nothing to wait for
 
+def _grant_slot(at: float) -> None:
+    # The pool calls connect or the pre-ping as soon as it has a slot for the
+    # work: whatever time the checkout spent before that was spent waiting.
+    record = stats.record()
+    if record is not None:
+        record.grant_slot(at)
+
 
 def _sqlstate(error: BaseException) -> str | None:
     fields = error.args[0] if error.args else None
@@ -220,6 +227,7 @@ class PG8000CockroachDialect(PGDialect_pg8000):
 
     def connect(self, *args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
+        _grant_slot(started)
         try:
             connection = PreparingConnection(*args, **kwargs)
         except OSError as err:
@@ -242,6 +250,7 @@ class PG8000CockroachDialect(PGDialect_pg8000):
 
     def do_ping(self, dbapi_connection: Any) -> bool:
         started = time.perf_counter()
+        _grant_slot(started)
         try:
             return super().do_ping(dbapi_connection)
         finally:

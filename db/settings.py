@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import urllib.parse
 from typing import Mapping
 
 from db.errors import ConfigurationError
@@ -18,7 +19,10 @@ from db.errors import ConfigurationError
 # them set except the ones they choose.
 VARIABLES = ("DATABASE_URL", "DATABASE_URL_FILE", "DATABASE_URL_SECRET", "SECRET_MANAGER_EMULATOR_HOST",
              "DB_POOL_SIZE", "DB_POOL_TIMEOUT", "DB_POOL_RECYCLE", "DB_TIMEOUT", "SECRET_TIMEOUT",
-             "SECRET_RETRY_INTERVAL", "GOOGLE_CLOUD_PROJECT", "LOG_LEVEL")
+             "SECRET_RETRY_INTERVAL", "BODY_TIMEOUT", "GOOGLE_CLOUD_PROJECT", "LOG_LEVEL", "LOG_EXECUTION_ID")
+
+# functions-framework's own test for LOG_EXECUTION_ID (distutils' strtobool, lower case only).
+_FRAMEWORK_TRUE_VALUES = ("y", "yes", "t", "true", "on", "1")
 
 
 def _text(environ: Mapping[str, str], name: str) -> str:
@@ -77,6 +81,9 @@ class Settings:
     # The project, for Cloud Logging's trace field (deploy.sh sets it: 2nd gen
     # functions do not).
     google_cloud_project: str = ""
+    # Whether log lines carry functions-framework's execution id as a label;
+    # 2nd gen deployments set LOG_EXECUTION_ID=true.
+    log_execution_id: bool = False
     log_level: str = "INFO"
 
     @staticmethod
@@ -88,6 +95,26 @@ class Settings:
     def project_from_environment(environ: Mapping[str, str] | None = None) -> str:
         """GOOGLE_CLOUD_PROJECT alone, for log lines (never fails)."""
         return _text(os.environ if environ is None else environ, "GOOGLE_CLOUD_PROJECT")
+
+    @staticmethod
+    def secrets_from_environment(environ: Mapping[str, str] | None = None) -> list[str]:
+        """DATABASE_URL and the password in it (never fails): secrets from the
+        start, before any request reads the settings, for the log scrubber."""
+        dsn = _text(os.environ if environ is None else environ, "DATABASE_URL")
+        if not dsn:
+            return []
+        try:
+            password = urllib.parse.urlsplit(dsn).password
+        except ValueError:  # malformed: the first request will say how
+            password = None
+        return [dsn, urllib.parse.unquote(password)] if password else [dsn]
+
+    @staticmethod
+    def log_execution_id_from_environment(environ: Mapping[str, str] | None = None) -> bool:
+        """LOG_EXECUTION_ID alone, read exactly as functions-framework reads it,
+        so the label is on the function's lines exactly when the framework would add it."""
+        value = (os.environ if environ is None else environ).get("LOG_EXECUTION_ID")
+        return value in _FRAMEWORK_TRUE_VALUES
 
     @classmethod
     def body_timeout_from_environment(cls, environ: Mapping[str, str] | None = None) -> float:
@@ -118,5 +145,6 @@ class Settings:
                                           minimum=0.1),
             body_timeout=_body_timeout(env),
             google_cloud_project=cls.project_from_environment(env),
+            log_execution_id=cls.log_execution_id_from_environment(env),
             log_level=cls.log_level_from_environment(env),
         )

@@ -17,14 +17,29 @@ class RunStats:
     new_connection: bool = False  # this work opened a server connection
     connect_ms: float = 0.0  # TCP, TLS and authentication, when new_connection
     ping_ms: float = 0.0  # the pool's pre-ping of a reused connection
-    checkout_ms: float = 0.0  # engine.connect() in all: wait + ping + connect
+    checkout_ms: float = 0.0  # engine.connect() in all: wait + ping + connect + set-up
     prepared: bool = False  # a statement was prepared on the connection for this work
     # The INSERT was sent: from here on, a lost connection leaves its outcome unknown.
     statement_sent: bool = False
+    # perf_counter() when the checkout began, and when the pool handed over a
+    # connection slot: the moment the pre-ping or a new connection started.
+    checkout_started: float | None = None
+    slot_granted: float | None = None
+
+    def begin_checkout(self, at: float) -> None:
+        self.checkout_started, self.slot_granted = at, None
+
+    def grant_slot(self, at: float) -> None:
+        """The pool has a connection (or room for a new one) for this work from `at` on."""
+        if self.slot_granted is None:
+            self.slot_granted = at
 
     @property
     def pool_wait_ms(self) -> float:
-        """Time spent waiting for a free pooled connection."""
+        """Time spent waiting for a free pooled connection, and nothing else
+        (a new connection's set-up after it connects is not waiting)."""
+        if self.checkout_started is not None and self.slot_granted is not None:
+            return max(0.0, round((self.slot_granted - self.checkout_started) * 1000, 3))
         return max(0.0, round(self.checkout_ms - self.connect_ms - self.ping_ms, 3))
 
 

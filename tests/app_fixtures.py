@@ -6,12 +6,13 @@ conftest.py imports them, next to the server fixtures (PostgreSQL, Secret Manage
 from __future__ import annotations
 
 import itertools
+import json
 import logging
-import urllib.parse
 
 import pytest
 
 import function_harness
+from function_harness import KnownSecrets, known_secrets
 from core.logs import CloudLoggingFormatter
 from db.migrate import apply_schema
 
@@ -23,27 +24,38 @@ class EventsDatabase:
 
     def __init__(self, server):
         self.server = server
-        self.secrets: set[str] = {server.app_password, server.admin_password}
+        known_secrets.add(server.app_password, server.admin_password)
 
     def __getattr__(self, name):
         return getattr(self.server, name)
+
+    @property
+    def secrets(self) -> KnownSecrets:
+        """The leak check's registry (every test server's secrets, not only this one's)."""
+        return known_secrets
 
     def dsn(self, user: str = "app", password: str | None = None, database: str = "app",
             host: str | None = None, **query: str) -> str:
         """The server's DSN for `user`; the password is remembered for the leak check."""
         if password is not None:
-            self.secrets.add(password)
-        return self.server.dsn(user=user, database=database, password=password, host=host, **query)
+            known_secrets.add(password)
+        dsn = self.server.dsn(user=user, database=database, password=password, host=host, **query)
+        known_secrets.add(dsn)
+        return dsn
 
     def execute(self, sql: str, database: str = "app", **params):
         return self.server.execute(sql, database=database, **params)
 
     def set_password(self, user: str, password: str) -> None:
         """Create `user` (a member of app, so it may write events) or change its password."""
-        self.secrets.add(password)
+        known_secrets.add(password)
         if not self.execute("SELECT 1 FROM pg_roles WHERE rolname = :user", user=user):
             self.execute(f'CREATE ROLE "{user}" LOGIN IN ROLE app')
         self.server.set_password(user, password)
+
+    def block_inserts(self) -> "InsertBlocker":
+        """Make every INSERT into events wait until the returned blocker is released."""
+        return InsertBlocker(self.server)
 
     def rows(self) -> dict[str, dict]:
         return {
@@ -51,6 +63,32 @@ class EventsDatabase:
             for row_id, kind, payload, scheduled_at in self.execute(
                 "SELECT id, kind, payload, scheduled_at FROM events")
         }
+
+
+class InsertBlocker:
+    """A lock on the events table, held by the superuser in an open transaction, that
+    every INSERT waits for (SHARE ROW EXCLUSIVE conflicts with INSERT's ROW EXCLUSIVE):
+    a database that is slow for writes, with reads and health checks unaffected."""
+
+    def __init__(self, server):
+        self._connection = server.connect("postgres", database="app")
+        self._connection.run("BEGIN")
+        self._connection.run("LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE")
+
+    def release(self) -> None:
+        """Let the waiting INSERTs go (idempotent)."""
+        if self._connection is not None:
+            try:
+                self._connection.run("COMMIT")
+            finally:
+                self._connection.close()
+                self._connection = None
+
+    def __enter__(self) -> "InsertBlocker":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
 
 
 @pytest.fixture(scope="session")
@@ -95,19 +133,79 @@ def dispose_function_instances():
 
 
 class _CaptureHandler(logging.Handler):
-    """Formats records exactly as the function's stdout handler does, into the capture."""
+    """Formats records exactly as the function's stdout handler does, into the capture
+    (the output after scrubbing), and keeps what each record said before (its
+    message, arguments, fields and exception), to check that no code hands a
+    secret to the logger."""
 
     def __init__(self):
         super().__init__()
         self.setFormatter(CloudLoggingFormatter())
+        self.raw: list[tuple[str, list[str]]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed call still has its parts checked
+            message = str(record.msg)
+        args = record.args if isinstance(record.args, tuple) else (record.args,) if record.args else ()
+        fields = getattr(record, "fields", {})  # the function's structured extras
+        error = [str(record.exc_info[1])] if record.exc_info and record.exc_info[1] else []
+        self.raw.append((record.name, [message, *map(str, args), *map(str, fields.values()), *error]))
         function_harness.capture.add(self.format(record))
+
+
+def secrets_handed_to_loggers(raw: list[tuple[str, list[str]]], on_purpose: set[str]) -> list[str]:
+    """The messages and arguments, before scrubbing, that hold a known secret
+    (records of the loggers in `on_purpose` excepted)."""
+    plain = known_secrets.plain()
+    return [f"{logger_name}: {part}" for logger_name, parts in raw if logger_name not in on_purpose
+            for part in parts if any(secret in part for secret in plain)]
+
+
+def _strings_in(value) -> list[str]:
+    """Every string value in a parsed JSON document (keys are names the code chose,
+    not data: a password that equals a field name, like "status", is not leaked by it)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _strings_in(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in _strings_in(item)]
+    return []
+
+
+def _parsed_json(text: str):
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, (dict, list)) else None
+
+
+def leaks_in_output(text: str) -> list[str]:
+    """The parts of one output (a response body, a log file) that hold a known secret:
+    the values of JSON documents and lines, and any other text whole."""
+    plain, every_form = known_secrets.plain(), known_secrets.every_form()
+    document = _parsed_json(text)
+    if document is not None:
+        return [value for value in _strings_in(document) if any(secret in value for secret in plain)]
+    leaks = []
+    for line in text.splitlines():
+        parsed = _parsed_json(line)
+        if parsed is None:
+            leaks += [line] if any(secret in line for secret in every_form) else []
+        else:
+            leaks += [value for value in _strings_in(parsed) if any(secret in value for secret in plain)]
+    return leaks
 
 
 @pytest.fixture(autouse=True)
 def no_secret_leaks(request):
-    """After every test: no password, DSN or secret payload in any log line or response."""
+    """After every test: no password or DSN of any test server in any log record the
+    function's process made (before scrubbing), nor in any log line or response
+    body (after). A test that logs a secret on purpose, to test the scrubber,
+    names that logger: @pytest.mark.secret_logged_on_purpose("some.library")."""
     capture = function_harness.capture
     capture.texts.clear()
     capture.log_files.clear()
@@ -116,10 +214,10 @@ def no_secret_leaks(request):
     root.addHandler(handler)
     yield
     root.removeHandler(handler)
-    secrets = set()
-    if "events_server" in request.fixturenames or "events_db" in request.fixturenames:
-        secrets = request.getfixturevalue("events_server").secrets
-    secrets |= {urllib.parse.quote(s, safe="") for s in secrets}
+    on_purpose = {name for marker in request.node.iter_markers("secret_logged_on_purpose")
+                  for name in marker.args}
+    handed = secrets_handed_to_loggers(handler.raw, on_purpose)
+    assert not handed, f"a logger was handed a secret: {handed[0][:200]!r}"
     for text in capture.everything():
-        for secret in secrets:
-            assert secret not in text, f"a secret leaked into the function's output: {text[:200]!r}"
+        leaks = leaks_in_output(text)
+        assert not leaks, f"a secret leaked into the function's output: {leaks[0][:200]!r}"

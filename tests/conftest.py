@@ -21,6 +21,28 @@ from app_fixtures import *  # noqa: F401,F403 - fixtures are found by name
 from devtools.certs import make_ca, make_server_cert
 from devtools.postgres import PostgresServer
 from devtools.secret_manager_emulator import SecretManagerEmulator
+from function_harness import known_secrets
+
+@pytest.fixture(scope="session", autouse=True)
+def every_database_password_is_a_known_secret():
+    """Each PostgresServer's passwords join the leak check's registry when it starts or
+    a password changes, whichever test or fixture made the server (the TLS one too)."""
+    start, set_password = PostgresServer.start, PostgresServer.set_password
+
+    def start_and_register(server, *args, **kwargs):
+        started = start(server, *args, **kwargs)
+        known_secrets.add(server.app_password, server.admin_password)
+        return started
+
+    def set_and_register(server, user, new_password):
+        known_secrets.add(new_password)
+        return set_password(server, user, new_password)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(PostgresServer, "start", start_and_register)
+        patch.setattr(PostgresServer, "set_password", set_and_register)
+        yield
+
 
 @pytest.fixture(scope="session")
 def postgres():

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import functions_framework
@@ -51,6 +52,35 @@ class OutputCapture:
 
 
 capture = OutputCapture()
+
+
+class KnownSecrets:
+    """Every password and connection string the tests' servers use, for the leak check.
+
+    Registered where they are made (every PostgresServer's passwords, every
+    password a DSN is built with), so a test is checked against the secrets of
+    every server it touches, whichever fixtures it asked for. Kept for the whole
+    session: a secret that reaches the output of a later test is still a leak.
+    """
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+
+    def add(self, *values: str | None) -> None:
+        self._values.update(value for value in values if value)
+
+    def plain(self) -> set[str]:
+        """Each secret as is and percent-encoded (inside a DSN)."""
+        return self._values | {urllib.parse.quote(value, safe="") for value in self._values}
+
+    def every_form(self) -> set[str]:
+        """Also escaped for JSON, as they would appear inside a JSON line."""
+        plain = self.plain()
+        return plain | {json.dumps(value, ensure_ascii=False)[1:-1] for value in plain} \
+            | {json.dumps(value)[1:-1] for value in plain}
+
+
+known_secrets = KnownSecrets()
 
 
 def _record_response(response):
@@ -92,24 +122,34 @@ class Response:
 
 
 class FunctionServer:
-    """`functions-framework --target handler` in a subprocess on a free port."""
+    """`functions-framework --target handler` in a subprocess on a free port.
 
-    def __init__(self, env: dict[str, str], log_path: pathlib.Path):
+    Its stdout and stderr go to `log_path` together, or, with
+    `separate_streams`, to `log_path` (stdout) and `stderr_path` apart, to
+    tell which stream a line reached. `source` serves another file than main.py.
+    """
+
+    def __init__(self, env: dict[str, str], log_path: pathlib.Path, *, separate_streams: bool = False,
+                 source: pathlib.Path = ROOT / "main.py"):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log_path = log_path
-        capture.log_files.append(log_path)
+        self.stderr_path = log_path.with_name(log_path.name + ".stderr") if separate_streams else None
+        capture.log_files.extend(path for path in (log_path, self.stderr_path) if path is not None)
+        self.source = source
         base = {k: v for k, v in os.environ.items() if k not in FUNCTION_ENV}
         self._env = {**base, **env, "PYTHONUNBUFFERED": "1"}
         self._process: subprocess.Popen | None = None
+        self._outputs: list = []
 
     def start(self, timeout: float = 30.0) -> "FunctionServer":
         command = [str(pathlib.Path(sys.executable).with_name("functions-framework")),
-                   "--target", "handler", "--source", str(ROOT / "main.py"),
+                   "--target", "handler", "--source", str(self.source),
                    "--host", "127.0.0.1", "--port", str(self.port)]
-        self._log = open(self.log_path, "ab")
-        self._process = subprocess.Popen(command, cwd=ROOT, env=self._env,
-                                         stdout=self._log, stderr=subprocess.STDOUT)
+        stdout = open(self.log_path, "ab")
+        stderr = open(self.stderr_path, "ab") if self.stderr_path else subprocess.STDOUT
+        self._outputs = [stdout] + ([stderr] if self.stderr_path else [])
+        self._process = subprocess.Popen(command, cwd=ROOT, env=self._env, stdout=stdout, stderr=stderr)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -127,6 +167,14 @@ class FunctionServer:
         assert self._process is not None, "the server is not started"
         return self._process.pid
 
+    def terminate(self) -> None:
+        """SIGTERM, as Cloud Run sends it before stopping an instance."""
+        self._process.terminate()
+
+    def wait(self, timeout: float) -> int:
+        """The exit code, once the server has exited (TimeoutExpired after `timeout` s)."""
+        return self._process.wait(timeout=timeout)
+
     def stop(self) -> None:
         if self._process and self._process.poll() is None:
             self._process.terminate()
@@ -135,8 +183,9 @@ class FunctionServer:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
-        if self._process:
-            self._log.close()
+        for output in self._outputs:
+            output.close()
+        self._outputs = []
 
     def __enter__(self) -> "FunctionServer":
         return self.start()
@@ -145,8 +194,9 @@ class FunctionServer:
         self.stop()
 
     def request(self, method: str = "POST", body: bytes | None = None,
-                headers: dict[str, str] | None = None, timeout: float = 30.0) -> Response:
-        request = urllib.request.Request(self.url, data=body, method=method, headers=headers or {})
+                headers: dict[str, str] | None = None, timeout: float = 30.0, path: str = "/") -> Response:
+        request = urllib.request.Request(self.url.rstrip("/") + path, data=body, method=method,
+                                         headers=headers or {})
         try:
             with urllib.request.urlopen(request, timeout=timeout) as reply:
                 response = Response(reply.status, reply.headers, reply.read())
@@ -155,10 +205,20 @@ class FunctionServer:
         capture.add(response.body.decode(errors="replace"))
         return response
 
+    def stdout_text(self) -> str:
+        """What the server wrote to stdout (and to stderr, unless the streams are separate)."""
+        return self.log_path.read_text(errors="replace")
+
+    def stderr_text(self) -> str:
+        """What the server wrote to stderr (separate streams only)."""
+        if self.stderr_path is None:
+            raise ValueError("this server's stderr goes to its log with stdout: use separate_streams=True")
+        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+
     def log_lines(self) -> list[dict]:
         """The JSON lines the function wrote (other output, like gunicorn's, is skipped)."""
         lines = []
-        for raw in self.log_path.read_text(errors="replace").splitlines():
+        for raw in self.stdout_text().splitlines():
             try:
                 entry = json.loads(raw)
             except ValueError:

@@ -1,0 +1,61 @@
+"""The scrubber replaces secrets in values and never touches keys: a password that
+is a common word ("status") costs no field, and the line does not give it away."""
+
+import json
+import logging
+
+import pytest
+
+from core import logs
+from function_harness import ROOT, FunctionServer, known_secrets
+
+REQUEST_LINE_KEYS = {"severity", "message", "time", "logger", "status", "rows", "duration_ms",
+                     "new_connection", "pool_wait_ms", "httpRequest"}
+HTTP_REQUEST_KEYS = {"requestMethod", "requestUrl", "status", "userAgent", "remoteIp", "latency"}
+
+
+def test_password_that_is_a_field_name_leaves_every_field_intact(events_db, tmp_path):
+    events_db.set_password("plainword", "status")
+    env = {"DATABASE_URL": events_db.dsn(user="plainword", password="status"), "PYTHONPATH": str(ROOT)}
+    # A library beside the function logs the DSN: that value must still be scrubbed.
+    with FunctionServer(env, tmp_path / "function.log", separate_streams=True,
+                        source=ROOT / "tests" / "handler_whose_library_logs_the_dsn.py") as server:
+        assert server.request(body=b'{"kind": "common-word password"}').status == 201
+        assert server.request("GET").status == 200
+    request_lines = [entry for entry in server.log_lines() if "httpRequest" in entry]
+    assert [line["status"] for line in request_lines] == [201, 200]
+    for line in request_lines:
+        assert line.keys() == REQUEST_LINE_KEYS
+        assert line["httpRequest"].keys() == HTTP_REQUEST_KEYS
+        assert line["httpRequest"]["status"] == line["status"]
+    text = server.stdout_text()
+    assert "[redacted]" not in {key for line in server.log_lines() for key in line}
+    assert '"status": 201' in text
+    library_lines = [entry["message"] for entry in server.log_lines()
+                     if entry["logger"] == "a.careless.library"]
+    assert library_lines and all(message.endswith(" [redacted]") for message in library_lines)
+    assert server.stderr_text() == ""
+
+
+@pytest.mark.secret_logged_on_purpose("some.component")
+def test_a_secret_is_redacted_as_a_value_and_kept_as_a_key(capsys):
+    logs.configure()
+    secret = "Key-And-Value-7d1e"
+    known_secrets.add(secret)
+    logs.redact(secret)
+    logging.getLogger("some.component").info(
+        "counted", extra={"fields": {secret: {"nested": [f"before {secret} after"]}}})
+    [line] = [json.loads(text) for text in capsys.readouterr().out.splitlines() if "some.component" in text]
+    assert line[secret] == {"nested": ["before [redacted] after"]}
+
+
+@pytest.mark.secret_logged_on_purpose("some.library")
+def test_a_secret_inside_a_json_document_a_library_logs_is_redacted(capsys):
+    logs.configure()
+    secret = 'quote"back\\slash-é'
+    known_secrets.add(secret)
+    logs.redact(secret)
+    logging.getLogger("some.library").warning("sending %s", json.dumps({"password": secret}))
+    [text] = [text for text in capsys.readouterr().out.splitlines() if "some.library" in text]
+    assert json.loads(text)["message"] == 'sending {"password": "[redacted]"}'
+    assert "back" not in text and "slash" not in text
