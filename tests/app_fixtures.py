@@ -151,7 +151,7 @@ class _CaptureHandler(logging.Handler):
         args = record.args if isinstance(record.args, tuple) else (record.args,) if record.args else ()
         fields = getattr(record, "fields", {})  # the function's structured extras
         error = [str(record.exc_info[1])] if record.exc_info and record.exc_info[1] else []
-        self.raw.append((record.name, [message, *map(str, args), *map(str, fields.values()), *error]))
+        self.raw.append((record.name, [message, *map(str, args), *_strings_in(fields), *error]))
         function_harness.capture.add(self.format(record))
 
 
@@ -216,8 +216,11 @@ def no_secret_leaks(request):
     root.removeHandler(handler)
     on_purpose = {name for marker in request.node.iter_markers("secret_logged_on_purpose")
                   for name in marker.args}
-    handed = secrets_handed_to_loggers(handler.raw, on_purpose)
-    assert not handed, f"a logger was handed a secret: {handed[0][:200]!r}"
-    for text in capture.everything():
-        leaks = leaks_in_output(text)
-        assert not leaks, f"a secret leaked into the function's output: {leaks[0][:200]!r}"
+    try:
+        handed = secrets_handed_to_loggers(handler.raw, on_purpose)
+        assert not handed, f"a logger was handed a secret: {handed[0][:200]!r}"
+        for text in capture.everything():
+            leaks = leaks_in_output(text)
+            assert not leaks, f"a secret leaked into the function's output: {leaks[0][:200]!r}"
+    finally:
+        known_secrets.end_test()

@@ -52,3 +52,12 @@ def test_records_are_checked_before_scrubbing_unless_the_test_logs_the_secret_on
     # Their formatted lines reached the capture unscrubbed (the function never learnt this
     # secret): take them out, or this test's own leak check would fail on them.
     function_harness.capture.texts.clear()
+
+
+def test_a_retired_secret_is_checked_to_the_end_of_its_test_and_not_after():
+    known_secrets.add("Retired-Pw-19aa", "postgresql://u:Retired-Pw-19aa@h/db", "Kept-Pw-19aa")
+    known_secrets.retire_after_this_test("Retired-Pw-19aa")
+    assert "Retired-Pw-19aa" in known_secrets.plain()
+    known_secrets.end_test()  # what the leak check does once it has checked the test
+    assert not [value for value in known_secrets.plain() if "Retired-Pw-19aa" in value]
+    assert "Kept-Pw-19aa" in known_secrets.plain()
