@@ -8,6 +8,8 @@ call the function makes, AccessSecretVersion, with the real API's answers:
     OK                   the version's payload (`latest` is the newest version)
     NOT_FOUND            a missing secret or version, or a secret with no versions
     INVALID_ARGUMENT     a malformed resource name
+    any status           set by `fail_with` (PERMISSION_DENIED: the caller lacks
+                         secretAccessor), until `clear_faults()`
 
 Stopping it (`stop()`) makes the client see an unreachable service; `start()`
 listens on the same port again. Secrets live in memory:
@@ -42,6 +44,7 @@ class SecretManagerEmulator:
         self._lock = threading.Lock()
         self._versions: dict[str, list[bytes]] = {}  # secret name -> payloads, version n at [n - 1]
         self.access_count = 0  # AccessSecretVersion calls since reset(), failed ones included
+        self._failure: tuple[grpc.StatusCode, str] | None = None
 
     @property
     def host(self) -> str:
@@ -78,10 +81,20 @@ class SecretManagerEmulator:
         self.stop()
 
     def reset(self) -> None:
-        """Forget every secret and the call count (between tests)."""
+        """Forget every secret, fault and the call count (between tests)."""
         with self._lock:
             self._versions.clear()
+            self._failure = None
             self.access_count = 0
+
+    def fail_with(self, code: grpc.StatusCode, message: str = "injected fault") -> None:
+        """Answer every call with `code` until clear_faults()."""
+        with self._lock:
+            self._failure = (code, message)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._failure = None
 
     def put(self, project: str, secret_id: str, payload: str | bytes) -> str:
         """Add a version to projects/PROJECT/secrets/SECRET_ID (created if needed); its resource name."""
@@ -96,6 +109,8 @@ class SecretManagerEmulator:
     def _access(self, request: Any, context: grpc.ServicerContext) -> types.AccessSecretVersionResponse:
         with self._lock:
             self.access_count += 1
+            if self._failure is not None:
+                context.abort(*self._failure)
             match = VERSION_NAME.fullmatch(request.name)
             if not match:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT,

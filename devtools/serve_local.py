@@ -49,6 +49,9 @@ def data_dir() -> pathlib.Path:
 
 def port_is_free(port: int) -> bool:
     with socket.socket() as probe:
+        # As servers bind (PostgreSQL and gunicorn do): a port whose last
+        # connections linger in TIME_WAIT after a restart is free for them.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((HOST, port))
         except OSError:

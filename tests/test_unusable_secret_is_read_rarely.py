@@ -48,7 +48,7 @@ def make_unusable(secret_manager, events_db, how) -> None:
         secret_manager.put(PROJECT, SECRET, how(events_db))
     elif how == "PERMISSION_DENIED":
         secret_manager.put(PROJECT, SECRET, events_db.dsn())
-        secret_manager.fail_with(grpc.StatusCode.PERMISSION_DENIED, methods=["AccessSecretVersion"])
+        secret_manager.fail_with(grpc.StatusCode.PERMISSION_DENIED, "the caller lacks secretAccessor")
 
 
 @pytest.mark.parametrize("how", UNUSABLE.values(), ids=UNUSABLE.keys())
