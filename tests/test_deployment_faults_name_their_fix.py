@@ -36,14 +36,27 @@ def assert_unavailable(reply) -> None:
     assert reply.get_json() == {"error": "the database is unavailable; retry later"}
 
 
-def create_role(events_db, name: str, *, member_of_app: bool = True, login: bool = True) -> str:
-    """A role with a fresh password (added to the secrets the leak check looks for)."""
-    password = f"pw-{uuid.uuid4().hex}"
-    events_db.secrets.add(password)
-    events_db.execute(f'DROP ROLE IF EXISTS "{name}"')
-    membership = " IN ROLE app" if member_of_app else ""
-    events_db.execute(f"""CREATE ROLE "{name}" {'LOGIN' if login else 'NOLOGIN'} PASSWORD '{password}'{membership}""")
-    return password
+@pytest.fixture
+def create_role(events_db):
+    """make(name, member_of_app=True, login=True) -> password: a role for one test, dropped after it.
+
+    Its password joins the secrets the leak check looks for. (Other tests list the
+    server's login roles, so none may outlive its test.)
+    """
+    made = []
+
+    def make(name: str, *, member_of_app: bool = True, login: bool = True) -> str:
+        password = f"pw-{uuid.uuid4().hex}"
+        events_db.secrets.add(password)
+        membership = " IN ROLE app" if member_of_app else ""
+        events_db.execute(f"""CREATE ROLE "{name}" {'LOGIN' if login else 'NOLOGIN'} PASSWORD '{password}'{membership}""")
+        made.append(name)
+        return password
+
+    yield make
+    for name in made:
+        events_db.terminate_backends(user=name)
+        events_db.execute(f'DROP ROLE "{name}"')
 
 
 @pytest.fixture
@@ -61,8 +74,8 @@ def test_missing_table_says_to_run_the_migration(events_db, database_without_sch
     assert "42P01" in message and "python -m db migrate" in message
 
 
-def test_user_without_privilege_says_what_to_grant(events_db, monkeypatch, capsys):
-    password = create_role(events_db, "no_grants", member_of_app=False)
+def test_user_without_privilege_says_what_to_grant(events_db, create_role, monkeypatch, capsys):
+    password = create_role("no_grants", member_of_app=False)
     assert_unavailable(post_one_event(monkeypatch, events_db.dsn(user="no_grants", password=password)))
     message = the_one_error_line(capsys)
     assert "42501" in message and OPERATOR_FIXES["42501"] in message
@@ -79,8 +92,8 @@ def test_read_only_database_says_to_use_a_writable_node(events_db, database_with
     assert "25006" in message and OPERATOR_FIXES["25006"] in message
 
 
-def test_lock_timeout_from_a_role_setting_is_a_prompt_503(events_db, monkeypatch, capsys):
-    password = create_role(events_db, "impatient")
+def test_lock_timeout_from_a_role_setting_is_a_prompt_503(events_db, create_role, monkeypatch, capsys):
+    password = create_role("impatient")
     events_db.execute("ALTER ROLE impatient SET lock_timeout = '100ms'")
     held = str(uuid.uuid4())
     with ids_held_by_another_transaction(events_db, held):
@@ -110,8 +123,8 @@ def test_rejected_password_says_to_update_the_secret(events_db, monkeypatch, cap
     assert "28P01" in message and OPERATOR_FIXES["28P01"] in message
 
 
-def test_role_that_may_not_log_in_says_to_check_the_user(events_db, monkeypatch, capsys):
-    password = create_role(events_db, "cannot_login", login=False)
+def test_role_that_may_not_log_in_says_to_check_the_user(events_db, create_role, monkeypatch, capsys):
+    password = create_role("cannot_login", login=False)
     assert_unavailable(post_one_event(monkeypatch, events_db.dsn(user="cannot_login", password=password)))
     message = the_one_error_line(capsys)
     assert "28000" in message and OPERATOR_FIXES["28000"] in message
