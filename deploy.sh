@@ -301,14 +301,18 @@ check_dsn() {
   printf '%s' "$1" | (cd "${HERE}" && "${PYTHON}" -m deploy.dsn_check) || exit 2
 }
 
+# The DSN the function will use is checked whether it comes now or is already stored: deploying
+# without one reads the secret's latest version (which also names the region when no flag does).
 choose_region() {
   local dsn_for_region="${DSN}" choice
-  if [ -z "${REGION}" ] && [ -z "${CLUSTER_REGION}" ] && [ -z "${DSN}" ]; then
-    [ "${DRY_RUN}" = false ] || die "--dry-run needs REGION, CLUSTER_REGION or a DSN to choose the region"
-    # The host is in the DSN already stored in the secret, which the function will use: check it too.
-    dsn_for_region="$(gcloud secrets versions access latest --secret "${SECRET}" --project "${PROJECT}" --quiet 2>/dev/null)" \
-      || die "cannot read secret ${SECRET} to find the cluster's region: set REGION or CLUSTER_REGION, or give the DSN"
-    if [ "${MODE}" = deploy ]; then check_dsn "${dsn_for_region}"; fi
+  if [ -z "${DSN}" ] && { [ "${MODE}" = deploy ] || [ -z "${REGION}${CLUSTER_REGION}" ]; }; then
+    if [ "${DRY_RUN}" = true ]; then
+      [ -n "${REGION}${CLUSTER_REGION}" ] || die "--dry-run needs REGION, CLUSTER_REGION or a DSN to choose the region"
+    else
+      dsn_for_region="$(gcloud secrets versions access latest --secret "${SECRET}" --project "${PROJECT}" --quiet 2>/dev/null)" \
+        || die "cannot read a DSN from secret ${SECRET}: give the DSN (DATABASE_URL or --dsn-stdin)$([ "${MODE}" = deploy ] || printf ', or set REGION or CLUSTER_REGION')"
+      if [ "${MODE}" = deploy ]; then check_dsn "${dsn_for_region}"; fi
+    fi
   fi
   choice="$(printf '%s' "${dsn_for_region}" | (cd "${HERE}" && "${PYTHON}" -m deploy.region --dsn-stdin \
     --region "${REGION}" --cluster-region "${CLUSTER_REGION}"))" || exit 2

@@ -40,6 +40,14 @@ def refused_dsn_already_stored() -> Scenario:
     return world
 
 
+@SCENARIOS.define()
+def no_dsn_anywhere() -> Scenario:
+    """A new project, deployed with --region but no DSN: the secret has none to give."""
+    world = scenario(GoogleCloudStandIn(PROJECT).start())
+    world.deploy("--project", PROJECT, "--region", "us-east4")
+    return world
+
+
 def deploy_with(project, dsn: str, *args: str):
     _, env = project
     return run_deploy({**env, "DATABASE_URL": dsn}, "--project", PROJECT, *args)
@@ -87,6 +95,13 @@ def test_the_dsn_already_stored_is_checked_too():
     # It read the secret and changed nothing.
     assert [r.action for r in run.requests if r.api not in ("token",)] == [
         f"GET /v1/projects/{PROJECT}/secrets/events-dsn/versions/latest:access"]
+
+
+def test_without_a_dsn_anywhere_deploy_sh_stops_before_any_change():
+    [run] = SCENARIOS.result("no_dsn_anywhere").runs
+    assert run.returncode == 2
+    assert "cannot read a DSN from secret events-dsn: give the DSN (DATABASE_URL or --dsn-stdin)" in run.stderr
+    assert [r.method for r in run.requests if r.api not in ("token",)] == ["GET"]
 
 
 def test_a_version_is_added_only_when_the_dsn_changed():
