@@ -1,16 +1,23 @@
 """Choose the GCP region for the function from the CockroachDB cluster it talks to.
 
-CockroachDB Cloud host names carry the cluster's cloud and region, e.g.
-`name-1234.abc.gcp-us-east1.cockroachlabs.cloud` (GCP us-east1),
-`name.aws-eu-west-1.cockroachlabs.cloud`, `name.azure-westeurope.cockroachlabs.cloud`.
-A GCP region with Cloud Functions is used as is; otherwise (AWS, Azure, or a GCP
-region without Cloud Functions) the nearest Cloud Functions region by
-great-circle distance between the data centres is chosen.
+CockroachDB Cloud host names carry the cluster's cloud and region in the label
+just before `.cockroachlabs.cloud`, e.g. `name-1234.abc.gcp-us-east1.cockroachlabs.cloud`
+(GCP us-east1), `name.aws-eu-west-1.cockroachlabs.cloud`,
+`name.azure-westeurope.cockroachlabs.cloud`. Only that label is read: a cluster
+may itself be named `gcp-prod-1234`. A GCP region with Cloud Functions is used as
+is; otherwise (AWS, Azure, or a GCP region without Cloud Functions) the nearest
+Cloud Functions region by great-circle distance between the data centres is chosen.
 
     python3 -m deploy.region --host HOST [--region REGION] [--cluster-region CLOUD-REGION]
     echo "$DSN" | python3 -m deploy.region --dsn-stdin
 
-prints one line: REGION<TAB>DISTANCE_KM<TAB>WHY. Standard library only.
+prints one line: REGION<TAB>DISTANCE_KM<TAB>WHY.
+
+    python3 -m deploy.region --nearest-of us-central1,us-east1 --to us-east4
+
+prints the offered location nearest to a GCP region, for services offered in
+fewer regions than Cloud Functions (Cloud Scheduler): LOCATION<TAB>DISTANCE_KM.
+Standard library only.
 """
 
 from __future__ import annotations
@@ -24,8 +31,9 @@ from urllib.parse import urlsplit
 
 from deploy.regions import CLOUD_FUNCTIONS_REGIONS, CLOUDS
 
-# The cloud-region label in a CockroachDB Cloud host: "gcp-us-east1", "aws-us-east-1", ...
-CLUSTER_REGION = re.compile(r"(?:^|\.)(gcp|aws|azure)-([a-z0-9-]+?)(?:\.|$)")
+# A cloud-region label: "gcp-us-east1", "aws-us-east-1", "azure-westeurope".
+CLUSTER_REGION = re.compile(r"(gcp|aws|azure)-([a-z0-9-]+)")
+CLOUD_DOMAIN = ".cockroachlabs.cloud"
 EARTH_RADIUS_KM = 6371.0
 
 
@@ -42,7 +50,7 @@ class Choice:
 
 def parse_cluster_region(label: str) -> tuple[str, str]:
     """("gcp", "us-east1") from "gcp-us-east1"; RegionError for anything else."""
-    match = CLUSTER_REGION.fullmatch(label.strip().lower()) or CLUSTER_REGION.search(label.strip().lower())
+    match = CLUSTER_REGION.fullmatch(label.strip().lower())
     if not match:
         raise RegionError(f"{label!r} is not a CockroachDB Cloud region such as gcp-us-east1, "
                           "aws-us-east-1 or azure-westeurope")
@@ -53,8 +61,13 @@ def parse_cluster_region(label: str) -> tuple[str, str]:
 
 
 def cluster_region_from_host(host: str) -> tuple[str, str] | None:
-    match = CLUSTER_REGION.search(host.lower())
-    return parse_cluster_region(f"{match.group(1)}-{match.group(2)}") if match else None
+    """The cloud and region named by the label just before `.cockroachlabs.cloud`,
+    or None when the host names none (a multi-region cluster, another domain)."""
+    host = host.lower().rstrip(".")
+    if not host.endswith(CLOUD_DOMAIN):
+        return None
+    label = host[: -len(CLOUD_DOMAIN)].rsplit(".", 1)[-1]
+    return parse_cluster_region(label) if CLUSTER_REGION.fullmatch(label) else None
 
 
 def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -95,6 +108,18 @@ def choose(host: str | None = None, region: str | None = None, cluster_region: s
     return Choice(nearest, km, f"nearest Cloud Functions region to {source}: {reason}")
 
 
+def nearest_offered(region: str, offered: list[str]) -> tuple[str, float]:
+    """`region` if offered, else the offered GCP location nearest to it (locations
+    whose coordinates are unknown here are skipped)."""
+    if region in offered:
+        return region, 0.0
+    where = CLOUDS["gcp"][region]
+    known = [(name, distance_km(where, CLOUDS["gcp"][name])) for name in offered if name in CLOUDS["gcp"]]
+    if not known:
+        raise RegionError(f"none of the offered locations ({', '.join(offered) or 'none'}) is a known GCP region")
+    return min(known, key=lambda pair: pair[1])
+
+
 def host_from_dsn(dsn: str) -> str:
     try:
         host = urlsplit(dsn.strip()).hostname
@@ -114,7 +139,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region", default="", help="deploy here, whatever the cluster (REGION)")
     parser.add_argument("--cluster-region", default="",
                         help="the cluster's (primary) region, e.g. gcp-us-east1, when the host does not say")
+    parser.add_argument("--nearest-of", default=None,
+                        help="comma-separated locations a service offers: print the one nearest to --to")
+    parser.add_argument("--to", default="", help="the GCP region --nearest-of measures from")
     args = parser.parse_args(argv)
+    if args.nearest_of is not None:
+        try:
+            location, km = nearest_offered(args.to, [x for x in args.nearest_of.split(",") if x])
+        except (RegionError, KeyError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(f"{location}\t{km:.0f}")
+        return 0
     try:
         dsn = sys.stdin.read().strip() if args.dsn_stdin else ""
         # No DSN is fine when REGION or CLUSTER_REGION says where to go.

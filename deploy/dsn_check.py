@@ -1,0 +1,83 @@
+"""Check a connection string as the deployed function will read it, before deploy.sh stores it.
+
+    printf '%s' "$DSN" | python -m deploy.dsn_check
+
+The DSN comes on standard input only (never argv, where `ps` shows it). It goes
+through the function's own translation, `db.dsn.parse_dsn`, so anything the
+function would refuse at run time (`sslmode=prefer`, a `mysql://` URL, an
+unknown parameter) stops the deployment here, with the function's message.
+Files the DSN names (`sslrootcert`, `sslcert`, `sslkey`) must also reach the
+function: they must lie inside the function's folder and be uploaded with it
+(not excluded by .gcloudignore); a path on the deployer's machine, such as the
+`$HOME/.postgresql/root.crt` the CockroachDB Cloud console suggests, is not.
+
+Exit 0 and no output when the DSN will work; else exit 2 and one message on
+standard error. No message contains the password: parse_dsn promises that, and
+the messages here name only parameters and paths. Needs the function's
+dependencies (requirements.txt), unlike the rest of deploy/.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Callable
+from urllib.parse import parse_qsl, urlsplit
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FILE_PARAMETERS = ("sslrootcert", "sslcert", "sslkey")
+CA_HOME = "db/certs/ca.crt"  # where the CA goes: shipped with the code, relative to main.py
+
+
+def uploaded_files() -> set[str]:
+    """What `gcloud functions deploy --source` uploads, as gcloud itself lists it."""
+    result = subprocess.run(["gcloud", "meta", "list-files-for-upload", ROOT],
+                            capture_output=True, text=True, check=True)
+    return set(result.stdout.split())
+
+
+def problem(dsn: str, uploaded: Callable[[], set[str]] = uploaded_files) -> str | None:
+    """Why the deployed function could not use `dsn`, or None."""
+    from db.dsn import parse_dsn
+    from db.settings import ConfigurationError
+
+    try:
+        parse_dsn(dsn)
+    except ConfigurationError as err:
+        return f"the function would refuse this connection string: {err}"
+    query = dict(parse_qsl(urlsplit(dsn.strip()).query))
+    for parameter in FILE_PARAMETERS:
+        value = query.get(parameter)
+        if not value or (parameter == "sslrootcert" and value == "system"):
+            continue
+        path = os.path.realpath(os.path.join(ROOT, os.path.expanduser(value)))
+        inside = path.startswith(ROOT + os.sep)
+        relative = os.path.relpath(path, ROOT)
+        if inside and relative in uploaded():
+            continue
+        where = "is excluded by .gcloudignore" if inside else "is a file on this machine only"
+        fix = (f"copy it into the function's folder (e.g. {CA_HOME}) and set {parameter}={CA_HOME}, a path "
+               "relative to main.py, so that it is uploaded with the code")
+        if parameter == "sslrootcert":
+            fix += "; or use sslrootcert=system if the server's certificate chains to a CA the system trusts"
+        return f"{parameter}={value} {where}: the deployed function has only its own files; {fix}"
+    return None
+
+
+def main() -> int:
+    try:
+        import sqlalchemy  # noqa: F401 - the function's translation needs its dependencies
+    except ImportError:
+        print("error: checking the DSN needs the function's dependencies: run scripts/bootstrap.sh "
+              "(or set PYTHON to a Python with requirements.txt installed)", file=sys.stderr)
+        return 2
+    message = problem(sys.stdin.read())
+    if message:
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
