@@ -597,6 +597,7 @@ smoke_test() {
         sleep_ms "${BACKOFF_MS}"
         next_backoff ;;
       503) explain_503 ;;
+      0) die "the smoke test could not reach the function: ${result#*$'\t'}" ;;
       *) die "the function answered ${status}: see gcloud functions logs read ${FUNCTION_NAME} --region ${REGION} --project ${PROJECT}" ;;
     esac
   done

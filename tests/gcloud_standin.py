@@ -659,8 +659,8 @@ def run_deploy(env: dict, *args: str, stdin: str | None = None, timeout: float =
                           stderr=subprocess.STDOUT if merged else subprocess.PIPE)
 
 
-def config_dir() -> pathlib.Path:
-    """A throwaway CLOUDSDK_CONFIG, removed when the test process ends."""
+def scratch_dir() -> pathlib.Path:
+    """A throwaway directory (a CLOUDSDK_CONFIG, a log), removed when the test process ends."""
     path = pathlib.Path(tempfile.mkdtemp(prefix="gcloud-standin-"))
     atexit.register(shutil.rmtree, path, True)
     return path
@@ -714,7 +714,7 @@ class Scenario:
 
 
 def scenario(standin: GoogleCloudStandIn) -> Scenario:
-    return Scenario(standin, gcloud_env(config_dir(), standin))
+    return Scenario(standin, gcloud_env(scratch_dir(), standin))
 
 
 def functions_deploy_alone(*disabled: str) -> Scenario:
@@ -734,7 +734,7 @@ def watched_project(dsn: str) -> tuple[GoogleCloudStandIn, dict]:
     """A stand-in that records whatever reaches it, and the environment to run deploy.sh
     against it with `dsn`: for checks that must stop deploy.sh before any request."""
     standin = GoogleCloudStandIn(PROJECT).start()
-    return standin, {**gcloud_env(config_dir(), standin), "DATABASE_URL": dsn}
+    return standin, {**gcloud_env(scratch_dir(), standin), "DATABASE_URL": dsn}
 
 
 class Scenarios:
@@ -806,11 +806,19 @@ def new_project_standin() -> GoogleCloudStandIn:
 
 
 @SCENARIOS.define()
-def new_project() -> Scenario:
-    """The first deploy into a new project, then a second run with the same DSN
-    (from standard input this time) and another schedule."""
+def new_project_first_run() -> Scenario:
+    """The first deploy into a new project; extra["deployed"] is a copy of the project
+    as it left it, for scenarios that go on from there."""
     world = scenario(new_project_standin())
     world.deploy("--project", PROJECT, env={"DATABASE_URL": DSN})
+    world.extra["deployed"] = world.standin.clone()
+    return world
+
+
+@SCENARIOS.define(after="new_project_first_run")
+def new_project(world: Scenario) -> Scenario:
+    """The first deploy into a new project, then a second run with the same DSN
+    (from standard input this time) and another schedule."""
     world.deploy("--project", PROJECT, "--dsn-stdin", "--schedule", "0 * * * *", stdin=DSN + "\n")
     return world
 

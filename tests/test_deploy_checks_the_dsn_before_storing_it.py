@@ -6,10 +6,14 @@ DSN differs from the latest."""
 
 import base64
 import os
+import shutil
+import subprocess
+import sys
 
 import pytest
 
 from devtools.certs import make_ca
+from function_harness import ROOT
 from gcloud_standin import (DSN, PASSWORD, PROJECT, SCENARIOS, GoogleCloudStandIn, Scenario, encoded, run_deploy,
                             scenario, watched_project)
 
@@ -77,6 +81,30 @@ def test_a_ca_on_the_deployers_machine_is_refused_with_where_it_goes(empty_proje
     assert f"sslrootcert={ca.cert_path} is a file on this machine only" in result.stderr
     assert "db/certs/ca.crt" in result.stderr and "sslrootcert=system" in result.stderr
     assert empty_project[0].requests == []
+
+
+def test_a_ca_in_the_functions_folder_is_accepted_only_if_uploaded(tmp_path):
+    """On a copy of the function's tree, so the real one is left alone: gcloud's own
+    upload list decides (db/certs/ is uploaded, tests/ is not)."""
+    tree = tmp_path / "function"
+    tree.mkdir()
+    for name in ("main.py", "requirements.txt", ".gcloudignore"):
+        shutil.copy(ROOT / name, tree / name)
+    for name in ("app", "db", "deploy"):
+        shutil.copytree(ROOT / name, tree / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("db/certs", "tests"):
+        (tree / folder).mkdir(parents=True, exist_ok=True)
+        shutil.copy(make_ca(tmp_path, folder.replace("/", "-")).cert_path, tree / folder / "ca.crt")
+
+    def check(path: str) -> subprocess.CompletedProcess:
+        dsn = f"postgresql://maxroach:{PASSWORD}@{HOST}/defaultdb?sslmode=verify-full&sslrootcert={path}"
+        return subprocess.run([sys.executable, "-m", "deploy.dsn_check"], cwd=tree, input=dsn, text=True,
+                              capture_output=True, env={**os.environ, "CLOUDSDK_CONFIG": str(tmp_path / "gcloud")})
+
+    assert check("db/certs/ca.crt").returncode == 0
+    excluded = check("tests/ca.crt")
+    assert excluded.returncode == 2
+    assert "sslrootcert=tests/ca.crt is excluded by .gcloudignore" in excluded.stderr
 
 
 def test_the_systems_cas_are_accepted():

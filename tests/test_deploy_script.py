@@ -20,7 +20,7 @@ import zipfile
 import pytest
 
 from function_harness import ROOT
-from gcloud_standin import DSN, PASSWORD, PROJECT, REGION, SCENARIOS, config_dir, gcloud_env, run_deploy
+from gcloud_standin import DSN, PASSWORD, PROJECT, REGION, SCENARIOS, scratch_dir, gcloud_env, run_deploy
 
 needs_gcloud = pytest.mark.skipif(shutil.which("gcloud") is None and not os.environ.get("CI"),
                                   reason="the Google Cloud CLI is not installed (on CI these tests must run)")
@@ -76,7 +76,7 @@ def test_missing_gcloud_fails_early_and_clearly(tmp_path):
 
 @needs_gcloud
 def test_not_logged_in_fails_early_and_clearly():
-    env = gcloud_env(config_dir(), standin=None)
+    env = gcloud_env(scratch_dir(), standin=None)
     result = run_deploy({**env, "DATABASE_URL": DSN}, "--project", PROJECT)
     assert result.returncode == 2
     assert "not logged in" in result.stderr

@@ -9,13 +9,11 @@ log lines reach the stand-in's Cloud Logging as Cloud Run would send them."""
 
 import base64
 import json
-import pathlib
-import tempfile
 import urllib.error
 import urllib.request
 
 from function_harness import FunctionServer, free_port
-from gcloud_standin import PROJECT, REGION, SCENARIOS, GoogleCloudStandIn, Recorded, Scenario, scenario
+from gcloud_standin import PROJECT, REGION, SCENARIOS, GoogleCloudStandIn, Recorded, Scenario, scenario, scratch_dir
 
 
 @SCENARIOS.define()
@@ -32,7 +30,7 @@ def iam_propagating() -> Scenario:
 def database_refuses_the_function() -> Scenario:
     standin = GoogleCloudStandIn(PROJECT).start()
     standin.seed_function(REGION, "events")
-    log = pathlib.Path(tempfile.mkdtemp(prefix="deploy-smoke-")) / "function.log"
+    log = scratch_dir() / "function.log"
     closed_port = free_port()  # nothing listens: the connection is refused
     server = FunctionServer({"DATABASE_URL": f"postgresql://app:unused@127.0.0.1:{closed_port}/app?sslmode=disable",
                              "DB_TIMEOUT": "2"}, log).start()

@@ -1,7 +1,8 @@
 """Item 10: `./deploy.sh --delete` removes what deploy.sh created (the job, the function,
 the bindings, the service accounts; the secret only with --delete-secret), each step safe
 to repeat, and --dry-run prints the commands without running them. It runs on a copy of
-the project the first-run scenario deployed, reading the region from the secret."""
+the project as the first deploy into a new project left it, reading the region from the
+secret."""
 
 import os
 
@@ -12,9 +13,9 @@ from gcloud_standin import DSN, PROJECT, REGION, SCENARIOS, Scenario, run_deploy
 ACCOUNTS = ("events-runtime", "events-invoker", "events-build")
 
 
-@SCENARIOS.define(after="new_project")
-def deployed_then_deleted(deployed: Scenario) -> Scenario:
-    world = scenario(deployed.standin.clone())
+@SCENARIOS.define(after="new_project_first_run")
+def deployed_then_deleted(first_run: Scenario) -> Scenario:
+    world = scenario(first_run.extra["deployed"])
     world.deploy("--project", PROJECT, "--delete")
     world.deploy("--project", PROJECT, "--delete", "--delete-secret")
     return world
