@@ -90,7 +90,7 @@ def test_a_ca_in_the_functions_folder_is_accepted_only_if_uploaded(tmp_path):
     tree.mkdir()
     for name in ("main.py", "requirements.txt", ".gcloudignore"):
         shutil.copy(ROOT / name, tree / name)
-    for name in ("app", "db", "deploy"):
+    for name in ("core", "db", "deploy"):
         shutil.copytree(ROOT / name, tree / name, ignore=shutil.ignore_patterns("__pycache__"))
     for folder in ("db/certs", "tests"):
         (tree / folder).mkdir(parents=True, exist_ok=True)
