@@ -3,28 +3,20 @@
 In process, `functions_framework.create_app` loads main.py exactly as the
 framework does in production (a fresh module each time, so each test gets its
 own engine and pool). Over HTTP, the `functions-framework` command serves it
-from a subprocess (gunicorn, as in Cloud Functions), its log lines captured.
+from a subprocess (gunicorn, as in Cloud Functions; devtools.function_server,
+the harness the benchmark uses too), its log lines captured.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import pathlib
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 
 import functions_framework
 
+from devtools import function_server
+from devtools.function_server import FUNCTION_ENV, ROOT  # noqa: F401 - ROOT re-exported for the tests
 from devtools.postgres import free_port  # noqa: F401 - re-exported for the tests
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-FUNCTION_ENV = ("DATABASE_URL", "DATABASE_URL_SECRET", "SECRET_MANAGER_EMULATOR_HOST",
-                "DB_POOL_SIZE", "DB_POOL_TIMEOUT", "DB_POOL_RECYCLE", "DB_TIMEOUT", "SECRET_TIMEOUT")
 
 
 _loaded_instances: list = []
@@ -80,82 +72,16 @@ def dispose_instances() -> None:
         module.runtime.close()
 
 
-class Response:
-    def __init__(self, status: int, headers, body: bytes):
-        self.status = status
-        self.headers = headers
-        self.body = body
-
-    def json(self):
-        return json.loads(self.body)
-
-
-class FunctionServer:
-    """`functions-framework --target handler` in a subprocess on a free port."""
+class FunctionServer(function_server.FunctionServer):
+    """`functions-framework --target handler` in a subprocess on a free port
+    (devtools.function_server), its log and answers captured for the leak check."""
 
     def __init__(self, env: dict[str, str], log_path: pathlib.Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-        self.log_path = log_path
+        super().__init__(env, log_path)
         capture.log_files.append(log_path)
-        base = {k: v for k, v in os.environ.items() if k not in FUNCTION_ENV}
-        self._env = {**base, **env, "PYTHONUNBUFFERED": "1"}
-        self._process: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 30.0) -> "FunctionServer":
-        command = [str(pathlib.Path(sys.executable).with_name("functions-framework")),
-                   "--target", "handler", "--source", str(ROOT / "main.py"),
-                   "--host", "127.0.0.1", "--port", str(self.port)]
-        self._log = open(self.log_path, "ab")
-        self._process = subprocess.Popen(command, cwd=ROOT, env=self._env,
-                                         stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"functions-framework exited: {self.log_path.read_text()[-2000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("functions-framework did not start listening")
-
-    def stop(self) -> None:
-        if self._process and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        if self._process:
-            self._log.close()
-
-    def __enter__(self) -> "FunctionServer":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def request(self, method: str = "POST", body: bytes | None = None,
-                headers: dict[str, str] | None = None, timeout: float = 30.0) -> Response:
-        request = urllib.request.Request(self.url, data=body, method=method, headers=headers or {})
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as reply:
-                response = Response(reply.status, reply.headers, reply.read())
-        except urllib.error.HTTPError as error:
-            response = Response(error.code, error.headers, error.read())
+                headers: dict[str, str] | None = None, timeout: float = 30.0) -> function_server.Response:
+        response = super().request(method, body, headers, timeout)
         capture.add(response.body.decode(errors="replace"))
         return response
-
-    def log_lines(self) -> list[dict]:
-        """The JSON lines the function wrote (other output, like gunicorn's, is skipped)."""
-        lines = []
-        for raw in self.log_path.read_text(errors="replace").splitlines():
-            try:
-                entry = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(entry, dict):
-                lines.append(entry)
-        return lines

@@ -1,0 +1,214 @@
+"""Run a Functions Framework target as the platform does: `functions-framework` in its own process.
+
+The one harness the tests (tests/function_harness.py) and the benchmark use:
+
+    with FunctionServer({"DATABASE_URL": dsn}, log_path) as server:
+        reply = server.request("POST", b'{"kind": "hello"}')
+        reply.status, reply.json()
+        server.worker_rss_bytes()       # the gunicorn worker that serves requests
+
+    server = FunctionServer({}, target="hello", source=ROOT / "devtools" / "bench_hello.py",
+                            wrap=quota.command)   # e.g. inside a devtools.cpu_quota group
+    server.spawn()
+    seconds = server.wait_first_success("POST", body)   # process start to the first 2xx
+
+Like Cloud Functions, `functions-framework` imports the source in a gunicorn
+master, which forks one worker that serves the requests (THREADS threads).
+The child's environment is this one minus every setting of the function
+(FUNCTION_ENV), plus `env`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import time
+from typing import Callable, Mapping
+
+from devtools.postgres import free_port
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+# The function's settings (db/settings.py): a child sees only the ones it is given.
+FUNCTION_ENV = ("DATABASE_URL", "DATABASE_URL_FILE", "DATABASE_URL_SECRET", "SECRET_MANAGER_EMULATOR_HOST",
+                "DB_POOL_SIZE", "DB_POOL_TIMEOUT", "DB_POOL_RECYCLE", "DB_TIMEOUT", "SECRET_TIMEOUT",
+                "SECRET_RETRY_INTERVAL")
+
+
+def environment_without_function_settings() -> dict[str, str]:
+    return {name: value for name, value in os.environ.items() if name not in FUNCTION_ENV}
+
+
+class Response:
+    def __init__(self, status: int, headers: Mapping[str, str], body: bytes):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+
+class FunctionServer:
+    """`functions-framework --target TARGET --source SOURCE` on a free loopback port.
+
+    log_path: where its stdout and stderr go (None: discarded).
+    wrap: turns the command line into the one to run (e.g. CpuQuota.command).
+    """
+
+    def __init__(self, env: Mapping[str, str], log_path: pathlib.Path | None = None, *,
+                 target: str = "handler", source: pathlib.Path = ROOT / "main.py",
+                 wrap: Callable[[list[str]], list[str]] | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log_path = log_path
+        self.target = target
+        self.source = source
+        self._wrap = wrap or (lambda argv: argv)
+        self._env = {**environment_without_function_settings(), **env, "PYTHONUNBUFFERED": "1"}
+        self._process: subprocess.Popen | None = None
+        self._log = None
+        self.spawned_at: float | None = None  # time.perf_counter() when the process was started
+
+    # ------------------------------------------------------------ lifecycle
+
+    def spawn(self) -> "FunctionServer":
+        """Start the process and return at once (see wait_first_success)."""
+        command = [str(pathlib.Path(sys.executable).with_name("functions-framework")),
+                   "--target", self.target, "--source", str(self.source),
+                   "--host", "127.0.0.1", "--port", str(self.port)]
+        output = subprocess.DEVNULL
+        if self.log_path is not None:
+            self._log = output = open(self.log_path, "ab")
+        self.spawned_at = time.perf_counter()
+        self._process = subprocess.Popen(self._wrap(command), cwd=ROOT, env=self._env,
+                                         stdout=output, stderr=subprocess.STDOUT)
+        return self
+
+    def start(self, timeout: float = 30.0) -> "FunctionServer":
+        """Start the process and wait until it listens."""
+        self.spawn()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("functions-framework did not start listening")
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> "FunctionServer":
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def pid(self) -> int | None:
+        """The gunicorn master's process id (None before spawn)."""
+        return self._process.pid if self._process is not None else None
+
+    def _check_alive(self) -> None:
+        if self._process is not None and self._process.poll() is not None:
+            tail = self.log_path.read_text(errors="replace")[-2000:] if self.log_path else ""
+            raise RuntimeError(f"functions-framework exited ({self._process.returncode}): {tail}")
+
+    # ------------------------------------------------------------ requests
+
+    def request(self, method: str = "POST", body: bytes | None = None,
+                headers: Mapping[str, str] | None = None, timeout: float = 30.0) -> Response:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            connection.request(method, "/", body=body, headers=dict(headers or {}))
+            reply = connection.getresponse()
+            return Response(reply.status, reply.headers, reply.read())
+        finally:
+            connection.close()
+
+    def wait_first_success(self, method: str = "POST", body: bytes | None = None,
+                           headers: Mapping[str, str] | None = None, timeout: float = 120.0) -> float:
+        """Seconds from spawn() to the first 2xx answer (retrying while nothing listens yet)."""
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            try:
+                reply = self.request(method, body, headers, timeout=timeout)
+            except OSError:
+                self._check_alive()
+                time.sleep(0.002)
+                continue
+            if 200 <= reply.status < 300:
+                return time.perf_counter() - self.spawned_at
+            raise RuntimeError(f"first answer was {reply.status}: {reply.body[:500]!r}")
+        raise RuntimeError(f"no 2xx answer within {timeout} s")
+
+    # ------------------------------------------------------------ what it holds
+
+    def worker_pids(self) -> list[int]:
+        """The gunicorn workers (the master's children), sorted."""
+        if self.pid is None:
+            return []
+        return sorted(child for child in _all_pids() if _parent_of(child) == self.pid)
+
+    def worker_rss_bytes(self) -> int:
+        """Resident memory of the one worker (THREADS serve requests inside it)."""
+        workers = self.worker_pids()
+        if len(workers) != 1:
+            raise RuntimeError(f"expected one gunicorn worker, found {workers}")
+        return memory_of(workers[0])["rss"]
+
+    def instance_memory_bytes(self) -> int:
+        """Master and workers together, shared pages counted once (sum of PSS)."""
+        return sum(memory_of(pid)["pss"] for pid in [self.pid, *self.worker_pids()] if pid is not None)
+
+    def log_lines(self) -> list[dict]:
+        """The JSON lines the function wrote (other output, like gunicorn's, is skipped)."""
+        lines = []
+        if self.log_path is None:
+            return lines
+        for raw in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(entry, dict):
+                lines.append(entry)
+        return lines
+
+
+def memory_of(pid: int) -> dict[str, int]:
+    """{"rss": bytes, "pss": bytes} of a process, from /proc/PID/smaps_rollup."""
+    values = {}
+    for line in pathlib.Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("Rss", "Pss"):
+            values[key.lower()] = int(rest.split()[0]) * 1024
+    return values
+
+
+def _all_pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
