@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import io
 import json
 import os
 import pathlib
@@ -56,7 +57,7 @@ import pg8000.native
 from devtools import cpu_quota
 from devtools.certs import make_ca, make_server_cert
 from devtools.function_server import ROOT, FunctionServer, environment_without_function_settings
-from devtools.latency_proxy import LatencyProxy
+from devtools.latency_proxy import LatencyProxyProcess
 from devtools.postgres import PostgresServer
 from devtools.round_trip_proxy import RoundTripProxy
 from devtools.secret_manager_emulator import SecretManagerEmulator
@@ -75,6 +76,10 @@ MEMORY_GIB = {0.167: 0.25, 0.333: 0.5, 0.583: 1.0, 1.0: 2.0}
 PRICE_PER_VCPU_SECOND = 0.000024
 PRICE_PER_GIB_SECOND = 0.0000025
 PRICE_SOURCE = "https://cloud.google.com/run/pricing (request-based billing, Tier 1), read 2026-11-27"
+# The setting deploy.sh should default to (README: the memory/CPU trade-off): the
+# 512 MiB share of CPU, with the memory the instance needs (PSS about 60 MiB).
+RECOMMENDED = ("256 MiB", 0.333)
+RECOMMENDED_GIB = 0.25
 
 # How the function gets its connection string (db/secret.py), and hello world.
 MODES = {
@@ -172,10 +177,16 @@ class InProcessFunction:
             os.environ.update(saved)
         self._builder = EnvironBuilder
         self._request_class = flask.Request
+        self._environs: dict[bytes, dict] = {}
 
     def invoke(self, body: bytes) -> int:
-        environ = self._builder(method="POST", path="/", data=body,
-                                headers={"Content-Type": "application/json"}).get_environ()
+        # The WSGI environ a server would build, made once per body and copied
+        # (with a fresh input stream), so the test client's cost is not counted.
+        template = self._environs.get(body)
+        if template is None:
+            template = self._environs[body] = self._builder(
+                method="POST", path="/", data=body, headers={"Content-Type": "application/json"}).get_environ()
+        environ = {**template, "wsgi.input": io.BytesIO(body)}
         response = self.module.handler(self._request_class(environ))
         if response.status_code not in (200, 201):
             raise RuntimeError(f"invocation failed: {response.status_code} {response.get_data(as_text=True)}")
@@ -322,17 +333,30 @@ def round_trips(bench: Bench) -> dict:
 
 
 def warm_latency(bench: Bench, rounds: int, per_round: int, port: int | None = None,
-                 naive_too: bool = True) -> dict:
+                 naive_too: bool = True, layers: bool = False) -> dict:
     """One invocation, in process, next to the floor and two other patterns, interleaved.
-    With `port`, every connection goes there (the latency proxy) instead of the server."""
+    With `port`, every connection goes there (the latency proxy) instead of the server.
+    With `layers`, also the function's layers one by one, through their public
+    interfaces, so the difference between two rows is what a layer costs."""
+    from core import service
+    from core.events import parse_events
+    from db.events import insert_events
+
     function = InProcessFunction({"DATABASE_URL": bench.dsn_for("app", port=port)})
+    runtime = function.module.runtime
     body = event_body(1)
+    headers = service.Headers([("Content-Type", "application/json")])
     raw = RawPatterns(bench, port)
-    patterns = {
-        "floor": raw.floor,
-        "function": lambda: function.invoke(body),
-        "cockroach_sample": raw.cockroach_sample,
-    }
+    patterns: dict[str, Callable[[], object]] = {"floor": raw.floor}
+    if layers:
+        patterns.update({
+            "layer_database_run": lambda: runtime.database().run(
+                lambda connection: insert_events(connection, parse_events(body))),
+            "layer_ingest": lambda: service.ingest(runtime, body, headers),
+            "layer_handle": lambda: service.handle(runtime, service.Request(
+                method="POST", path="/", headers=headers, read_body=lambda: body)),
+        })
+    patterns.update({"function": lambda: function.invoke(body), "cockroach_sample": raw.cockroach_sample})
     if naive_too:
         patterns["naive"] = raw.naive
     ping_connection = bench.raw_connection(port)
@@ -550,8 +574,9 @@ def import_times(share: float, runs: int) -> dict:
             "secret_client_beyond_function_ms": extra_by_group("function+secret client", "function")}
 
 
-def memory(bench: Bench, passes: int) -> dict:
-    """One worker (THREADS=1, pool 1): RSS after a batch of every size 1..500, `passes` times."""
+def memory(bench: Bench, passes: int, step: int = 1) -> dict:
+    """One worker (THREADS=1, pool 1): RSS after a batch of every size 1..500, `passes` times
+    (every `step`-th size: a quick run)."""
     env = {**bench.mode_env("env"), "THREADS": "1", "DB_POOL_SIZE": "1"}
     mib = 1024 * 1024
     with FunctionServer(env) as server:
@@ -560,11 +585,17 @@ def memory(bench: Bench, passes: int) -> dict:
         after = {"first request": round(server.worker_rss_bytes() / mib, 1)}
         started = time.perf_counter()
         for number in range(1, passes + 1):
-            for size in range(1, 501):
+            for size in range(1, 501, step):
                 reply = server.request("POST", json.dumps([{"kind": "m"}] * size).encode())
                 if reply.status != 201:
                     raise RuntimeError(f"batch of {size}: {reply.status} {reply.body[:300]!r}")
-            after[f"sizes 1..500, pass {number}"] = round(server.worker_rss_bytes() / mib, 1)
+            sizes = "sizes 1..500" if step == 1 else f"sizes 1..500 (every {step}th)"
+            after[f"{sizes}, pass {number}"] = round(server.worker_rss_bytes() / mib, 1)
+        # The largest body the function accepts (1 MiB): 500 events with payloads of 2,000 characters.
+        largest = json.dumps([{"kind": "m", "payload": {"text": "x" * 2000}}] * 500).encode()
+        if server.request("POST", largest).status != 201:
+            raise RuntimeError("the largest batch failed")
+        after[f"largest body ({len(largest) // 1024} KiB, 500 events)"] = round(server.worker_rss_bytes() / mib, 1)
         instance = round(server.instance_memory_bytes() / mib, 1)
     bench.server.execute("TRUNCATE events", database="app")
     return {"worker_rss_mib": after, "instance_pss_mib": instance, "limit_mib": 160,
@@ -610,8 +641,8 @@ def _ms(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}" if value >= 10 else f"{value:,.2f}"
 
 
-def price_per_second(share: float) -> float:
-    return share * PRICE_PER_VCPU_SECOND + MEMORY_GIB[share] * PRICE_PER_GIB_SECOND
+def price_per_second(cpu: float, memory_gib: float) -> float:
+    return cpu * PRICE_PER_VCPU_SECOND + memory_gib * PRICE_PER_GIB_SECOND
 
 
 def markdown(results: dict) -> str:
@@ -626,9 +657,13 @@ def markdown(results: dict) -> str:
         out.append("")
 
     names = {"floor": "floor: raw pg8000, ping + named prepared INSERT",
-             "function": "**this function** (handler, in process)",
+             "function": "**this function** (main.handler: Flask request in, response out)",
              "cockroach_sample": "CockroachDB's sample: pool of 1, BEGIN / INSERT / COMMIT",
-             "naive": "naive: connect, INSERT, close"}
+             "naive": "naive: connect, INSERT, close",
+             "layer_database_run": "↳ layer: Database.run(insert_events(parse_events(body))): pool, pre-ping, "
+                                   "SQLAlchemy execute",
+             "layer_ingest": "↳ layer: core.service.ingest: + de-duplication, the outcome",
+             "layer_handle": "↳ layer: core.service.handle: + routing, the request's log line"}
     pattern_trips = dict((trips or {}).get("patterns", {}))
     if trips:
         warm_rows = [row for row in trips["invocations"] if row["invocation"] == "warm, batch of 1"]
@@ -642,7 +677,8 @@ def markdown(results: dict) -> str:
         out += [f"| warm invocation, one event, {title} (ping {section['round_trip_ms']} ms) | round trips "
                 "| median ms | p99 ms | × floor |", "|---|---|---|---|---|"]
         for name, values in section["patterns"].items():
-            out.append(f"| {names[name]} | {pattern_trips.get(name, '')} | {values['median_ms']} | "
+            trips_here = pattern_trips.get("function" if name.startswith("layer_") else name, "")
+            out.append(f"| {names[name]} | {trips_here} | {values['median_ms']} | "
                        f"{values['p99_ms']} | {values['ratio_to_floor']} |")
         out.append("")
 
@@ -705,8 +741,9 @@ def _cold_start_tables(cold: dict, imports: dict | None) -> list[str]:
             out.append(f"| {phase} | " + " | ".join(values) + " |")
         out.append("| server: gunicorn start, fork, the HTTP request (the rest) | "
                    + " | ".join(_ms(cells[f"{share}/{m}"]["server_and_http_ms"]) for m in modes) + " |")
-        out.append("| **total (served)** | " + " | ".join(_ms(cells[f"{share}/{m}"]["median_ms"]) for m in modes)
-                   + " |")
+        out.append("| **total (served)**, median (min–max) | " + " | ".join(
+            f"{_ms(cells[f'{share}/{m}']['median_ms'])} ({_ms(min(cells[f'{share}/{m}']['runs_ms']))}–"
+            f"{_ms(max(cells[f'{share}/{m}']['runs_ms']))})" for m in modes) + " |")
         out.append("")
 
     if imports:
@@ -728,18 +765,20 @@ def _cold_start_tables(cold: dict, imports: dict | None) -> list[str]:
     reference = "file" if "file" in modes else function_modes[0]
     out += [f"Price: ${PRICE_PER_VCPU_SECOND} per vCPU-second and ${PRICE_PER_GIB_SECOND} per GiB-second "
             f"({PRICE_SOURCE}); default CPU by memory from "
-            "https://cloud.google.com/functions/docs/configuring/memory.", "",
+            "https://cloud.google.com/functions/docs/configuring/memory. A cold start is billed as its "
+            "duration; a warm request as its latency, or as 100 ms if the platform rounds each request up.", "",
             f"| memory | CPU | $ per instance-second | cold start, {MODES[reference].split(':')[0]} (ms) "
-            "| $ per 1M cold starts | warm request over HTTP, median ms | $ per 1M warm requests (billed as "
-            "their latency) |", "|---|---|---|---|---|---|---|"]
-    for share in shares:
-        if share not in MEMORY_GIB:
-            continue
+            "| $ per 1M cold starts | warm request over HTTP, median ms | $ per 1M warm requests, billed as "
+            "their latency | … billed 100 ms each |", "|---|---|---|---|---|---|---|---|"]
+    settings = [(SHARES[share], MEMORY_GIB[share], share, "") for share in shares if share in MEMORY_GIB]
+    if RECOMMENDED[1] in shares:
+        settings.append((f"{RECOMMENDED[0]} **(recommended)**", RECOMMENDED_GIB, RECOMMENDED[1], " **(recommended)**"))
+    for memory_label, gib, share, mark in settings:
         cell = cells[f"{share}/{reference}"]
-        price = price_per_second(share)
-        out.append(f"| {SHARES[share]} | {share:g} | {price:.3e} | {_ms(cell['median_ms'])} | "
+        price = price_per_second(share, gib)
+        out.append(f"| {memory_label} | {share:g}{mark} | {price:.3e} | {_ms(cell['median_ms'])} | "
                    f"{price * cell['median_ms'] / 1000 * 1e6:,.2f} | {cell['warm_median_ms']} | "
-                   f"{price * cell['warm_median_ms'] / 1000 * 1e6:,.4f} |")
+                   f"{price * cell['warm_median_ms'] / 1000 * 1e6:,.4f} | {price * 0.1 * 1e6:,.3f} |")
     out.append("")
     return out
 
@@ -773,41 +812,54 @@ def main(argv: list[str] | None = None) -> int:
     sections = set(args.only or SECTIONS)
     results: dict = json.loads(args.json.read_text()) if args.only and args.json.exists() else {}
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="bench-") as workdir, Bench(pathlib.Path(workdir)) as bench:
+    timings = results.setdefault("section_seconds", {})
+
+    def section(name: str, call: Callable[[], object]) -> object:
+        progress(f"{name} ...")
+        begun = time.perf_counter()
+        value = call()
+        timings[name] = round(time.perf_counter() - begun, 1)
+        return value
+
+    with contextlib.ExitStack() as stack:
+        if cpu_quota.available() is None:
+            # This process, and the servers it starts, at the weight of a measured
+            # group (no quota): other work on a shared machine then disturbs the
+            # in-process figures less. Each cold start gets its own group.
+            stack.enter_context(cpu_quota.CpuQuota(None)).add(os.getpid())
+        workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-"))
+        bench = stack.enter_context(Bench(pathlib.Path(workdir)))
         results["machine"] = (f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
                               f"{platform.release()}, Python {platform.python_version()}, PostgreSQL "
                               f"{bench.server.version} with TLS (verify-full) and SCRAM on loopback")
-        if "round_trips" in sections:
-            progress("round trips ...")
-            results["round_trips"] = round_trips(bench)
-        if "warm_latency" in sections:
-            progress("warm latency ...")
-            results["warm_latency"] = warm_latency(bench, rounds=10, per_round=20 if quick else 200)
-            progress("warm latency, same-region round trip ...")
-            proxy = LatencyProxy(bench.server.port, one_way_delay=SAME_REGION_ONE_WAY_DELAY).start()
-            results["warm_latency_same_region"] = warm_latency(
-                bench, rounds=5 if quick else 10, per_round=10 if quick else 60, port=proxy.port, naive_too=False)
-            proxy.stop()
-        if "http" in sections:
-            progress("HTTP latency ...")
-            results["http"] = http_latency(bench, rounds=10, per_round=20 if quick else 200)
-        if "cold_start" in sections:
-            progress("cold start ...")
-            shares = args.shares or ([1.0] if quick else list(SHARES))
-            modes = args.modes or (["hello", "file"] if quick else list(MODES))
-            results["cold_start"] = cold_start(bench, shares, modes, runs=args.runs or (1 if quick else 3))
-        if "import_times" in sections and not quick:
-            progress("import times under the quota ...")
-            results["import_times"] = import_times(0.167, runs=3)
-        if "memory" in sections:
-            progress("memory ...")
-            results["memory"] = memory(bench, passes=1 if quick else 2)
-        if "connections" in sections:
-            progress("connections ...")
-            results["connections"] = connections_opened(bench, invocations=1_000 if quick else 10_000)
-        if "batch_ingest" in sections:
-            progress("batch ingest ...")
-            results["batch_ingest"] = batch_ingest(bench, seconds=0.5 if quick else 3.0)
+        shares = args.shares or ([1.0] if quick else list(SHARES))
+        modes = args.modes or (["hello", "file"] if quick else list(MODES))
+
+        def latency_in_process() -> None:
+            results["warm_latency"] = warm_latency(bench, rounds=10, per_round=20 if quick else 200, layers=True)
+            with LatencyProxyProcess(bench.server.port, one_way_delay=SAME_REGION_ONE_WAY_DELAY) as proxy:
+                results["warm_latency_same_region"] = warm_latency(
+                    bench, rounds=5 if quick else 10, per_round=10 if quick else 60, port=proxy.port,
+                    naive_too=False)
+
+        plan: dict[str, Callable[[], object]] = {
+            "round_trips": lambda: results.__setitem__("round_trips", round_trips(bench)),
+            "warm_latency": latency_in_process,
+            "http": lambda: results.__setitem__(
+                "http", http_latency(bench, rounds=10, per_round=20 if quick else 200)),
+            "cold_start": lambda: results.__setitem__(
+                "cold_start", cold_start(bench, shares, modes, runs=args.runs or (1 if quick else 5))),
+            "import_times": lambda: results.__setitem__("import_times", import_times(0.167, runs=5)),
+            "memory": lambda: results.__setitem__(
+                "memory", memory(bench, passes=1 if quick else 2, step=10 if quick else 1)),
+            "connections": lambda: results.__setitem__(
+                "connections", connections_opened(bench, invocations=1_000 if quick else 10_000)),
+            "batch_ingest": lambda: results.__setitem__(
+                "batch_ingest", batch_ingest(bench, seconds=0.5 if quick else 3.0)),
+        }
+        for name, call in plan.items():
+            if name in sections and not (quick and name == "import_times"):
+                section(name, call)
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["command"] = " ".join(["python -m devtools.benchmark", *(argv if argv is not None else sys.argv[1:])])
     args.json.parent.mkdir(parents=True, exist_ok=True)
