@@ -1,6 +1,6 @@
 """What one invocation costs, side by side with the alternatives and the floor, in one run.
 
-    .venv/bin/python -m devtools.benchmark            # about 8 minutes; JSON in .bench/results.json
+    .venv/bin/python -m devtools.benchmark            # about 7 minutes; JSON in .bench/results.json
     .venv/bin/python -m devtools.benchmark --quick    # a smoke run, under a minute
     .venv/bin/python -m devtools.benchmark --tables   # the README's tables, from .bench/results.json
 
