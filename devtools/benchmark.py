@@ -772,7 +772,7 @@ def _cold_start_tables(cold: dict, imports: dict | None) -> list[str]:
             "their latency | … billed 100 ms each |", "|---|---|---|---|---|---|---|---|"]
     settings = [(SHARES[share], MEMORY_GIB[share], share, "") for share in shares if share in MEMORY_GIB]
     if RECOMMENDED[1] in shares:
-        settings.append((f"{RECOMMENDED[0]} **(recommended)**", RECOMMENDED_GIB, RECOMMENDED[1], " **(recommended)**"))
+        settings.append((f"**{RECOMMENDED[0]}, recommended**", RECOMMENDED_GIB, RECOMMENDED[1], ""))
     for memory_label, gib, share, mark in settings:
         cell = cells[f"{share}/{reference}"]
         price = price_per_second(share, gib)
