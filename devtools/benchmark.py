@@ -1,47 +1,109 @@
-"""What one invocation costs, side by side with the alternatives and the floor.
+"""What one invocation costs, side by side with the alternatives and the floor, in one run.
 
-    .venv/bin/python -m devtools.benchmark [--quick] [--json .bench/results.json]
+    .venv/bin/python -m devtools.benchmark            # about 7 minutes; JSON in .bench/results.json
+    .venv/bin/python -m devtools.benchmark --quick    # a smoke run, under a minute
+    .venv/bin/python -m devtools.benchmark --tables   # the README's tables, from .bench/results.json
 
-Everything runs against a local PostgreSQL (Debian's build) with TLS
+Everything runs against a local PostgreSQL 15 (Debian's build) with TLS
 (verify-full against a test CA) and SCRAM authentication, in one run, so every
-ratio compares figures taken minutes apart on the same machine. Latencies are
-medians and 99th percentiles over interleaved rounds; the machine and Python
-version are printed with the table, which is Markdown for the README.
+ratio compares figures taken minutes apart on the same machine; alternatives
+are measured interleaved, round after round, and reported as medians. As root
+on a machine with cgroup v1, each cold start runs inside a CPU quota at the
+share Cloud Functions gives each memory size (devtools.cpu_quota); elsewhere
+the cold starts are measured without a quota, and the JSON says so.
+
+What it measures:
+
+- round trips on the wire (devtools.round_trip_proxy) and statements on the
+  server per invocation, by batch size, for a size not sent before, and after
+  the server killed the pooled connection;
+- a warm invocation in process next to the physical floor (raw pg8000: a ping
+  and one named prepared statement, 2 round trips) and CockroachDB's sample
+  pattern (a pool of 1, BEGIN / INSERT / COMMIT), on loopback and through
+  devtools.latency_proxy (a same-region round trip);
+- a warm invocation over HTTP next to a hello-world function;
+- cold start, process start to the first 2xx answer to POST /, at 0.167, 0.333,
+  0.583 and 1 CPU, for hello world and the three ways the function can get its
+  connection string, with where the time goes (devtools.cold_start_probe) and
+  what the function imports beyond hello world (`python -X importtime`), all
+  under the quota;
+- one worker's memory (THREADS=1, pool 1) after a batch of every size 1..500, twice;
+- connections opened over 10,000 invocations, and batch ingest rates.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
-import functools
+import io
 import json
 import os
 import pathlib
 import platform
+import re
+import socket
+import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from typing import Callable
+from typing import Callable, Iterator
 
-import pg8000.dbapi
+import pg8000.native
 
+from devtools import cpu_quota
 from devtools.certs import make_ca, make_server_cert
-from devtools.latency_proxy import LatencyProxy
-from devtools.postgres import PostgresServer, free_port
+from devtools.function_server import ROOT, FunctionServer, environment_without_function_settings
+from devtools.latency_proxy import LatencyProxyProcess
+from devtools.postgres import PostgresServer
+from devtools.round_trip_proxy import RoundTripProxy
 from devtools.secret_manager_emulator import SecretManagerEmulator
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-INSERT_ONE = (
-    "INSERT INTO events (id, kind, payload, scheduled_at) VALUES "
-    "(CAST(%s AS UUID), %s, CAST(%s AS JSONB), CAST(%s AS TIMESTAMPTZ)) "
-    "ON CONFLICT (id) DO NOTHING RETURNING id"
-)
+DEFAULT_JSON = ROOT / ".bench" / "results.json"
+HELLO_SOURCE = ROOT / "devtools" / "bench_hello.py"
 PAYLOAD = json.dumps({"source": "benchmark", "n": 1})
 # Half of a same-region round trip between a Cloud Function and its database.
 SAME_REGION_ONE_WAY_DELAY = 0.00025
+
+# The CPU a 2nd gen function gets by default with each memory size
+# (https://cloud.google.com/functions/docs/configuring/memory).
+SHARES = {0.167: "256 MiB", 0.333: "512 MiB", 0.583: "1 GiB", 1.0: "2 GiB"}
+MEMORY_GIB = {0.167: 0.25, 0.333: 0.5, 0.583: 1.0, 1.0: 2.0}
+# Cloud Run request-based billing, Tier 1, as read on 2026-11-27.
+PRICE_PER_VCPU_SECOND = 0.000024
+PRICE_PER_GIB_SECOND = 0.0000025
+PRICE_SOURCE = "https://cloud.google.com/run/pricing (request-based billing, Tier 1), read 2026-11-27"
+# The setting deploy.sh should default to (README: the memory/CPU trade-off): the
+# 512 MiB share of CPU, with the memory the instance needs (PSS about 60 MiB).
+RECOMMENDED = ("256 MiB", 0.333)
+RECOMMENDED_GIB = 0.25
+
+# How the function gets its connection string (db/secret.py), and hello world.
+MODES = {
+    "hello": "hello world (functions-framework, returns \"ok\")",
+    "env": "`DATABASE_URL` set directly",
+    "file": "`DATABASE_URL_FILE`: a secret mounted as a file",
+    "secret": "`DATABASE_URL_SECRET`: Secret Manager client library",
+}
+ROTATION = {
+    "env": "none: a new value needs a new revision (and `DATABASE_URL` puts the password in the "
+           "function's configuration)",
+    "file": "yes, no redeploy: the platform reads the secret's `latest` version when the file is "
+            "read; the function reads it once per instance and again after the database refuses "
+            "the password (at most every `SECRET_RETRY_INTERVAL`)",
+    "secret": "yes, no redeploy: read once per instance through the API, again after the database "
+              "refuses the password (at most every `SECRET_RETRY_INTERVAL`)",
+}
+DEPENDENCIES = {
+    "env": "none",
+    "file": "none in the code (the platform mounts the file; `--set-secrets`)",
+    "secret": "google-cloud-secret-manager (and its gRPC, protobuf and google-auth stack), imported "
+              "only on this path",
+}
+PHASES = ("interpreter", "framework", "function imports", "secret", "connect", "first statement")
 
 
 # ---------------------------------------------------------------- helpers
@@ -51,9 +113,13 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def median_ms(samples: list[float]) -> float:
+    return round(statistics.median(samples) * 1000, 3)
+
+
 def summary_ms(samples: list[float]) -> dict:
-    return {"median_ms": round(statistics.median(samples) * 1000, 3),
-            "p99_ms": round(percentile(samples, 0.99) * 1000, 3), "samples": len(samples)}
+    return {"median_ms": median_ms(samples), "p99_ms": round(percentile(samples, 0.99) * 1000, 3),
+            "samples": len(samples)}
 
 
 def timed(call: Callable[[], object]) -> float:
@@ -62,52 +128,20 @@ def timed(call: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def environment_without_database() -> dict[str, str]:
-    """This environment minus any database setting, so a child reads only what it is given."""
-    return {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DATABASE_URL_SECRET")}
-
-
 def event_body(count: int) -> bytes:
     events = [{"kind": "bench", "payload": {"source": "benchmark", "n": i}} for i in range(count)]
     return json.dumps(events[0] if count == 1 else events).encode()
 
 
-class InProcessFunction:
-    """main.py loaded as the Functions Framework loads it; `invoke` calls the handler
-    with a fresh request, exactly what the framework does per invocation."""
+def one_event_document() -> str:
+    """The INSERT's one parameter for one new event, built by the function's own code."""
+    from db.events import EventRecord, batch_document
 
-    def __init__(self, env: dict[str, str]):
-        import functions_framework
-        from werkzeug.test import EnvironBuilder
-
-        saved = dict(os.environ)
-        os.environ.update(env)
-        try:
-            functions_framework.create_app(target="handler", source=str(ROOT / "main.py"))
-            self.module = sys.modules["main"]
-            self.module.get_database()  # reads its settings now, while `env` is set
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-        self._builder = EnvironBuilder
-        import flask
-        self._request_class = flask.Request
-
-    def invoke(self, body: bytes) -> int:
-        environ = self._builder(method="POST", path="/", data=body,
-                                headers={"Content-Type": "application/json"}).get_environ()
-        response = self.module.handler(self._request_class(environ))
-        if response.status_code not in (200, 201):
-            raise RuntimeError(f"invocation failed: {response.status_code} {response.get_data(as_text=True)}")
-        return response.status_code
-
-    def close(self) -> None:
-        if self.module._database is not None:
-            self.module._database.dispose()
+    return batch_document([EventRecord(id=str(uuid.uuid4()), kind="bench", payload_json=PAYLOAD)])
 
 
 @contextlib.contextmanager
-def quiet_stdout():
+def quiet_stdout() -> Iterator[None]:
     """The function's per-request log lines are part of its cost, but not of the report."""
     saved = sys.stdout
     with open(os.devnull, "w") as devnull:
@@ -118,71 +152,214 @@ def quiet_stdout():
             sys.stdout = saved
 
 
-def pg8000_connect(server: PostgresServer, ssl_context, port: int | None = None):
-    return pg8000.dbapi.connect(user="app", password=server.app_password, host="localhost",
-                                port=port or server.port, database="app", ssl_context=ssl_context, timeout=10)
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class InProcessFunction:
+    """main.py loaded as the Functions Framework loads it; `invoke` calls the handler
+    with a fresh request, exactly what the framework does per invocation."""
+
+    def __init__(self, env: dict[str, str]):
+        import flask
+        import functions_framework
+        from werkzeug.test import EnvironBuilder
+
+        saved = dict(os.environ)
+        os.environ.clear()
+        os.environ.update({**environment_without_function_settings(), **env})
+        try:
+            functions_framework.create_app(target="handler", source=str(ROOT / "main.py"))
+            self.module = sys.modules["main"]
+            self.module.runtime.database()  # reads its settings now, while `env` is set
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        self._builder = EnvironBuilder
+        self._request_class = flask.Request
+        self._environs: dict[bytes, dict] = {}
+
+    def invoke(self, body: bytes) -> int:
+        # The WSGI environ a server would build, made once per body and copied
+        # (with a fresh input stream), so the test client's cost is not counted.
+        template = self._environs.get(body)
+        if template is None:
+            template = self._environs[body] = self._builder(
+                method="POST", path="/", data=body, headers={"Content-Type": "application/json"}).get_environ()
+        environ = {**template, "wsgi.input": io.BytesIO(body)}
+        response = self.module.handler(self._request_class(environ))
+        if response.status_code not in (200, 201):
+            raise RuntimeError(f"invocation failed: {response.status_code} {response.get_data(as_text=True)}")
+        return response.status_code
+
+    def close(self) -> None:
+        self.module.runtime.close()
+
+
+class Bench:
+    """The servers one run uses: PostgreSQL with TLS, the DSN in a file and in Secret Manager."""
+
+    def __init__(self, workdir: pathlib.Path):
+        self.workdir = workdir
+        ca = make_ca(workdir, "benchmark-ca")
+        self.tls = make_server_cert(ca, workdir, hostnames=["localhost"])
+        self.server = PostgresServer(binaries="debian", tls=self.tls)
+        self.emulator = SecretManagerEmulator()
+
+    def __enter__(self) -> "Bench":
+        from db.database import Database
+        from db.migrate import migrate
+        from db.secret import DsnSource
+        from db.settings import Settings
+
+        self.server.start()
+        self.emulator.start()
+        self.ssl_context = ssl.create_default_context(cafile=str(self.tls.ca_cert))
+        self.dsn = self.dsn_for("app")
+        database = Database(Settings(), DsnSource(dsn=self.dsn))
+        migrate(database)
+        database.dispose()
+        self.dsn_file = self.workdir / "database-url"
+        self.dsn_file.write_text(self.dsn + "\n")
+        self.secret_name = self.emulator.put("bench-project", "database-url", self.dsn)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.emulator.stop()
+        self.server.stop()
+
+    def dsn_for(self, user: str, password: str | None = None, port: int | None = None) -> str:
+        dsn = self.server.dsn(user=user, password=password, host="localhost", sslmode="verify-full",
+                              sslrootcert=str(self.tls.ca_cert))
+        return dsn if port is None else dsn.replace(f":{self.server.port}/", f":{port}/")
+
+    def mode_env(self, mode: str) -> dict[str, str]:
+        return {
+            "hello": {},
+            "env": {"DATABASE_URL": self.dsn},
+            "file": {"DATABASE_URL_FILE": str(self.dsn_file)},
+            "secret": {"DATABASE_URL_SECRET": self.secret_name,
+                       "SECRET_MANAGER_EMULATOR_HOST": self.emulator.host},
+        }[mode]
+
+    def raw_connection(self, port: int | None = None) -> pg8000.native.Connection:
+        """A raw pg8000 connection as the floor uses it: TLS verify-full, SCRAM, TCP_NODELAY."""
+        port = port or self.server.port
+        sock = socket.create_connection(("localhost", port), 10)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return pg8000.native.Connection("app", password=self.server.app_password, host="localhost", port=port,
+                                        database="app", ssl_context=self.ssl_context, timeout=10, sock=sock)
+
+
+# ---------------------------------------------------------------- the raw patterns
+
+class RawPatterns:
+    """The floor and CockroachDB's sample pattern with raw pg8000, on connections
+    through `port`, with the function's own INSERT text and batch document."""
+
+    def __init__(self, bench: Bench, port: int | None = None):
+        from db.events import INSERT_EVENTS
+
+        self._bench, self._port = bench, port
+        self.statement_text = INSERT_EVENTS.text
+        self.floor_connection = bench.raw_connection(port)
+        self.floor_statement = self.floor_connection.prepare(self.statement_text)
+        self.sample_connection = bench.raw_connection(port)  # a pool of one, as in the sample
+        self.sample_statement = self.sample_connection.prepare(self.statement_text)
+
+    def floor(self) -> None:
+        """The physical floor: the pool's pre-ping, then one Bind/Execute of a named statement."""
+        self.floor_connection.run("SELECT 1")
+        self.floor_statement.run(events=one_event_document())
+
+    def cockroach_sample(self) -> None:
+        """CockroachDB's sample: an explicit transaction on the pooled connection,
+        at its fewest round trips (its INSERT prepared too)."""
+        self.sample_connection.run("BEGIN")
+        self.sample_statement.run(events=one_event_document())
+        self.sample_connection.run("COMMIT")
+
+    def naive(self) -> None:
+        """A new connection per invocation."""
+        connection = self._bench.raw_connection(self._port)
+        connection.run(self.statement_text, events=one_event_document())
+        connection.close()
+
+    def close(self) -> None:
+        self.floor_connection.close()
+        self.sample_connection.close()
 
 
 # ---------------------------------------------------------------- measurements
 
-def round_trips(server: PostgresServer, dsn_for: Callable[[str], str]) -> dict:
-    """Statements the server receives per warm invocation, by batch size."""
-    server.execute("CREATE ROLE counted LOGIN PASSWORD 'counted-pw' IN ROLE app")
+def round_trips(bench: Bench) -> dict:
+    """Round trips on the wire and statements on the server, per invocation."""
+    server = bench.server
+    password = "counted-pw"
+    server.execute(f"CREATE ROLE counted LOGIN PASSWORD '{password}' IN ROLE app")
     server.execute("ALTER ROLE counted SET log_statement = 'all'")
-    function = InProcessFunction({"DATABASE_URL": dsn_for("counted")})
-    counts = {}
-    with quiet_stdout():
-        function.invoke(event_body(1))  # cold: connect and dialect set-up
-        for size in (1, 100, 500):
+    rows: list[dict] = []
+    with RoundTripProxy("127.0.0.1", server.port) as proxy:
+        function = InProcessFunction({"DATABASE_URL": bench.dsn_for("counted", password, proxy.port)})
+
+        def count(label: str, size: int) -> None:
             server.reset_statement_log()
+            proxy.reset()
             function.invoke(event_body(size))
-            counts[str(size)] = len(server.statements(user="counted"))
-    function.close()
-    return counts
+            rows.append({"invocation": label, "events": size, "round_trips": proxy.round_trips,
+                         "statements": len(server.statements(user="counted")),
+                         "connections": proxy.connections})
+
+        with quiet_stdout():
+            count("first invocation of the instance (connect, TLS, SCRAM, dialect set-up, prepare)", 1)
+            for size in (1, 7, 100, 500):
+                count(f"warm, batch of {size}", size)
+            count("warm, batch of 333 (a size not sent before)", 333)
+            count("warm, batch of 7 again", 7)
+            server.terminate_backends(user="counted")
+            count("after the server killed the connection (pre-ping fails, reconnect, prepare)", 1)
+            count("warm again", 1)
+        function.close()
+
+        patterns = RawPatterns(bench, proxy.port)
+        raw = {}
+        for name, call in (("floor", patterns.floor), ("cockroach_sample", patterns.cockroach_sample)):
+            call()
+            proxy.reset()
+            call()
+            raw[name] = proxy.round_trips
+        patterns.close()
+    return {"invocations": rows, "patterns": raw}
 
 
-def warm_latency(server: PostgresServer, dsn: str, ssl_context, rounds: int, per_round: int,
-                 port: int | None = None, naive_too: bool = True) -> dict:
+def warm_latency(bench: Bench, rounds: int, per_round: int, port: int | None = None,
+                 naive_too: bool = True, layers: bool = False) -> dict:
     """One invocation, in process, next to the floor and two other patterns, interleaved.
-    With `port`, every connection goes there (the latency proxy) instead of the server."""
-    if port is not None:
-        dsn = dsn.replace(f":{server.port}/", f":{port}/")
-    function = InProcessFunction({"DATABASE_URL": dsn})
+    With `port`, every connection goes there (the latency proxy) instead of the server.
+    With `layers`, also the function's layers one by one, through their public
+    interfaces, so the difference between two rows is what a layer costs."""
+    from core import service
+    from core.events import parse_events
+    from db.events import insert_events
+
+    function = InProcessFunction({"DATABASE_URL": bench.dsn_for("app", port=port)})
+    runtime = function.module.runtime
     body = event_body(1)
-
-    floor_conn = pg8000_connect(server, ssl_context, port)
-    floor_conn.autocommit = True
-
-    def floor():
-        cursor = floor_conn.cursor()
-        cursor.execute(";")  # the same ping the pool sends
-        cursor.execute(INSERT_ONE, (str(uuid.uuid4()), "bench", PAYLOAD, None))
-        cursor.fetchall()
-
-    sample_conn = pg8000_connect(server, ssl_context, port)  # a pool of one, as in CockroachDB's sample
-
-    def cockroach_sample():
-        cursor = sample_conn.cursor()  # pg8000 sends BEGIN before the first statement
-        cursor.execute(INSERT_ONE, (str(uuid.uuid4()), "bench", PAYLOAD, None))
-        cursor.fetchall()
-        sample_conn.commit()
-
-    def naive():
-        connection = pg8000_connect(server, ssl_context, port)
-        connection.autocommit = True
-        cursor = connection.cursor()
-        cursor.execute(INSERT_ONE, (str(uuid.uuid4()), "bench", PAYLOAD, None))
-        cursor.fetchall()
-        connection.close()
-
-    patterns = {
-        "floor: raw pg8000, ping + INSERT": floor,
-        "this function (handler, in process)": lambda: function.invoke(body),
-        "CockroachDB sample: pool of 1, BEGIN/INSERT/COMMIT": cockroach_sample,
-        "naive: connect, INSERT, close": naive,
-    }
-    if not naive_too:
-        del patterns["naive: connect, INSERT, close"]
+    headers = service.Headers([("Content-Type", "application/json")])
+    raw = RawPatterns(bench, port)
+    patterns: dict[str, Callable[[], object]] = {"floor": raw.floor}
+    if layers:
+        patterns.update({
+            "layer_database_run": lambda: runtime.database().run(
+                lambda connection: insert_events(connection, parse_events(body))),
+            "layer_ingest": lambda: service.ingest(runtime, body, headers),
+            "layer_handle": lambda: service.handle(runtime, service.Request(
+                method="POST", path="/", headers=headers, read_body=lambda: body)),
+        })
+    patterns.update({"function": lambda: function.invoke(body), "cockroach_sample": raw.cockroach_sample})
+    if naive_too:
+        patterns["naive"] = raw.naive
+    ping_connection = bench.raw_connection(port)
     ping_samples: list[float] = []
     samples: dict[str, list[float]] = {name: [] for name in patterns}
     with quiet_stdout():
@@ -190,70 +367,33 @@ def warm_latency(server: PostgresServer, dsn: str, ssl_context, rounds: int, per
             call()
         for _ in range(rounds):
             for name, call in patterns.items():
-                count = max(1, per_round // 10) if call is naive else per_round
+                count = max(1, per_round // 10) if name == "naive" else per_round
                 samples[name].extend(timed(call) for _ in range(count))
-            ping_samples.extend(timed(lambda: floor_conn.cursor().execute(";")) for _ in range(10))
-    floor_conn.close()
-    sample_conn.close()
+            ping_samples.extend(timed(lambda: ping_connection.run("SELECT 1")) for _ in range(10))
+    ping_connection.close()
+    raw.close()
     function.close()
-    floor_median = statistics.median(samples["floor: raw pg8000, ping + INSERT"])
-    results = {name: {**summary_ms(values), "ratio_to_floor": round(statistics.median(values) / floor_median, 2)}
+    floor = statistics.median(samples["floor"])
+    results = {name: {**summary_ms(values), "ratio_to_floor": round(statistics.median(values) / floor, 2)}
                for name, values in samples.items()}
-    results["round_trip_ms"] = round(statistics.median(ping_samples) * 1000, 3)
-    return results
+    return {"patterns": results, "round_trip_ms": median_ms(ping_samples)}
 
 
-class ServedFunction:
-    """`functions-framework` serving a target in a subprocess."""
-
-    def __init__(self, target: str, source: pathlib.Path, env: dict[str, str]):
-        self.port = free_port()
-        self.started = time.perf_counter()
-        self.process = subprocess.Popen(
-            [str(pathlib.Path(sys.executable).with_name("functions-framework")), "--target", target,
-             "--source", str(source), "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=ROOT, env={**environment_without_database(), **env, "LOG_LEVEL": "WARNING"},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-
-    def wait_first_success(self, body: bytes | None, timeout: float = 30.0) -> float:
-        """Seconds from process start to the first 2xx answer."""
-        import http.client
-
-        deadline = time.perf_counter() + timeout
-        while time.perf_counter() < deadline:
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-                connection.request("POST" if body is not None else "GET", "/", body=body)
-                status = connection.getresponse().status
-                connection.close()
-                if 200 <= status < 300:
-                    return time.perf_counter() - self.started
-            except OSError:
-                pass
-            time.sleep(0.005)
-        raise RuntimeError("no successful answer in time")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
-
-
-def http_latency(dsn: str, rounds: int, per_round: int) -> dict:
+def http_latency(bench: Bench, rounds: int, per_round: int) -> dict:
     import http.client
 
-    served = {
-        "this function: POST / (one event)": (ServedFunction("handler", ROOT / "main.py", {"DATABASE_URL": dsn}),
-                                              event_body(1)),
-        "hello world: POST /": (ServedFunction("hello", ROOT / "devtools" / "bench_hello.py", {}), b""),
+    servers = {
+        "function": (FunctionServer(bench.mode_env("env")), event_body(1)),
+        "hello": (FunctionServer({}, target="hello", source=HELLO_SOURCE), b""),
     }
     clients = {}
-    for name, (function, body) in served.items():
-        function.wait_first_success(body)
-        clients[name] = http.client.HTTPConnection("127.0.0.1", function.port, timeout=10)
-    samples: dict[str, list[float]] = {name: [] for name in served}
+    for name, (server, body) in servers.items():
+        server.start()
+        server.wait_first_success("POST", body)
+        clients[name] = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    samples: dict[str, list[float]] = {name: [] for name in servers}
 
-    def post(client, body):
+    def post(client: http.client.HTTPConnection, body: bytes) -> None:
         client.request("POST", "/", body=body, headers={"Content-Type": "application/json"})
         reply = client.getresponse()
         reply.read()
@@ -261,65 +401,220 @@ def http_latency(dsn: str, rounds: int, per_round: int) -> dict:
             raise RuntimeError(f"HTTP {reply.status}")
 
     for _ in range(rounds):
-        for name, (_, body) in served.items():
-            call = functools.partial(post, clients[name], body)
-            samples[name].extend(timed(call) for _ in range(per_round))
+        for name, (_, body) in servers.items():
+            samples[name].extend(timed(lambda: post(clients[name], body)) for _ in range(per_round))
     for client in clients.values():
         client.close()
-    for function, _ in served.values():
-        function.stop()
-    hello = statistics.median(samples["hello world: POST /"])
+    for server, _ in servers.values():
+        server.stop()
+    hello = statistics.median(samples["hello"])
     return {name: {**summary_ms(values), "ratio_to_hello": round(statistics.median(values) / hello, 2)}
             for name, values in samples.items()}
 
 
-def cold_start(dsn: str, runs: int) -> dict:
-    """Process start to the first stored event over HTTP, the DSN read through Secret
-    Manager's client from a local server, next to hello world; and where the time goes."""
-    emulator = SecretManagerEmulator()
-    emulator.start()
-    secret = emulator.put("bench-project", "dsn", dsn)
-    env = {"DATABASE_URL_SECRET": secret, "SECRET_MANAGER_EMULATOR_HOST": emulator.host}
-    function_times, hello_times, phases = [], [], []
-    try:
-        for _ in range(runs):
-            served = ServedFunction("handler", ROOT / "main.py", env)
-            function_times.append(served.wait_first_success(event_body(1)))
-            served.stop()
-            served = ServedFunction("hello", ROOT / "devtools" / "bench_hello.py", {})
-            hello_times.append(served.wait_first_success(b""))
-            served.stop()
-            probe = subprocess.run([sys.executable, "-m", "devtools.cold_start_probe"], cwd=ROOT,
-                                   env={**environment_without_database(), **env},
-                                   capture_output=True, text=True, check=True)
-            phases.append(json.loads(probe.stdout.strip().splitlines()[-1]))
-    finally:
-        emulator.stop()
-    hello = statistics.median(hello_times)
-    return {
-        "this function: start to first insert answered": {
-            "median_ms": round(statistics.median(function_times) * 1000, 1),
-            "ratio_to_hello": round(statistics.median(function_times) / hello, 2)},
-        "hello world: start to first answer": {"median_ms": round(hello * 1000, 1), "ratio_to_hello": 1.0},
-        "phases_ms (median)": {key: round(statistics.median(p[key] for p in phases) * 1000, 1)
-                               for key in phases[0]},
-        "runs": runs,
+def cold_start_once(bench: Bench, mode: str, share: float, warm_requests: int) -> dict:
+    """One served cold start, then a few warm requests on the same instance."""
+    target, source = ("hello", HELLO_SOURCE) if mode == "hello" else ("handler", ROOT / "main.py")
+    body = b"" if mode == "hello" else b'{"kind": "cold-start"}'
+    with cpu_quota.quota(share) as quota:
+        server = FunctionServer(bench.mode_env(mode), target=target, source=source, wrap=quota.command)
+        try:
+            server.spawn()
+            seconds = server.wait_first_success("POST", body)
+            cpu = quota.cpu_seconds
+            warm = [timed(lambda: server.request("POST", body)) for _ in range(warm_requests)]
+        finally:
+            server.stop()
+    return {"seconds": seconds, "cpu_seconds": cpu, "warm": warm}
+
+
+def probe_once(bench: Bench, mode: str, share: float) -> dict:
+    """devtools.cold_start_probe under the same quota: seconds per phase."""
+    target, source = ("hello", HELLO_SOURCE) if mode == "hello" else ("handler", ROOT / "main.py")
+    env = {**environment_without_function_settings(), **bench.mode_env(mode)}
+    with cpu_quota.quota(share) as quota:
+        spawned_at = time.perf_counter()
+        command = quota.command([sys.executable, "-m", "devtools.cold_start_probe", "--target", target,
+                                 "--source", str(source), "--spawned-at", repr(spawned_at)])
+        completed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    if completed.returncode != 0:
+        raise RuntimeError(f"cold_start_probe failed: {completed.stderr[-2000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+# What `gcloud functions deploy` uploads (.gcloudignore), and the hello-world source.
+DEPLOYED_SOURCES = ("main.py", "core", "db")
+
+
+def compile_sources() -> None:
+    """Byte-compile the function as the platform's build does before it runs.
+
+    Google's functions-framework buildpack runs `python3 -m compileall -f -q .` on
+    the source at build time (GoogleCloudPlatform/buildpacks,
+    cmd/python/functions_framework/lib/lib.go) and installs the dependencies with
+    their bytecode. Here PYTHONDONTWRITEBYTECODE may be set (it is on our
+    development machines), so without this step every cold start measured
+    would compile main.py, core/ and db/ from source: 19 ms of CPU at 1 CPU,
+    about 115 ms at 0.167, which a deployed function does not pay.
+    """
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *DEPLOYED_SOURCES, str(HELLO_SOURCE.relative_to(ROOT))],
+                   cwd=ROOT, check=True)
+
+
+def cold_start(bench: Bench, shares: list[float], modes: list[str], runs: int, warm_requests: int = 5) -> dict:
+    """Every (share, mode) cell `runs` times, interleaved: run 1 of every cell, then run 2, ..."""
+    compile_sources()
+    why_not = cpu_quota.available()
+    use_quota = why_not is None
+    served: dict[tuple[float, str], list[dict]] = collections.defaultdict(list)
+    probes: dict[tuple[float, str], list[dict]] = collections.defaultdict(list)
+    for run in range(runs):
+        for share in shares:
+            order = modes[run % len(modes):] + modes[:run % len(modes)]  # no mode always first
+            for mode in order:
+                progress(f"  cold start {run + 1}/{runs}: {share} CPU, {mode}")
+                served[share, mode].append(cold_start_once(bench, mode, share, warm_requests))
+                probes[share, mode].append(probe_once(bench, mode, share))
+    cells = {}
+    for share in shares:
+        for mode in modes:
+            runs_here = served[share, mode]
+            phases = {}
+            for phase in PHASES:
+                walls = [probe[phase]["wall"] for probe in probes[share, mode] if phase in probe]
+                cpus = [probe[phase]["cpu"] for probe in probes[share, mode] if phase in probe]
+                if walls:
+                    phases[phase] = {"wall_ms": median_ms(walls), "cpu_ms": median_ms(cpus)}
+            cells[f"{share}/{mode}"] = {
+                "share": share, "mode": mode,
+                "median_ms": median_ms([r["seconds"] for r in runs_here]),
+                "runs_ms": [round(r["seconds"] * 1000, 1) for r in runs_here],
+                "cpu_ms": median_ms([r["cpu_seconds"] for r in runs_here]),
+                "warm_median_ms": median_ms([s for r in runs_here for s in r["warm"]]),
+                "phases": phases,
+            }
+    for share in shares:
+        hello = cells[f"{share}/hello"]["median_ms"]
+        for mode in modes:
+            cell = cells[f"{share}/{mode}"]
+            cell["ratio_to_hello"] = round(cell["median_ms"] / hello, 2)
+            cell["server_and_http_ms"] = round(cell["median_ms"] - sum(p["wall_ms"] for p in cell["phases"].values()), 1)
+    return {"quota": use_quota, "quota_unavailable_because": why_not, "runs": runs, "shares": shares,
+            "modes": modes, "cells": cells}
+
+
+_IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)")
+IMPORT_GROUPS = (
+    ("sqlalchemy.dialects", "SQLAlchemy's PostgreSQL dialects (every driver's module)"),
+    ("sqlalchemy", "SQLAlchemy"),
+    ("pg8000", "pg8000"),
+    ("scramp", "pg8000's SCRAM (scramp, asn1crypto)"),
+    ("asn1crypto", "pg8000's SCRAM (scramp, asn1crypto)"),
+    ("dateutil", "pg8000's date parsing (dateutil)"),
+    ("google", "Secret Manager client (google-cloud-secret-manager, api-core, auth, protobuf)"),
+    ("grpc", "gRPC"),
+    ("proto", "Secret Manager client (google-cloud-secret-manager, api-core, auth, protobuf)"),
+    ("core", "the function: core/"),
+    ("db", "the function: db/"),
+    ("main", "the function: main.py"),
+)
+
+
+def _import_group(module: str) -> str:
+    for prefix, group in IMPORT_GROUPS:
+        if module == prefix or module.startswith(prefix + "."):
+            return group
+    return "standard library and other dependencies"
+
+
+def import_times(share: float, runs: int) -> dict:
+    """`python -X importtime` under the quota: what the function imports beyond hello
+    world, and what the Secret Manager client adds, in ms of wall time at `share`."""
+    framework = "import functions_framework._cli, functions_framework._http.gunicorn; "
+    commands = {
+        "hello": framework + "import devtools.bench_hello",
+        "function": framework + "import main",
+        "function+secret client": framework + "import main; from google.cloud.secretmanager import "
+                                              "SecretManagerServiceClient",
     }
+    compile_sources()
+    use_quota = cpu_quota.available() is None
+    per_command: dict[str, list[dict[str, int]]] = collections.defaultdict(list)
+    for _ in range(runs):
+        for name, code in commands.items():
+            with cpu_quota.quota(share) as quota:
+                stderr = subprocess.run(quota.command([sys.executable, "-X", "importtime", "-c", code]), cwd=ROOT,
+                                        env=environment_without_function_settings(), capture_output=True,
+                                        text=True, check=True).stderr
+            modules = {}
+            for line in stderr.splitlines():
+                match = _IMPORT_LINE.match(line)
+                if match:
+                    modules[match.group(4)] = int(match.group(1))
+            per_command[name].append(modules)
+
+    def extra_by_group(name: str, baseline: str) -> dict[str, float]:
+        totals: dict[str, list[float]] = collections.defaultdict(list)
+        for modules, base in zip(per_command[name], per_command[baseline]):
+            run: dict[str, float] = collections.Counter()
+            for module, micros in modules.items():
+                if module not in base:
+                    run[_import_group(module)] += micros
+            for group, micros in run.items():
+                totals[group].append(micros)
+        return dict(sorted(((group, round(statistics.median(v) / 1000, 1)) for group, v in totals.items()),
+                           key=lambda item: -item[1]))
+
+    def total(name: str) -> float:
+        return round(statistics.median(sum(m.values()) for m in per_command[name]) / 1000, 1)
+
+    return {"share": share, "quota": use_quota, "runs": runs,
+            "total_ms": {name: total(name) for name in commands},
+            "function_beyond_hello_ms": extra_by_group("function", "hello"),
+            "secret_client_beyond_function_ms": extra_by_group("function+secret client", "function")}
 
 
-def connections_opened(server: PostgresServer, dsn: str, invocations: int) -> dict:
-    function = InProcessFunction({"DATABASE_URL": dsn})
-    server.reset_connection_log()
+def memory(bench: Bench, passes: int, step: int = 1) -> dict:
+    """One worker (THREADS=1, pool 1): RSS after a batch of every size 1..500, `passes` times
+    (every `step`-th size: a quick run)."""
+    env = {**bench.mode_env("env"), "THREADS": "1", "DB_POOL_SIZE": "1"}
+    mib = 1024 * 1024
+    with FunctionServer(env) as server:
+        if server.request("POST", b'{"kind": "memory"}').status != 201:
+            raise RuntimeError("the first request failed")
+        after = {"first request": round(server.worker_rss_bytes() / mib, 1)}
+        started = time.perf_counter()
+        for number in range(1, passes + 1):
+            for size in range(1, 501, step):
+                reply = server.request("POST", json.dumps([{"kind": "m"}] * size).encode())
+                if reply.status != 201:
+                    raise RuntimeError(f"batch of {size}: {reply.status} {reply.body[:300]!r}")
+            sizes = "sizes 1..500" if step == 1 else f"sizes 1..500 (every {step}th)"
+            after[f"{sizes}, pass {number}"] = round(server.worker_rss_bytes() / mib, 1)
+        # The largest body the function accepts (1 MiB): 500 events with payloads of 2,000 characters.
+        largest = json.dumps([{"kind": "m", "payload": {"text": "x" * 2000}}] * 500).encode()
+        if server.request("POST", largest).status != 201:
+            raise RuntimeError("the largest batch failed")
+        after[f"largest body ({len(largest) // 1024} KiB, 500 events)"] = round(server.worker_rss_bytes() / mib, 1)
+        instance = round(server.instance_memory_bytes() / mib, 1)
+    bench.server.execute("TRUNCATE events", database="app")
+    return {"worker_rss_mib": after, "instance_pss_mib": instance, "limit_mib": 160,
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+def connections_opened(bench: Bench, invocations: int) -> dict:
+    function = InProcessFunction(bench.mode_env("env"))
+    bench.server.reset_connection_log()
     body = event_body(1)
     with quiet_stdout():
         for _ in range(invocations):
             function.invoke(body)
     function.close()
-    return {"invocations": invocations, "connections_opened": server.connections_opened()}
+    return {"invocations": invocations, "connections_opened": bench.server.connections_opened()}
 
 
-def batch_ingest(dsn: str, seconds: float) -> dict:
-    function = InProcessFunction({"DATABASE_URL": dsn})
+def batch_ingest(bench: Bench, seconds: float) -> dict:
+    function = InProcessFunction(bench.mode_env("env"))
     results = {}
     with quiet_stdout():
         for size in (1, 100, 500):
@@ -338,87 +633,238 @@ def batch_ingest(dsn: str, seconds: float) -> dict:
 
 # ---------------------------------------------------------------- report
 
+def _share_label(share: float) -> str:
+    return f"{share:g} CPU ({SHARES.get(share, '?')})"
+
+
+def _ms(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}" if value >= 10 else f"{value:,.2f}"
+
+
+def price_per_second(cpu: float, memory_gib: float) -> float:
+    return cpu * PRICE_PER_VCPU_SECOND + memory_gib * PRICE_PER_GIB_SECOND
+
+
 def markdown(results: dict) -> str:
-    lines = [f"Machine: {results['machine']}", ""]
-    lines += ["| round trips per warm invocation (statements on the server) | count |", "|---|---|"]
-    lines += [f"| batch of {size} | {count} |" for size, count in results["round_trips"].items()]
-    for key, title in (("warm_latency", "on loopback"), ("warm_latency_same_region", "same-region round trip")):
-        rtt = results[key]["round_trip_ms"]
-        lines += ["", f"| warm invocation, in process, {title} (ping {rtt} ms) | median ms | p99 ms | × floor |",
-                  "|---|---|---|---|"]
-        lines += [f"| {name} | {v['median_ms']} | {v['p99_ms']} | {v['ratio_to_floor']} |"
-                  for name, v in results[key].items() if isinstance(v, dict)]
-    lines += ["", "| over HTTP (functions-framework) | median ms | p99 ms | × hello |", "|---|---|---|---|"]
-    lines += [f"| {name} | {v['median_ms']} | {v['p99_ms']} | {v['ratio_to_hello']} |"
-              for name, v in results["http"].items()]
-    cold = results["cold_start"]
-    lines += ["", f"| cold start (median of {cold['runs']}) | ms | × hello |", "|---|---|---|"]
-    lines += [f"| {name} | {v['median_ms']} | {v['ratio_to_hello']} |"
-              for name, v in cold.items() if isinstance(v, dict) and "median_ms" in v]
-    lines += ["", "| where the cold start goes | ms |", "|---|---|"]
-    lines += [f"| {name} | {ms} |" for name, ms in cold["phases_ms (median)"].items()]
-    conns = results["connections"]
-    lines += ["", f"Connections opened on the server over {conns['invocations']:,} invocations of one "
-                  f"instance: **{conns['connections_opened']}**.", ""]
-    lines += ["| batch ingest, one instance | rows/s |", "|---|---|"]
-    lines += [f"| batches of {size} | {v['rows_per_second']:,} |" for size, v in results["batch_ingest"].items()]
-    return "\n".join(lines)
+    """The README's benchmark tables, from the results of one run."""
+    out = [f"Machine: {results['machine']}.", f"Command: `{results['command']}`, {results['seconds']:.0f} s.", ""]
+
+    trips = results.get("round_trips")
+    if trips:
+        out += ["| invocation (in process, TLS, through devtools/round_trip_proxy.py) | round trips on the wire "
+                "| statements on the server |", "|---|---|---|"]
+        out += [f"| {row['invocation']} | {row['round_trips']} | {row['statements']} |" for row in trips["invocations"]]
+        out.append("")
+
+    names = {"floor": "floor: raw pg8000, ping + named prepared INSERT",
+             "function": "**this function** (main.handler: Flask request in, response out)",
+             "cockroach_sample": "CockroachDB's sample: pool of 1, BEGIN / INSERT / COMMIT",
+             "naive": "naive: connect, INSERT, close",
+             "layer_database_run": "↳ layer: Database.run(insert_events(parse_events(body))): pool, pre-ping, "
+                                   "SQLAlchemy execute",
+             "layer_ingest": "↳ layer: core.service.ingest: + de-duplication, the outcome",
+             "layer_handle": "↳ layer: core.service.handle: + routing, the request's log line"}
+    pattern_trips = dict((trips or {}).get("patterns", {}))
+    if trips:
+        warm_rows = [row for row in trips["invocations"] if row["invocation"] == "warm, batch of 1"]
+        if warm_rows:
+            pattern_trips["function"] = warm_rows[0]["round_trips"]
+    for key, title in (("warm_latency", "on loopback"), ("warm_latency_same_region",
+                                                          "through a proxy adding 0.25 ms each way")):
+        section = results.get(key)
+        if not section:
+            continue
+        out += [f"| warm invocation, one event, {title} (ping {section['round_trip_ms']} ms) | round trips "
+                "| median ms | p99 ms | × floor |", "|---|---|---|---|---|"]
+        for name, values in section["patterns"].items():
+            trips_here = pattern_trips.get("function" if name.startswith("layer_") else name, "")
+            out.append(f"| {names[name]} | {trips_here} | {values['median_ms']} | "
+                       f"{values['p99_ms']} | {values['ratio_to_floor']} |")
+        out.append("")
+
+    if "http" in results:
+        http_names = {"function": "**this function**: POST / (one event)", "hello": "hello world: POST /"}
+        out += ["| warm, over HTTP (functions-framework) | median ms | p99 ms | × hello world |", "|---|---|---|---|"]
+        out += [f"| {http_names[name]} | {v['median_ms']} | {v['p99_ms']} | {v['ratio_to_hello']} |"
+                for name, v in results["http"].items()]
+        out.append("")
+
+    cold = results.get("cold_start")
+    if cold:
+        out += _cold_start_tables(cold, results.get("import_times"))
+
+    mem = results.get("memory")
+    if mem:
+        out += [f"| one worker, THREADS=1, pool 1 (limit {mem['limit_mib']} MiB) | worker RSS MiB |", "|---|---|"]
+        out += [f"| after the {name} | {value} |" for name, value in mem["worker_rss_mib"].items()]
+        out += [f"| the instance after that (master and worker, PSS) | {mem['instance_pss_mib']} |", ""]
+
+    conns = results.get("connections")
+    if conns:
+        out += [f"Connections opened on the server over {conns['invocations']:,} invocations of one "
+                f"instance: **{conns['connections_opened']}**.", ""]
+    ingest = results.get("batch_ingest")
+    if ingest:
+        out += ["| batch ingest, one instance, in process | rows/s |", "|---|---|"]
+        out += [f"| batches of {size} | {v['rows_per_second']:,} |" for size, v in ingest.items()]
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _cold_start_tables(cold: dict, imports: dict | None) -> list[str]:
+    shares, modes, cells = cold["shares"], cold["modes"], cold["cells"]
+    quota = ("each in a cgroup CPU quota at the share" if cold["quota"]
+             else f"WITHOUT a CPU quota ({cold['quota_unavailable_because']})")
+    out = [f"Cold start: process start to the first 2xx answer to POST / (one event stored), through "
+           f"functions-framework, {quota}; median of {cold['runs']}, interleaved.", ""]
+    out += ["| cold start, ms (× hello world) | " + " | ".join(_share_label(s) for s in shares) + " |",
+            "|---|" + "---|" * len(shares)]
+    for mode in modes:
+        row = [MODES[mode]]
+        for share in shares:
+            cell = cells[f"{share}/{mode}"]
+            row.append(_ms(cell["median_ms"]) + ("" if mode == "hello" else f" ({cell['ratio_to_hello']}×)"))
+        out.append("| " + " | ".join(row) + " |")
+    row = ["CPU used to the first answer, ms: " + ", ".join(mode for mode in modes)]
+    for share in shares:
+        row.append(" / ".join(_ms(cells[f"{share}/{mode}"]["cpu_ms"]) for mode in modes))
+    out += ["| " + " | ".join(row) + " |", ""]
+
+    for share in shares:
+        out += [f"| where the cold start goes at {_share_label(share)}, ms | "
+                + " | ".join(MODES[m].split(":")[0] for m in modes) + " |", "|---|" + "---|" * len(modes)]
+        for phase in PHASES:
+            values = []
+            for mode in modes:
+                found = cells[f"{share}/{mode}"]["phases"].get(phase)
+                values.append(_ms(found["wall_ms"]) if found else "")
+            out.append(f"| {phase} | " + " | ".join(values) + " |")
+        out.append("| server: gunicorn start, fork, the HTTP request (the rest) | "
+                   + " | ".join(_ms(cells[f"{share}/{m}"]["server_and_http_ms"]) for m in modes) + " |")
+        out.append("| **total (served)**, median (min–max) | " + " | ".join(
+            f"{_ms(cells[f'{share}/{m}']['median_ms'])} ({_ms(min(cells[f'{share}/{m}']['runs_ms']))}–"
+            f"{_ms(max(cells[f'{share}/{m}']['runs_ms']))})" for m in modes) + " |")
+        out.append("")
+
+    if imports:
+        out += [f"| imported beyond hello world (`python -X importtime`, self times, at {_share_label(imports['share'])}"
+                f"{'' if imports['quota'] else ', no quota'}, median of {imports['runs']}) | ms |", "|---|---|"]
+        out += [f"| {group} | {_ms(ms)} |" for group, ms in imports["function_beyond_hello_ms"].items()]
+        client = sum(imports["secret_client_beyond_function_ms"].values())
+        out += [f"| *the Secret Manager client on top (`DATABASE_URL_SECRET` only)* | {_ms(client)} |", ""]
+
+    function_modes = [m for m in modes if m != "hello"]
+    out += ["| secret delivery | cold start at " + " / ".join(f"{s:g}" for s in shares)
+            + " CPU, ms (× hello) | rotation | dependencies |", "|---|---|---|---|"]
+    for mode in function_modes:
+        starts = " / ".join(f"{_ms(cells[f'{s}/{mode}']['median_ms'])} ({cells[f'{s}/{mode}']['ratio_to_hello']}×)"
+                            for s in shares)
+        out.append(f"| {MODES[mode]} | {starts} | {ROTATION[mode]} | {DEPENDENCIES[mode]} |")
+    out.append("")
+
+    reference = "file" if "file" in modes else function_modes[0]
+    out += [f"Price: ${PRICE_PER_VCPU_SECOND} per vCPU-second and ${PRICE_PER_GIB_SECOND} per GiB-second "
+            f"({PRICE_SOURCE}); default CPU by memory from "
+            "https://cloud.google.com/functions/docs/configuring/memory. A cold start is billed as its "
+            "duration; a warm request as its latency, or as 100 ms if the platform rounds each request up.", "",
+            f"| memory | CPU | $ per instance-second | cold start, {MODES[reference].split(':')[0]} (ms) "
+            "| $ per 1M cold starts | warm request over HTTP, median ms | $ per 1M warm requests, billed as "
+            "their latency | … billed 100 ms each |", "|---|---|---|---|---|---|---|---|"]
+    settings = [(SHARES[share], MEMORY_GIB[share], share, "") for share in shares if share in MEMORY_GIB]
+    if RECOMMENDED[1] in shares:
+        settings.append((f"**{RECOMMENDED[0]}, recommended**", RECOMMENDED_GIB, RECOMMENDED[1], ""))
+    for memory_label, gib, share, mark in settings:
+        cell = cells[f"{share}/{reference}"]
+        price = price_per_second(share, gib)
+        out.append(f"| {memory_label} | {share:g}{mark} | {price:.3e} | {_ms(cell['median_ms'])} | "
+                   f"{price * cell['median_ms'] / 1000 * 1e6:,.2f} | {cell['warm_median_ms']} | "
+                   f"{price * cell['warm_median_ms'] / 1000 * 1e6:,.4f} | {price * 0.1 * 1e6:,.3f} |")
+    out.append("")
+    return out
+
+
+# ---------------------------------------------------------------- main
+
+SECTIONS = ("round_trips", "warm_latency", "http", "cold_start", "import_times", "memory", "connections",
+            "batch_ingest")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.benchmark", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer samples (a smoke run, about 30 s)")
-    parser.add_argument("--json", type=pathlib.Path, default=ROOT / ".bench" / "results.json",
-                        help="where to write the results as JSON (default .bench/results.json)")
+    parser.add_argument("--quick", action="store_true", help="fewer samples and cells (a smoke run, under a minute)")
+    parser.add_argument("--json", type=pathlib.Path, default=DEFAULT_JSON,
+                        help="where the results go as JSON (default .bench/results.json)")
+    parser.add_argument("--tables", action="store_true",
+                        help="print the README's Markdown tables from --json, measuring nothing")
+    parser.add_argument("--only", action="append", choices=SECTIONS,
+                        help="measure only this section (repeatable); the others are kept from --json")
+    parser.add_argument("--shares", type=lambda text: [float(s) for s in text.split(",")],
+                        help="cold start: these CPU shares only (comma-separated)")
+    parser.add_argument("--modes", type=lambda text: text.split(","),
+                        help=f"cold start: these modes only (comma-separated, of {', '.join(MODES)})")
+    parser.add_argument("--runs", type=int, help="cold start: runs per cell (default 3, 1 with --quick)")
     args = parser.parse_args(argv)
-    scale = 0.2 if args.quick else 1.0
+    if args.tables:
+        print(markdown(json.loads(args.json.read_text())), end="")
+        return 0
+
+    quick = args.quick
+    sections = set(args.only or SECTIONS)
+    results: dict = json.loads(args.json.read_text()) if args.only and args.json.exists() else {}
     started = time.perf_counter()
+    timings = results.setdefault("section_seconds", {})
 
-    with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
-        ca = make_ca(pathlib.Path(workdir), "benchmark-ca")
-        tls = make_server_cert(ca, pathlib.Path(workdir), hostnames=["localhost"])
-        with PostgresServer(binaries="debian", tls=tls) as server:
-            from db.database import Database
-            from db.migrate import migrate
-            from db.secret import DsnSource
-            from db.settings import Settings
-            import ssl
+    def section(name: str, call: Callable[[], object]) -> object:
+        progress(f"{name} ...")
+        begun = time.perf_counter()
+        value = call()
+        timings[name] = round(time.perf_counter() - begun, 1)
+        return value
 
-            def dsn_for(user: str, password: str | None = None) -> str:
-                return server.dsn(user=user, password=password or ("counted-pw" if user == "counted" else None),
-                                  host="localhost", sslmode="verify-full", sslrootcert=str(tls.ca_cert))
+    with contextlib.ExitStack() as stack:
+        if cpu_quota.available() is None:
+            # This process, and the servers it starts, at the weight of a measured
+            # group (no quota): other work on a shared machine then disturbs the
+            # in-process figures less. Each cold start gets its own group.
+            stack.enter_context(cpu_quota.CpuQuota(None)).add(os.getpid())
+        workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-"))
+        bench = stack.enter_context(Bench(pathlib.Path(workdir)))
+        results["machine"] = (f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
+                              f"{platform.release()}, Python {platform.python_version()}, PostgreSQL "
+                              f"{bench.server.version} with TLS (verify-full) and SCRAM on loopback")
+        shares = args.shares or ([1.0] if quick else list(SHARES))
+        modes = args.modes or (["hello", "file"] if quick else list(MODES))
 
-            dsn = dsn_for("app")
-            database = Database(Settings(), DsnSource(dsn=dsn))
-            migrate(database)
-            database.dispose()
-            ssl_context = ssl.create_default_context(cafile=str(tls.ca_cert))
+        def latency_in_process() -> None:
+            results["warm_latency"] = warm_latency(bench, rounds=10, per_round=20 if quick else 200, layers=True)
+            with LatencyProxyProcess(bench.server.port, one_way_delay=SAME_REGION_ONE_WAY_DELAY) as proxy:
+                results["warm_latency_same_region"] = warm_latency(
+                    bench, rounds=5 if quick else 10, per_round=10 if quick else 60, port=proxy.port,
+                    naive_too=False)
 
-            results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
-                                  f"{platform.release()}, Python {platform.python_version()}, "
-                                  f"PostgreSQL {server.version} with TLS and SCRAM on loopback"}
-            print("round trips ...", file=sys.stderr)
-            results["round_trips"] = round_trips(server, dsn_for)
-            print("warm latency ...", file=sys.stderr)
-            results["warm_latency"] = warm_latency(server, dsn, ssl_context, rounds=10,
-                                                   per_round=int(200 * scale))
-            print("warm latency, same-region round trip ...", file=sys.stderr)
-            proxy = LatencyProxy(server.port, one_way_delay=SAME_REGION_ONE_WAY_DELAY).start()
-            results["warm_latency_same_region"] = warm_latency(
-                server, dsn, ssl_context, rounds=5, per_round=int(60 * scale), port=proxy.port, naive_too=False)
-            proxy.stop()
-            print("HTTP latency ...", file=sys.stderr)
-            results["http"] = http_latency(dsn, rounds=10, per_round=int(200 * scale))
-            print("cold start ...", file=sys.stderr)
-            results["cold_start"] = cold_start(dsn, runs=max(3, int(7 * scale)))
-            print("connections ...", file=sys.stderr)
-            results["connections"] = connections_opened(server, dsn, invocations=int(10_000 * scale))
-            print("batch ingest ...", file=sys.stderr)
-            results["batch_ingest"] = batch_ingest(dsn, seconds=3.0 * scale)
+        plan: dict[str, Callable[[], object]] = {
+            "round_trips": lambda: results.__setitem__("round_trips", round_trips(bench)),
+            "warm_latency": latency_in_process,
+            "http": lambda: results.__setitem__(
+                "http", http_latency(bench, rounds=10, per_round=20 if quick else 200)),
+            "cold_start": lambda: results.__setitem__(
+                "cold_start", cold_start(bench, shares, modes, runs=args.runs or (1 if quick else 5))),
+            "import_times": lambda: results.__setitem__("import_times", import_times(0.167, runs=5)),
+            "memory": lambda: results.__setitem__(
+                "memory", memory(bench, passes=1 if quick else 2, step=10 if quick else 1)),
+            "connections": lambda: results.__setitem__(
+                "connections", connections_opened(bench, invocations=1_000 if quick else 10_000)),
+            "batch_ingest": lambda: results.__setitem__(
+                "batch_ingest", batch_ingest(bench, seconds=0.5 if quick else 3.0)),
+        }
+        for name, call in plan.items():
+            if name in sections and not (quick and name == "import_times"):
+                section(name, call)
     results["seconds"] = round(time.perf_counter() - started, 1)
+    results["command"] = " ".join(["python -m devtools.benchmark", *(argv if argv is not None else sys.argv[1:])])
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
-    print(markdown(results))
+    print(markdown(results), end="")
     print(f"\n({results['seconds']} s; JSON in {args.json})")
     return 0
 

@@ -1,33 +1,78 @@
 """Where a cold start's time goes, one phase at a time, in a fresh process.
 
-Run by devtools.benchmark with the same environment as the function; prints one
-JSON line of seconds: imports, secret, connect, first_statement.
+    python -m devtools.cold_start_probe --target handler --source main.py --spawned-at T
+
+devtools.benchmark runs it with the function's environment, inside the same CPU
+quota as the served function, and reads the one JSON line it prints: for each
+phase, wall seconds and CPU seconds of this process.
+
+    interpreter       from T (the parent's time.perf_counter() when it started
+                      this process; CLOCK_MONOTONIC, the same clock in every
+                      process) to the first line of this module
+    framework         what the `functions-framework` command imports before
+                      it loads the function (its CLI, Flask, gunicorn)
+    function imports  functions_framework.create_app: importing the source
+    secret            the instance's Database reading its DSN and building the
+                      engine: runtime.database().engine()
+    connect           the first connection: TCP, TLS, SCRAM, the dialect's
+                      set-up queries: runtime.database().run(nothing)
+    first statement   core.service.ingest of one event: validation, the INSERT
+                      prepared and run
+
+The last three only for the events function (`--target handler`). Everything goes
+through public interfaces: the module's `runtime`, Database.engine() and
+run(), core.service.ingest. What the served cold start adds to these phases is
+the server: gunicorn's start, the worker's fork, and the HTTP request.
 """
 
-import json
 import time
 
-started = time.perf_counter()
-import main  # noqa: E402 - importing is the phase being measured
+_entered = time.perf_counter(), time.process_time()
 
-imported = time.perf_counter()
-database = main.get_database()
-dsn = database._read_dsn()  # Secret Manager: client import, channel, one call
-secret_read = time.perf_counter()
-engine = database._build(dsn)
-connection = engine.connect()  # TCP, TLS handshake, SCRAM, dialect set-up queries
-connected = time.perf_counter()
+import argparse  # noqa: E402 - the clocks above come first
+import json  # noqa: E402
+import sys  # noqa: E402
 
-from core.events import parse_events  # noqa: E402
-from db.events import insert_events  # noqa: E402
 
-insert_events(connection, parse_events(b'{"kind": "cold-start-probe"}'))
-done = time.perf_counter()
-connection.close()
-engine.dispose()
-print(json.dumps({
-    "imports": imported - started,
-    "secret": secret_read - imported,
-    "connect": connected - secret_read,
-    "first_statement": done - connected,
-}))
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devtools.cold_start_probe")
+    parser.add_argument("--target", required=True)
+    parser.add_argument("--source", required=True)
+    parser.add_argument("--spawned-at", type=float, required=True,
+                        help="the parent's time.perf_counter() when it started this process")
+    parser.add_argument("--body", default='{"kind": "cold-start-probe"}')
+    args = parser.parse_args(argv)
+
+    phases: dict[str, dict[str, float]] = {
+        "interpreter": {"wall": _entered[0] - args.spawned_at, "cpu": _entered[1]}}
+    last = list(_entered)
+
+    def phase(name: str) -> None:
+        now = time.perf_counter(), time.process_time()
+        phases[name] = {"wall": now[0] - last[0], "cpu": now[1] - last[1]}
+        last[:] = now
+
+    import functions_framework._cli  # noqa: F401 - what the command imports first
+    import functions_framework._http.gunicorn  # noqa: F401 - and when it starts serving
+    phase("framework")
+    functions_framework.create_app(target=args.target, source=args.source)
+    phase("function imports")
+    if args.target == "handler":
+        from core import service
+
+        runtime = sys.modules["main"].runtime
+        runtime.database().engine()
+        phase("secret")
+        runtime.database().run(lambda connection: None)
+        phase("connect")
+        outcome = service.ingest(runtime, args.body.encode(), service.Headers([]))
+        if outcome.status >= 300:
+            raise SystemExit(f"the first statement failed: {outcome.status} {outcome.body}")
+        phase("first statement")
+        runtime.close()
+    print(json.dumps(phases))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -210,12 +210,8 @@ def run_load(server, plan: list[Planned], holder: LockHolder, injector: FaultInj
 
 
 def worker_rss_mib(server: FunctionServer) -> float:
-    """VmRSS of the gunicorn worker (the arbiter's child) that served the requests."""
-    [worker] = open(f"/proc/{server.pid}/task/{server.pid}/children").read().split()
-    for line in open(f"/proc/{worker}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS line")
+    """Resident memory of the gunicorn worker (the arbiter's child) that served the requests."""
+    return server.worker_rss_bytes() / 2**20
 
 
 def test_load_with_faults_stores_every_acknowledged_row_and_nothing_else(server, load_db):
