@@ -55,7 +55,7 @@ def handler(request: flask.Request) -> flask.Response:
         path=request.path,
         headers=service.Headers(request.headers.items()),
         read_body=lambda: _read_body(request),
-        url=request.url,
+        url=_request_url(request.environ),
         remote_ip=request.remote_addr or "",
     ))
     return flask.Response(json.dumps(outcome.body), status=outcome.status, headers=outcome.headers,
@@ -70,3 +70,13 @@ def _read_body(request: flask.Request) -> bytes:
     cut_off = (lambda: sock.shutdown(socket.SHUT_RD)) if sock is not None else None
     return read_body(request.stream, request.content_length, time_limit=runtime.body_time_limit,
                      cut_off=cut_off)
+
+
+def _request_url(environ: dict) -> str:
+    # The URL as it reached the server, for the request's log line, straight from
+    # the WSGI environ: werkzeug's request.url re-quotes it as an IRI, which cost
+    # about a sixth of the function's own CPU per warm invocation.
+    query = environ.get("QUERY_STRING")
+    host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+    path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+    return f"{environ.get('wsgi.url_scheme', 'http')}://{host}{path}" + (f"?{query}" if query else "")

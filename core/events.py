@@ -152,8 +152,7 @@ def _check_document(document: Any, where: str) -> int:
     while stack:
         value, depth, path = stack.pop()
         if isinstance(value, str):
-            _check_text(value, _where(where, path))
-            size += len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+            size += _text_size(value, where, path)
         elif isinstance(value, bool) or value is None:
             size += 4 if value in (True, None) else 5
         elif isinstance(value, (int, Decimal)):
@@ -169,8 +168,7 @@ def _check_document(document: Any, where: str) -> int:
             size += 2 + 2 * max(0, len(value) - 1)  # brackets, and ", " between items
             if isinstance(value, dict):
                 for key in value:
-                    _check_text(key, _where(where, path))
-                    size += len(json.dumps(key, ensure_ascii=False).encode("utf-8")) + 2  # ": "
+                    size += _text_size(key, where, path) + 2  # ": "
                 children = [(child, depth + 1, (*path, key)) for key, child in value.items()]
             else:
                 children = [(child, depth + 1, (*path, i)) for i, child in enumerate(value)]
@@ -196,6 +194,14 @@ def _printed_length(number: int | Decimal) -> int:
 
 def _where(where: str, path: tuple) -> str:
     return where + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)
+
+
+def _text_size(value: str, where: str, path: tuple) -> int:
+    """Bytes of a checked string as JSON text (quotes and escapes included)."""
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return len(value) + 2  # the usual case, exact without encoding anything
+    _check_text(value, _where(where, path))
+    return len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
 
 
 def _check_text(value: str, where: str) -> None:
