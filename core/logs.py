@@ -230,5 +230,5 @@ def configure(level: str = "INFO", stream: Callable[[], TextIO] = current_stdout
     logging.logProcesses = False
     logging.logThreads = False
     logging.logMultiprocessing = False
-    logging.logAsyncioTasks = False
+    logging.logAsyncioTasks = False  # type: ignore[attr-defined]  # Python 3.12+, not yet in typeshed
     logging._srcfile = None  # no findCaller: the line names the logger, not the source line

@@ -92,6 +92,10 @@ class PreparingConnection(pg8000.dbapi.Connection):
     as long as the server session, so a new connection (after a kill, a
     recycle, a restart) starts with none and prepares again."""
 
+    # pg8000's own: the buffered stream and the raw socket (None once closed).
+    _sock: Any
+    _usock: Any
+
     def __init__(self, *args: Any, **kwargs: Any):
         sock = None
         if kwargs.get("sock") is None and kwargs.get("unix_sock") is None:
