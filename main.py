@@ -50,16 +50,20 @@ atexit.register(runtime.close)
 
 @functions_framework.http
 def handler(request: flask.Request) -> flask.Response:
-    outcome = service.handle(runtime, service.Request(
-        method=request.method,
-        path=request.path,
-        headers=service.Headers(request.headers.items()),
-        read_body=lambda: _read_body(request),
-        url=_request_url(request.environ),
-        remote_ip=request.remote_addr or "",
-    ))
-    return flask.Response(json.dumps(outcome.body), status=outcome.status, headers=outcome.headers,
-                          mimetype="application/json")
+    outcome = service.handle(
+        runtime,
+        service.Request(
+            method=request.method,
+            path=request.path,
+            headers=service.Headers(request.headers.items()),
+            read_body=lambda: _read_body(request),
+            url=_request_url(request.environ),
+            remote_ip=request.remote_addr or "",
+        ),
+    )
+    return flask.Response(
+        json.dumps(outcome.body), status=outcome.status, headers=outcome.headers, mimetype="application/json"
+    )
 
 
 def _read_body(request: flask.Request) -> bytes:
@@ -68,8 +72,9 @@ def _read_body(request: flask.Request) -> bytes:
     sock = request.environ.get("gunicorn.socket")  # the client's socket, under gunicorn
     # At the time limit, shutting the socket's reading side ends a read blocked on the client.
     cut_off = (lambda: sock.shutdown(socket.SHUT_RD)) if sock is not None else None
-    return read_body(request.stream, request.content_length, time_limit=runtime.body_time_limit,
-                     cut_off=cut_off)
+    return read_body(
+        request.stream, request.content_length, time_limit=runtime.body_time_limit, cut_off=cut_off
+    )
 
 
 def _request_url(environ: dict) -> str:

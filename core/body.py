@@ -19,7 +19,8 @@ import heapq
 import itertools
 import threading
 import time
-from typing import IO, Callable
+from collections.abc import Callable
+from typing import IO
 
 from core.outcomes import RequestRejected
 from db.settings import Settings
@@ -102,8 +103,13 @@ def _cut(watch: _Watch) -> None:
 _watchdog = _Watchdog()
 
 
-def read_body(stream: IO[bytes], declared_length: int | None, *, time_limit: float = BODY_TIME_LIMIT,
-              cut_off: Callable[[], None] | None = None) -> bytes:
+def read_body(
+    stream: IO[bytes],
+    declared_length: int | None,
+    *,
+    time_limit: float = BODY_TIME_LIMIT,
+    cut_off: Callable[[], None] | None = None,
+) -> bytes:
     """The whole body, or RequestRejected.
 
     `cut_off()`, called from another thread when the time limit is reached,
@@ -125,8 +131,9 @@ def read_body(stream: IO[bytes], declared_length: int | None, *, time_limit: flo
     if complete:
         return body
     if (watch is not None and watch.fired) or time.monotonic() >= deadline:
-        raise RequestRejected(408, f"the body did not arrive within {time_limit:g} s; nothing was stored",
-                              headers=dict(_CLOSE))
+        raise RequestRejected(
+            408, f"the body did not arrive within {time_limit:g} s; nothing was stored", headers=dict(_CLOSE)
+        )
     raise RequestRejected(400, _incomplete(len(body), declared_length, failure), headers=dict(_CLOSE))
 
 
@@ -150,7 +157,11 @@ def _read(stream: IO[bytes], wanted: int, deadline: float) -> tuple[bytes, str |
 
 def _incomplete(received: int, declared_length: int | None, failure: str | None) -> str:
     if declared_length is None:
-        return (f"the chunked body could not be read ({failure}): it ended early or is malformed; "
-                "nothing was stored")
-    return (f"the body ended after {received} of the {declared_length} bytes its Content-Length "
-            "announced; nothing was stored")
+        return (
+            f"the chunked body could not be read ({failure}): it ended early or is malformed; "
+            "nothing was stored"
+        )
+    return (
+        f"the body ended after {received} of the {declared_length} bytes its Content-Length "
+        "announced; nothing was stored"
+    )

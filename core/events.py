@@ -19,8 +19,15 @@ from decimal import Decimal
 from typing import Any
 
 from core.outcomes import RequestRejected
-from core.rules import (DEFAULT_KIND, MAX_DEPTH, MAX_EVENTS, MAX_NUMBER_CHARS, MAX_PAYLOAD_BYTES,
-                        canonical_id, kind_problem)
+from core.rules import (
+    DEFAULT_KIND,
+    MAX_DEPTH,
+    MAX_EVENTS,
+    MAX_NUMBER_CHARS,
+    MAX_PAYLOAD_BYTES,
+    canonical_id,
+    kind_problem,
+)
 from core.scheduler import SchedulerDelivery
 from db.events import EventRecord
 
@@ -38,7 +45,9 @@ def parse_events(body: bytes, delivery: SchedulerDelivery | None = None) -> list
         return [_event({}, "", 0, delivery)]
     document = _decode(body)
     if document is None:
-        raise RequestRejected(400, "the body is JSON null; send an event object, an array of them, or nothing")
+        raise RequestRejected(
+            400, "the body is JSON null; send an event object, an array of them, or nothing"
+        )
     if isinstance(document, dict):
         return [_event(document, "", 0, delivery)]
     if not isinstance(document, list):
@@ -57,7 +66,9 @@ def _decode(body: bytes) -> Any:
     try:
         return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except json.JSONDecodeError as err:
-        raise RequestRejected(400, f"the body is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+        raise RequestRejected(
+            400, f"the body is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
+        ) from None
     except RecursionError:
         raise RequestRejected(400, f"the body nests deeper than {MAX_DEPTH} levels") from None
     except ValueError as err:  # from the parse hooks, or an integer too long to convert
@@ -120,8 +131,10 @@ def _payload_json(value: Any, where: str) -> str:
     printed = _check_document(value, f"{where}payload")
     if printed > MAX_PAYLOAD_BYTES:
         raise RequestRejected(
-            400, f"{where}payload is {printed} bytes as the database prints it back; "
-                 f"the limit is {MAX_PAYLOAD_BYTES}")
+            400,
+            f"{where}payload is {printed} bytes as the database prints it back; "
+            f"the limit is {MAX_PAYLOAD_BYTES}",
+        )
     return _to_json(value)
 
 
@@ -159,8 +172,10 @@ def _check_document(document: Any, where: str) -> int:
             length = _printed_length(value)
             if length > MAX_NUMBER_CHARS:
                 raise RequestRejected(
-                    400, f"{_where(where, path)} is a number the database would print as {length} "
-                         f"characters; the limit is {MAX_NUMBER_CHARS} (write it as a string)")
+                    400,
+                    f"{_where(where, path)} is a number the database would print as {length} "
+                    f"characters; the limit is {MAX_NUMBER_CHARS} (write it as a string)",
+                )
             size += length
         elif isinstance(value, (dict, list)):
             if depth > MAX_DEPTH:
@@ -206,8 +221,12 @@ def _text_size(value: str, where: str, path: tuple) -> int:
 
 def _check_text(value: str, where: str) -> None:
     if "\x00" in value:
-        raise RequestRejected(400, f"{where} contains a NUL character (\\u0000), which the database cannot store")
+        raise RequestRejected(
+            400, f"{where} contains a NUL character (\\u0000), which the database cannot store"
+        )
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise RequestRejected(400, f"{where} contains an unpaired UTF-16 surrogate, which is not valid text") from None
+        raise RequestRejected(
+            400, f"{where} contains an unpaired UTF-16 surrogate, which is not valid text"
+        ) from None

@@ -25,7 +25,8 @@ import logging
 import re
 import sys
 import threading
-from typing import Any, Callable, Iterator, Protocol, TextIO
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol, TextIO
 from urllib.parse import quote
 
 REDACTED = "[redacted]"
@@ -48,8 +49,10 @@ _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]
 _CLOUD_TRACE = re.compile(r"^([0-9a-fA-F]{32})(?:/(\d{1,20}))?(?:;o=([0-9]+))?$")
 
 # The current request's trace fields, added to every line written while serving it.
+_NO_FIELDS: dict[str, Any] = {}  # never changed: the fields outside any request
 _request_fields: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
-    "request_log_fields", default={})
+    "request_log_fields", default=_NO_FIELDS
+)  # noqa: B039 - read-only default
 
 
 class HeaderLookup(Protocol):
@@ -62,8 +65,9 @@ def redact(value: str) -> None:
     without non-ASCII characters escaped as \\uXXXX)."""
     if value:
         forms = {value, quote(value, safe="")}
-        forms |= {json.dumps(form, ensure_ascii=ascii_only)[1:-1]
-                  for form in forms for ascii_only in (False, True)}
+        forms |= {
+            json.dumps(form, ensure_ascii=ascii_only)[1:-1] for form in forms for ascii_only in (False, True)
+        }
         global _secrets_pattern
         with _secrets_lock:
             _secrets.update(forms)
@@ -143,8 +147,7 @@ def execution_id_labels(headers: HeaderLookup) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def request_scope(headers: HeaderLookup, project: str, *,
-                  label_execution_id: bool = False) -> Iterator[None]:
+def request_scope(headers: HeaderLookup, project: str, *, label_execution_id: bool = False) -> Iterator[None]:
     """Every line written inside carries the request's trace fields (and, with
     `label_execution_id`, its execution id), and only its own."""
     fields = trace_fields(headers, project)
@@ -162,7 +165,7 @@ class CloudLoggingFormatter(logging.Formatter):
         entry: dict[str, Any] = {
             "severity": record.levelname,
             "message": record.getMessage(),
-            "time": datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc).isoformat(),
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(),
             "logger": record.name,
         }
         entry.update(_request_fields.get())
@@ -174,8 +177,9 @@ class CloudLoggingFormatter(logging.Formatter):
         if pattern is not None and _holds_secret(entry, pattern):
             # Scrub the values, never the keys. (Checked on the values, not on the
             # encoded line: a value that is itself JSON is escaped twice there.)
-            return json.dumps(_scrub_values(entry), default=lambda value: scrub(str(value)),
-                              ensure_ascii=False)
+            return json.dumps(
+                _scrub_values(entry), default=lambda value: scrub(str(value)), ensure_ascii=False
+            )
         return json.dumps(entry, default=str, ensure_ascii=False)  # the usual case: nothing to scrub
 
 

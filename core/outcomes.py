@@ -25,8 +25,10 @@ logger = logging.getLogger("events")
 # Seconds a caller should wait before retrying after a 503.
 RETRY_AFTER_SECONDS = 5
 UNAVAILABLE = "the database is unavailable; retry later"
-AMBIGUOUS = ("the connection to the database was lost after the events were sent: they may or may "
-             "not be stored; retry with the same ids (a repeated id is stored once)")
+AMBIGUOUS = (
+    "the connection to the database was lost after the events were sent: they may or may "
+    "not be stored; retry with the same ids (a repeated id is stored once)"
+)
 
 
 class RequestRejected(Exception):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Mapping
+from collections.abc import Mapping
 
 from core import logs
 from db.database import Database
@@ -43,8 +43,9 @@ class Runtime:
             with self._lock:
                 if self._database is None:
                     settings = Settings.from_environment(self._environ)
-                    self._database = Database(settings, DsnSource.from_settings(settings),
-                                              on_secret=logs.redact)
+                    self._database = Database(
+                        settings, DsnSource.from_settings(settings), on_secret=logs.redact
+                    )
                 database = self._database
         return database
 

@@ -13,7 +13,7 @@ import dataclasses
 import datetime
 import re
 import uuid
-from typing import Mapping
+from collections.abc import Mapping
 
 from core.outcomes import RequestRejected
 from core.rules import kind_problem
@@ -23,9 +23,7 @@ SCHEDULE_TIME_HEADER = "X-CloudScheduler-ScheduleTime"
 # Namespace of the derived ids. Never change it: every derived id would change
 # with it, and a retry arriving across the change would be stored twice.
 DELIVERY_NAMESPACE = uuid.UUID("7d0c5a52-3b8e-4f0e-9a0b-5f1c2e6d8a41")
-RFC3339 = re.compile(
-    r"(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})"
-)
+RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +49,8 @@ def delivery_from_headers(headers: Mapping[str, str] | object) -> SchedulerDeliv
         return None
     if job_name is None or schedule_time is None:
         present, missing = (
-            (JOB_NAME_HEADER, SCHEDULE_TIME_HEADER) if schedule_time is None
+            (JOB_NAME_HEADER, SCHEDULE_TIME_HEADER)
+            if schedule_time is None
             else (SCHEDULE_TIME_HEADER, JOB_NAME_HEADER)
         )
         raise RequestRejected(400, f"{present} was sent without {missing}; Cloud Scheduler sends both")
@@ -76,10 +75,11 @@ def parse_rfc3339(value: str) -> datetime.datetime:
         parsed = datetime.datetime.fromisoformat(f"{date}T{time}{fraction}{offset}")
         # At the calendar's edges (9999-12-31T23:59:59-01:00) the UTC time is
         # outside the years Python (and the database) can hold.
-        return parsed.astimezone(datetime.timezone.utc)
+        return parsed.astimezone(datetime.UTC)
     except (ValueError, OverflowError):
         raise RequestRejected(
-            400, f"{SCHEDULE_TIME_HEADER} is not a valid date and time in years 1 to 9999 (UTC)") from None
+            400, f"{SCHEDULE_TIME_HEADER} is not a valid date and time in years 1 to 9999 (UTC)"
+        ) from None
 
 
 def _single_header(headers, name: str) -> str | None:

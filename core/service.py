@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from core import logs
 from core.events import parse_events
@@ -64,8 +64,9 @@ def handle(runtime: Runtime, request: Request) -> Outcome:
     """Answer one request; never raises. Writes the request's one log line."""
     started = time.perf_counter()
     run_stats = RunStats()
-    with logs.request_scope(request.headers, runtime.project(),
-                            label_execution_id=runtime.labels_execution_id()):
+    with logs.request_scope(
+        request.headers, runtime.project(), label_execution_id=runtime.labels_execution_id()
+    ):
         try:
             outcome = _route(runtime, request, run_stats)
         except Exception as exc:  # noqa: BLE001 - the one place errors become answers
@@ -103,29 +104,36 @@ def _route(runtime: Runtime, request: Request, run_stats: RunStats) -> Outcome:
     if request.method == "POST":
         return ingest(runtime, request.read_body(), request.headers, run_stats)
     raise RequestRejected(
-        405, f"method {request.method} is not allowed; use POST to record events, GET for health",
-        headers={"Allow": ", ".join(ALLOWED_METHODS)})
+        405,
+        f"method {request.method} is not allowed; use POST to record events, GET for health",
+        headers={"Allow": ", ".join(ALLOWED_METHODS)},
+    )
 
 
 def _log_request(request: Request, outcome: Outcome, run_stats: RunStats, seconds: float) -> None:
     duration_ms = round(seconds * 1000, 2)
     logger.info(
-        "%s %s %d", request.method, request.path, outcome.status,
-        extra={"fields": {
-            "status": outcome.status,
-            "rows": outcome.rows,
-            "duration_ms": duration_ms,
-            "new_connection": run_stats.new_connection,
-            "pool_wait_ms": run_stats.pool_wait_ms,
-            "httpRequest": {
-                "requestMethod": request.method,
-                "requestUrl": _caller_url(request),
+        "%s %s %d",
+        request.method,
+        request.path,
+        outcome.status,
+        extra={
+            "fields": {
                 "status": outcome.status,
-                "userAgent": request.headers.get("User-Agent"),
-                "remoteIp": _caller_ip(request),
-                "latency": f"{seconds:.6f}s",
-            },
-        }},
+                "rows": outcome.rows,
+                "duration_ms": duration_ms,
+                "new_connection": run_stats.new_connection,
+                "pool_wait_ms": run_stats.pool_wait_ms,
+                "httpRequest": {
+                    "requestMethod": request.method,
+                    "requestUrl": _caller_url(request),
+                    "status": outcome.status,
+                    "userAgent": request.headers.get("User-Agent"),
+                    "remoteIp": _caller_ip(request),
+                    "latency": f"{seconds:.6f}s",
+                },
+            }
+        },
     )
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import sqlalchemy
 from sqlalchemy import event
@@ -39,8 +40,9 @@ def statement_timeout_ms(settings: Settings) -> int:
 class Database:
     """An engine built lazily from a DSN source, rebuilt if the DSN changes."""
 
-    def __init__(self, settings: Settings, source: DsnSource,
-                 on_secret: Callable[[str], None] = lambda value: None):
+    def __init__(
+        self, settings: Settings, source: DsnSource, on_secret: Callable[[str], None] = lambda value: None
+    ):
         self.settings = settings
         self._source = source
         # Told every secret string (DSN, password) so the log formatter can
@@ -92,8 +94,7 @@ class Database:
             self._engine = None
             return True
 
-    def _run_on(self, engine: Engine, work: Callable[[Connection], T],
-                run_stats: stats.RunStats | None) -> T:
+    def _run_on(self, engine: Engine, work: Callable[[Connection], T], run_stats: stats.RunStats | None) -> T:
         record = run_stats if run_stats is not None else stats.RunStats()
         token = stats.current.set(record)
         try:
@@ -107,7 +108,10 @@ class Database:
 
     def _build_from_source(self) -> Engine:
         """Read the DSN and build the engine; an unusable DSN is retried at most every few seconds."""
-        if self._failure is not None and time.monotonic() - self._read_at < self.settings.secret_retry_interval:
+        if (
+            self._failure is not None
+            and time.monotonic() - self._read_at < self.settings.secret_retry_interval
+        ):
             raise type(self._failure)(str(self._failure))
         self._read_at = time.monotonic()
         try:
@@ -135,11 +139,15 @@ class Database:
             self._read_at = time.monotonic()
             dsn = self._read_dsn()
             if dsn == self._dsn:
-                logger.warning("the database refused the connection string and %s has not changed",
-                               self._source.describe())
+                logger.warning(
+                    "the database refused the connection string and %s has not changed",
+                    self._source.describe(),
+                )
                 return False
-            logger.warning("the database refused the connection string; using the new value of %s",
-                           self._source.describe())
+            logger.warning(
+                "the database refused the connection string; using the new value of %s",
+                self._source.describe(),
+            )
             self._engine = self._build(dsn)
         failed.dispose()
         return True

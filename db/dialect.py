@@ -41,7 +41,8 @@ import functools
 import re
 import socket
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pg8000.dbapi
 from pg8000.converters import make_params
@@ -180,6 +181,7 @@ def _await_end_of_stream(sock: socket.socket, seconds: float) -> None:
     except OSError:
         return  # timed out, or the connection is already gone: nothing to wait for
 
+
 def _grant_slot(at: float) -> None:
     # The pool calls connect or the pre-ping as soon as it has a slot for the
     # work: whatever time the checkout spent before that was spent waiting.
@@ -218,8 +220,11 @@ def _nodelay_socket(kwargs: dict[str, Any]) -> socket.socket:
     first byte). Later, a large batch's last segment would wait the same way (a
     500-event insert took 96 ms instead of 12 ms).
     """
-    sock = socket.create_connection((kwargs.get("host", "localhost"), kwargs.get("port", 5432)),
-                                    kwargs.get("timeout"), kwargs.get("source_address"))
+    sock = socket.create_connection(
+        (kwargs.get("host", "localhost"), kwargs.get("port", 5432)),
+        kwargs.get("timeout"),
+        kwargs.get("source_address"),
+    )
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if kwargs.get("tcp_keepalive", True):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -285,7 +290,11 @@ class PG8000CockroachDialect(PGDialect_pg8000):
                 record.ping_ms = round((time.perf_counter() - started) * 1000, 3)
 
     def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
-        if context is not None and context.execution_options.get(PREPARED) and isinstance(cursor, PreparingCursor):
+        if (
+            context is not None
+            and context.execution_options.get(PREPARED)
+            and isinstance(cursor, PreparingCursor)
+        ):
             cursor.execute_prepared(statement, parameters)
         else:
             record = stats.record()

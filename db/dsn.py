@@ -54,21 +54,21 @@ def parse_dsn(dsn: str) -> ConnectionTarget:
     scheme, sep, _ = dsn.partition("://")
     if not sep or scheme.lower() not in SCHEMES:
         raise ConfigurationError(
-            "the connection string must start with one of "
-            + ", ".join(f"{s}://" for s in SCHEMES)
+            "the connection string must start with one of " + ", ".join(f"{s}://" for s in SCHEMES)
         )
     parts = urlsplit(dsn)
     if parts.fragment:
         raise ConfigurationError(
-            "the connection string has a '#': percent-encode special characters "
-            "in the password (# is %23)"
+            "the connection string has a '#': percent-encode special characters in the password (# is %23)"
         )
     if "," in parts.netloc.rpartition("@")[2]:
         raise ConfigurationError("the connection string names several hosts; give exactly one")
     try:
         host, port = parts.hostname, parts.port
     except ValueError:
-        raise ConfigurationError("the port in the connection string is not a number from 1 to 65535") from None
+        raise ConfigurationError(
+            "the port in the connection string is not a number from 1 to 65535"
+        ) from None
     if not host:
         raise ConfigurationError("the connection string has no host")
     if not parts.username:
@@ -181,8 +181,10 @@ def _readable_file(parameter: str, value: str | None) -> str | None:
         hint = ""
         if parameter == "sslrootcert":
             # The console's DSN names a CA file on the developer's machine.
-            hint = ("; a deployed function has only its own files: ship the CA with it "
-                    "(e.g. db/certs/ca.crt, a path relative to main.py) or, for a certificate "
-                    "the system trusts, use sslrootcert=system")
+            hint = (
+                "; a deployed function has only its own files: ship the CA with it "
+                "(e.g. db/certs/ca.crt, a path relative to main.py) or, for a certificate "
+                "the system trusts, use sslrootcert=system"
+            )
         raise ConfigurationError(f"{parameter}: cannot read file {path!r}{hint}")
     return path

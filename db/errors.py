@@ -39,8 +39,10 @@ OPERATOR_FIXES = {
     "42P01": "the events table does not exist: apply the schema with `python -m db migrate`",
     "42501": "the database user may not write the events table: GRANT INSERT, SELECT ON events TO the user",
     "25006": "the database is read-only (a failover or a read-only replica): point the DSN at a writable node",
-    "55P03": ("a lock was not granted within lock_timeout: a long transaction holds the rows; end it "
-              "(pg_locks; CockroachDB: crdb_internal.cluster_locks) or raise the user's lock_timeout"),
+    "55P03": (
+        "a lock was not granted within lock_timeout: a long transaction holds the rows; end it "
+        "(pg_locks; CockroachDB: crdb_internal.cluster_locks) or raise the user's lock_timeout"
+    ),
     "3D000": "the database named in the DSN does not exist: fix the DSN's path (e.g. /defaultdb)",
     "42704": "the server refused a startup option: `options=--cluster=...` is only for CockroachDB Cloud",
     "28P01": "the database rejected the password: update the secret (a new version) with the right one",
@@ -99,6 +101,5 @@ def is_unavailable(exc: BaseException) -> bool:
         code = sqlstate(exc)
         if code is None:
             return False
-        return (code in UNAVAILABLE_CODES or code.startswith(UNAVAILABLE_CLASSES)
-                or code in OPERATOR_FIXES)
+        return code in UNAVAILABLE_CODES or code.startswith(UNAVAILABLE_CLASSES) or code in OPERATOR_FIXES
     return False

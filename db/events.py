@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
@@ -59,12 +59,16 @@ def insert_events(connection: Connection, records: Sequence[EventRecord]) -> set
 
 def batch_document(records: Sequence[EventRecord]) -> str:
     """The batch as one JSON array; each payload is spliced in as the exact text that was validated."""
-    return "[" + ",".join(
-        '{"id":"%s","kind":%s,"scheduled_at":%s,"payload":%s}' % (
-            record.id,
-            json.dumps(record.kind, ensure_ascii=False),
-            "null" if record.scheduled_at is None else f'"{record.scheduled_at.isoformat()}"',
-            record.payload_json,
+    return (
+        "["
+        + ",".join(
+            f'{{"id":"{record.id}","kind":{json.dumps(record.kind, ensure_ascii=False)},'
+            f'"scheduled_at":{_timestamp(record.scheduled_at)},"payload":{record.payload_json}}}'
+            for record in records
         )
-        for record in records
-    ) + "]"
+        + "]"
+    )
+
+
+def _timestamp(moment: datetime.datetime | None) -> str:
+    return "null" if moment is None else f'"{moment.isoformat()}"'

@@ -13,21 +13,20 @@ from __future__ import annotations
 import logging
 import random
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
 
 import sqlalchemy.exc
 from sqlalchemy.engine import Connection
 
 from db import errors
 
-T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 
 ISOLATION_LEVELS = ("SERIALIZABLE", "REPEATABLE READ", "READ COMMITTED")
 
 
-def run_transaction(
+def run_transaction[T](
     connection: Connection,
     work: Callable[[Connection], T],
     *,
@@ -63,8 +62,9 @@ def run_transaction(
             # Full jitter: concurrent transactions that conflicted once should
             # not wake up together and conflict again.
             delay = random.uniform(0, min(max_backoff, initial_backoff * 2 ** (attempt - 1)))
-            logger.info("serialization failure, attempt %d of %d; retrying in %.3f s",
-                        attempt, max_attempts, delay)
+            logger.info(
+                "serialization failure, attempt %d of %d; retrying in %.3f s", attempt, max_attempts, delay
+            )
             time.sleep(delay)
         except BaseException:
             _roll_back(connection)

@@ -28,8 +28,15 @@ SECRET_NAME = re.compile(r"projects/[^/\s]+/secrets/[^/\s]+/versions/[^/\s]+")
 class DsnSource:
     """Reads the DSN. `rereadable`: whether reading it again can give a new value."""
 
-    def __init__(self, *, dsn: str = "", path: str = "", secret_name: str = "",
-                 timeout: float = Settings.secret_timeout, emulator_host: str = ""):
+    def __init__(
+        self,
+        *,
+        dsn: str = "",
+        path: str = "",
+        secret_name: str = "",
+        timeout: float = Settings.secret_timeout,
+        emulator_host: str = "",
+    ):
         if sum(bool(value) for value in (dsn, path, secret_name)) != 1:
             raise ValueError("give exactly one of dsn, path and secret_name")
         if secret_name and not SECRET_NAME.fullmatch(secret_name):
@@ -44,14 +51,17 @@ class DsnSource:
         self._emulator_host = emulator_host
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "DsnSource":
+    def from_settings(cls, settings: Settings) -> DsnSource:
         if settings.database_url:
             return cls(dsn=settings.database_url)
         if settings.database_url_file:
             return cls(path=settings.database_url_file)
         if settings.database_url_secret:
-            return cls(secret_name=settings.database_url_secret, timeout=settings.secret_timeout,
-                       emulator_host=settings.secret_manager_emulator_host)
+            return cls(
+                secret_name=settings.database_url_secret,
+                timeout=settings.secret_timeout,
+                emulator_host=settings.secret_manager_emulator_host,
+            )
         raise ConfigurationError(
             "set DATABASE_URL to a connection string, DATABASE_URL_FILE to a file holding one "
             "(a mounted secret), or DATABASE_URL_SECRET to the Secret Manager version that holds one"
@@ -98,8 +108,13 @@ def read_secret(name: str, *, timeout: float, emulator_host: str = "") -> str:
                 name=name,
                 # Bounded: a Secret Manager outage must become a prompt 503, not
                 # the client's default of retrying UNAVAILABLE for a minute.
-                retry=retry.Retry(initial=0.1, maximum=1.0, multiplier=2, timeout=timeout,
-                                  predicate=retry.if_exception_type(exceptions.ServiceUnavailable)),
+                retry=retry.Retry(
+                    initial=0.1,
+                    maximum=1.0,
+                    multiplier=2,
+                    timeout=timeout,
+                    predicate=retry.if_exception_type(exceptions.ServiceUnavailable),
+                ),
                 timeout=timeout,
             )
     except exceptions.GoogleAPICallError as err:

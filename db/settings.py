@@ -11,15 +11,28 @@ from __future__ import annotations
 import dataclasses
 import os
 import urllib.parse
-from typing import Mapping
+from collections.abc import Mapping
 
 from db.errors import ConfigurationError
 
 # Every variable read below: tests start each function instance with none of
 # them set except the ones they choose.
-VARIABLES = ("DATABASE_URL", "DATABASE_URL_FILE", "DATABASE_URL_SECRET", "SECRET_MANAGER_EMULATOR_HOST",
-             "DB_POOL_SIZE", "DB_POOL_TIMEOUT", "DB_POOL_RECYCLE", "DB_TIMEOUT", "SECRET_TIMEOUT",
-             "SECRET_RETRY_INTERVAL", "BODY_TIMEOUT", "GOOGLE_CLOUD_PROJECT", "LOG_LEVEL", "LOG_EXECUTION_ID")
+VARIABLES = (
+    "DATABASE_URL",
+    "DATABASE_URL_FILE",
+    "DATABASE_URL_SECRET",
+    "SECRET_MANAGER_EMULATOR_HOST",
+    "DB_POOL_SIZE",
+    "DB_POOL_TIMEOUT",
+    "DB_POOL_RECYCLE",
+    "DB_TIMEOUT",
+    "SECRET_TIMEOUT",
+    "SECRET_RETRY_INTERVAL",
+    "BODY_TIMEOUT",
+    "GOOGLE_CLOUD_PROJECT",
+    "LOG_LEVEL",
+    "LOG_EXECUTION_ID",
+)
 
 # functions-framework's own test for LOG_EXECUTION_ID (distutils' strtobool, lower case only).
 _FRAMEWORK_TRUE_VALUES = ("y", "yes", "t", "true", "on", "1")
@@ -29,8 +42,15 @@ def _text(environ: Mapping[str, str], name: str) -> str:
     return environ.get(name, "").strip()
 
 
-def _number(environ: Mapping[str, str], name: str, default: float, *, minimum: float,
-            maximum: float = float("inf"), integer: bool = False) -> float:
+def _number(
+    environ: Mapping[str, str],
+    name: str,
+    default: float,
+    *,
+    minimum: float,
+    maximum: float = float("inf"),
+    integer: bool = False,
+) -> float:
     raw = _text(environ, name)
     if not raw:
         return default
@@ -126,7 +146,7 @@ class Settings:
             return cls.body_timeout
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         defaults = cls()
         return cls(
@@ -134,15 +154,16 @@ class Settings:
             database_url_file=_text(env, "DATABASE_URL_FILE"),
             database_url_secret=_text(env, "DATABASE_URL_SECRET"),
             secret_manager_emulator_host=_text(env, "SECRET_MANAGER_EMULATOR_HOST"),
-            pool_size=int(_number(env, "DB_POOL_SIZE", defaults.pool_size, minimum=1, maximum=1000,
-                                  integer=True)),
+            pool_size=int(
+                _number(env, "DB_POOL_SIZE", defaults.pool_size, minimum=1, maximum=1000, integer=True)
+            ),
             pool_timeout=_number(env, "DB_POOL_TIMEOUT", defaults.pool_timeout, minimum=0.1),
-            pool_recycle=int(_number(env, "DB_POOL_RECYCLE", defaults.pool_recycle, minimum=1,
-                                     integer=True)),
+            pool_recycle=int(_number(env, "DB_POOL_RECYCLE", defaults.pool_recycle, minimum=1, integer=True)),
             db_timeout=_number(env, "DB_TIMEOUT", defaults.db_timeout, minimum=0.5),
             secret_timeout=_number(env, "SECRET_TIMEOUT", defaults.secret_timeout, minimum=0.1),
-            secret_retry_interval=_number(env, "SECRET_RETRY_INTERVAL", defaults.secret_retry_interval,
-                                          minimum=0.1),
+            secret_retry_interval=_number(
+                env, "SECRET_RETRY_INTERVAL", defaults.secret_retry_interval, minimum=0.1
+            ),
             body_timeout=_body_timeout(env),
             google_cloud_project=cls.project_from_environment(env),
             log_execution_id=cls.log_execution_id_from_environment(env),

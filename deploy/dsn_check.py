@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import Callable
+from collections.abc import Callable
 from urllib.parse import parse_qsl, urlsplit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,8 +32,9 @@ CA_HOME = "db/certs/ca.crt"  # where the CA goes: shipped with the code, relativ
 
 def uploaded_files() -> set[str]:
     """What `gcloud functions deploy --source` uploads, as gcloud itself lists it."""
-    result = subprocess.run(["gcloud", "meta", "list-files-for-upload", ROOT],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        ["gcloud", "meta", "list-files-for-upload", ROOT], capture_output=True, text=True, check=True
+    )
     return set(result.stdout.split())
 
 
@@ -57,8 +58,10 @@ def problem(dsn: str, uploaded: Callable[[], set[str]] = uploaded_files) -> str 
         if inside and relative in uploaded():
             continue
         where = "is excluded by .gcloudignore" if inside else "is a file on this machine only"
-        fix = (f"copy it into the function's folder (e.g. {CA_HOME}) and set {parameter}={CA_HOME}, a path "
-               "relative to main.py, so that it is uploaded with the code")
+        fix = (
+            f"copy it into the function's folder (e.g. {CA_HOME}) and set {parameter}={CA_HOME}, a path "
+            "relative to main.py, so that it is uploaded with the code"
+        )
         if parameter == "sslrootcert":
             fix += "; or use sslrootcert=system if the server's certificate chains to a CA the system trusts"
         return f"{parameter}={value} {where}: the deployed function has only its own files; {fix}"
@@ -69,8 +72,11 @@ def main() -> int:
     try:
         import sqlalchemy  # noqa: F401 - the function's translation needs its dependencies
     except ImportError:
-        print("error: checking the DSN needs the function's dependencies: run scripts/bootstrap.sh "
-              "(or set PYTHON to a Python with requirements.txt installed)", file=sys.stderr)
+        print(
+            "error: checking the DSN needs the function's dependencies: run scripts/bootstrap.sh "
+            "(or set PYTHON to a Python with requirements.txt installed)",
+            file=sys.stderr,
+        )
         return 2
     message = problem(sys.stdin.read())
     if message:

@@ -52,11 +52,15 @@ def parse_cluster_region(label: str) -> tuple[str, str]:
     """("gcp", "us-east1") from "gcp-us-east1"; RegionError for anything else."""
     match = CLUSTER_REGION.fullmatch(label.strip().lower())
     if not match:
-        raise RegionError(f"{label!r} is not a CockroachDB Cloud region such as gcp-us-east1, "
-                          "aws-us-east-1 or azure-westeurope")
+        raise RegionError(
+            f"{label!r} is not a CockroachDB Cloud region such as gcp-us-east1, "
+            "aws-us-east-1 or azure-westeurope"
+        )
     cloud, region = match.groups()
     if region not in CLOUDS[cloud]:
-        raise RegionError(f"unknown {cloud.upper()} region {region!r}; set REGION to the GCP region to deploy to")
+        raise RegionError(
+            f"unknown {cloud.upper()} region {region!r}; set REGION to the GCP region to deploy to"
+        )
     return cloud, region
 
 
@@ -78,8 +82,10 @@ def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
 
 
 def nearest_functions_region(point: tuple[float, float]) -> tuple[str, float]:
-    return min(((name, distance_km(point, where)) for name, where in CLOUD_FUNCTIONS_REGIONS.items()),
-               key=lambda pair: pair[1])
+    return min(
+        ((name, distance_km(point, where)) for name, where in CLOUD_FUNCTIONS_REGIONS.items()),
+        key=lambda pair: pair[1],
+    )
 
 
 def choose(host: str | None = None, region: str | None = None, cluster_region: str | None = None) -> Choice:
@@ -87,8 +93,10 @@ def choose(host: str | None = None, region: str | None = None, cluster_region: s
     (named, for a multi-region cluster's primary, or read from the host)."""
     if region:
         if region not in CLOUD_FUNCTIONS_REGIONS:
-            raise RegionError(f"REGION={region} does not offer Cloud Functions (2nd gen); "
-                              f"choose one of: {', '.join(sorted(CLOUD_FUNCTIONS_REGIONS))}")
+            raise RegionError(
+                f"REGION={region} does not offer Cloud Functions (2nd gen); "
+                f"choose one of: {', '.join(sorted(CLOUD_FUNCTIONS_REGIONS))}"
+            )
         return Choice(region, 0.0, "REGION was set explicitly")
     if cluster_region:
         cloud, name = parse_cluster_region(cluster_region)
@@ -98,13 +106,16 @@ def choose(host: str | None = None, region: str | None = None, cluster_region: s
         if found is None:
             raise RegionError(
                 f"the host {host!r} does not name the cluster's region: set REGION (a GCP region), "
-                "or CLUSTER_REGION (the cluster's primary region, e.g. gcp-us-east1 or aws-us-east-1)")
+                "or CLUSTER_REGION (the cluster's primary region, e.g. gcp-us-east1 or aws-us-east-1)"
+            )
         cloud, name = found
         source = f"the cluster's host ({cloud}-{name})"
     if cloud == "gcp" and name in CLOUD_FUNCTIONS_REGIONS:
         return Choice(name, 0.0, f"same region as {source}")
     nearest, km = nearest_functions_region(CLOUDS[cloud][name])
-    reason = "Cloud Functions is not offered there" if cloud == "gcp" else f"the cluster runs on {cloud.upper()}"
+    reason = (
+        "Cloud Functions is not offered there" if cloud == "gcp" else f"the cluster runs on {cloud.upper()}"
+    )
     return Choice(nearest, km, f"nearest Cloud Functions region to {source}: {reason}")
 
 
@@ -116,7 +127,9 @@ def nearest_offered(region: str, offered: list[str]) -> tuple[str, float]:
     where = CLOUDS["gcp"][region]
     known = [(name, distance_km(where, CLOUDS["gcp"][name])) for name in offered if name in CLOUDS["gcp"]]
     if not known:
-        raise RegionError(f"none of the offered locations ({', '.join(offered) or 'none'}) is a known GCP region")
+        raise RegionError(
+            f"none of the offered locations ({', '.join(offered) or 'none'}) is a known GCP region"
+        )
     return min(known, key=lambda pair: pair[1])
 
 
@@ -134,13 +147,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m deploy.region", description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--host", help="the cluster's host name")
-    source.add_argument("--dsn-stdin", action="store_true",
-                        help="read the connection string from standard input (keeps it out of argv)")
+    source.add_argument(
+        "--dsn-stdin",
+        action="store_true",
+        help="read the connection string from standard input (keeps it out of argv)",
+    )
     parser.add_argument("--region", default="", help="deploy here, whatever the cluster (REGION)")
-    parser.add_argument("--cluster-region", default="",
-                        help="the cluster's (primary) region, e.g. gcp-us-east1, when the host does not say")
-    parser.add_argument("--nearest-of", default=None,
-                        help="comma-separated locations a service offers: print the one nearest to --to")
+    parser.add_argument(
+        "--cluster-region",
+        default="",
+        help="the cluster's (primary) region, e.g. gcp-us-east1, when the host does not say",
+    )
+    parser.add_argument(
+        "--nearest-of",
+        default=None,
+        help="comma-separated locations a service offers: print the one nearest to --to",
+    )
     parser.add_argument("--to", default="", help="the GCP region --nearest-of measures from")
     args = parser.parse_args(argv)
     if args.nearest_of is not None:

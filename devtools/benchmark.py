@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import functools
 import io
 import json
 import os
@@ -50,7 +51,7 @@ import sys
 import tempfile
 import time
 import uuid
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pg8000.native
 
@@ -83,30 +84,31 @@ RECOMMENDED_GIB = 0.25
 
 # How the function gets its connection string (db/secret.py), and hello world.
 MODES = {
-    "hello": "hello world (functions-framework, returns \"ok\")",
+    "hello": 'hello world (functions-framework, returns "ok")',
     "env": "`DATABASE_URL` set directly",
     "file": "`DATABASE_URL_FILE`: a secret mounted as a file",
     "secret": "`DATABASE_URL_SECRET`: Secret Manager client library",
 }
 ROTATION = {
     "env": "none: a new value needs a new revision (and `DATABASE_URL` puts the password in the "
-           "function's configuration)",
+    "function's configuration)",
     "file": "yes, no redeploy: the platform reads the secret's `latest` version when the file is "
-            "read; the function reads it once per instance and again after the database refuses "
-            "the password (at most every `SECRET_RETRY_INTERVAL`)",
+    "read; the function reads it once per instance and again after the database refuses "
+    "the password (at most every `SECRET_RETRY_INTERVAL`)",
     "secret": "yes, no redeploy: read once per instance through the API, again after the database "
-              "refuses the password (at most every `SECRET_RETRY_INTERVAL`)",
+    "refuses the password (at most every `SECRET_RETRY_INTERVAL`)",
 }
 DEPENDENCIES = {
     "env": "none",
     "file": "none in the code (the platform mounts the file; `--set-secrets`)",
     "secret": "google-cloud-secret-manager (and its gRPC, protobuf and google-auth stack), imported "
-              "only on this path",
+    "only on this path",
 }
 PHASES = ("interpreter", "framework", "function imports", "secret", "connect", "first statement")
 
 
 # ---------------------------------------------------------------- helpers
+
 
 def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
@@ -118,8 +120,11 @@ def median_ms(samples: list[float]) -> float:
 
 
 def summary_ms(samples: list[float]) -> dict:
-    return {"median_ms": median_ms(samples), "p99_ms": round(percentile(samples, 0.99) * 1000, 3),
-            "samples": len(samples)}
+    return {
+        "median_ms": median_ms(samples),
+        "p99_ms": round(percentile(samples, 0.99) * 1000, 3),
+        "samples": len(samples),
+    }
 
 
 def timed(call: Callable[[], object]) -> float:
@@ -185,7 +190,8 @@ class InProcessFunction:
         template = self._environs.get(body)
         if template is None:
             template = self._environs[body] = self._builder(
-                method="POST", path="/", data=body, headers={"Content-Type": "application/json"}).get_environ()
+                method="POST", path="/", data=body, headers={"Content-Type": "application/json"}
+            ).get_environ()
         environ = {**template, "wsgi.input": io.BytesIO(body)}
         response = self.module.handler(self._request_class(environ))
         if response.status_code not in (200, 201):
@@ -206,7 +212,7 @@ class Bench:
         self.server = PostgresServer(binaries="debian", tls=self.tls)
         self.emulator = SecretManagerEmulator()
 
-    def __enter__(self) -> "Bench":
+    def __enter__(self) -> Bench:
         from db.database import Database
         from db.migrate import migrate
         from db.secret import DsnSource
@@ -229,8 +235,13 @@ class Bench:
         self.server.stop()
 
     def dsn_for(self, user: str, password: str | None = None, port: int | None = None) -> str:
-        dsn = self.server.dsn(user=user, password=password, host="localhost", sslmode="verify-full",
-                              sslrootcert=str(self.tls.ca_cert))
+        dsn = self.server.dsn(
+            user=user,
+            password=password,
+            host="localhost",
+            sslmode="verify-full",
+            sslrootcert=str(self.tls.ca_cert),
+        )
         return dsn if port is None else dsn.replace(f":{self.server.port}/", f":{port}/")
 
     def mode_env(self, mode: str) -> dict[str, str]:
@@ -238,8 +249,10 @@ class Bench:
             "hello": {},
             "env": {"DATABASE_URL": self.dsn},
             "file": {"DATABASE_URL_FILE": str(self.dsn_file)},
-            "secret": {"DATABASE_URL_SECRET": self.secret_name,
-                       "SECRET_MANAGER_EMULATOR_HOST": self.emulator.host},
+            "secret": {
+                "DATABASE_URL_SECRET": self.secret_name,
+                "SECRET_MANAGER_EMULATOR_HOST": self.emulator.host,
+            },
         }[mode]
 
     def raw_connection(self, port: int | None = None) -> pg8000.native.Connection:
@@ -247,11 +260,20 @@ class Bench:
         port = port or self.server.port
         sock = socket.create_connection(("localhost", port), 10)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return pg8000.native.Connection("app", password=self.server.app_password, host="localhost", port=port,
-                                        database="app", ssl_context=self.ssl_context, timeout=10, sock=sock)
+        return pg8000.native.Connection(
+            "app",
+            password=self.server.app_password,
+            host="localhost",
+            port=port,
+            database="app",
+            ssl_context=self.ssl_context,
+            timeout=10,
+            sock=sock,
+        )
 
 
 # ---------------------------------------------------------------- the raw patterns
+
 
 class RawPatterns:
     """The floor and CockroachDB's sample pattern with raw pg8000, on connections
@@ -292,6 +314,7 @@ class RawPatterns:
 
 # ---------------------------------------------------------------- measurements
 
+
 def round_trips(bench: Bench) -> dict:
     """Round trips on the wire and statements on the server, per invocation."""
     server = bench.server
@@ -306,9 +329,15 @@ def round_trips(bench: Bench) -> dict:
             server.reset_statement_log()
             proxy.reset()
             function.invoke(event_body(size))
-            rows.append({"invocation": label, "events": size, "round_trips": proxy.round_trips,
-                         "statements": len(server.statements(user="counted")),
-                         "connections": proxy.connections})
+            rows.append(
+                {
+                    "invocation": label,
+                    "events": size,
+                    "round_trips": proxy.round_trips,
+                    "statements": len(server.statements(user="counted")),
+                    "connections": proxy.connections,
+                }
+            )
 
         with quiet_stdout():
             count("first invocation of the instance (connect, TLS, SCRAM, dialect set-up, prepare)", 1)
@@ -332,8 +361,14 @@ def round_trips(bench: Bench) -> dict:
     return {"invocations": rows, "patterns": raw}
 
 
-def warm_latency(bench: Bench, rounds: int, per_round: int, port: int | None = None,
-                 naive_too: bool = True, layers: bool = False) -> dict:
+def warm_latency(
+    bench: Bench,
+    rounds: int,
+    per_round: int,
+    port: int | None = None,
+    naive_too: bool = True,
+    layers: bool = False,
+) -> dict:
     """One invocation, in process, next to the floor and two other patterns, interleaved.
     With `port`, every connection goes there (the latency proxy) instead of the server.
     With `layers`, also the function's layers one by one, through their public
@@ -349,13 +384,17 @@ def warm_latency(bench: Bench, rounds: int, per_round: int, port: int | None = N
     raw = RawPatterns(bench, port)
     patterns: dict[str, Callable[[], object]] = {"floor": raw.floor}
     if layers:
-        patterns.update({
-            "layer_database_run": lambda: runtime.database().run(
-                lambda connection: insert_events(connection, parse_events(body))),
-            "layer_ingest": lambda: service.ingest(runtime, body, headers),
-            "layer_handle": lambda: service.handle(runtime, service.Request(
-                method="POST", path="/", headers=headers, read_body=lambda: body)),
-        })
+        patterns.update(
+            {
+                "layer_database_run": lambda: runtime.database().run(
+                    lambda connection: insert_events(connection, parse_events(body))
+                ),
+                "layer_ingest": lambda: service.ingest(runtime, body, headers),
+                "layer_handle": lambda: service.handle(
+                    runtime, service.Request(method="POST", path="/", headers=headers, read_body=lambda: body)
+                ),
+            }
+        )
     patterns.update({"function": lambda: function.invoke(body), "cockroach_sample": raw.cockroach_sample})
     if naive_too:
         patterns["naive"] = raw.naive
@@ -374,8 +413,10 @@ def warm_latency(bench: Bench, rounds: int, per_round: int, port: int | None = N
     raw.close()
     function.close()
     floor = statistics.median(samples["floor"])
-    results = {name: {**summary_ms(values), "ratio_to_floor": round(statistics.median(values) / floor, 2)}
-               for name, values in samples.items()}
+    results = {
+        name: {**summary_ms(values), "ratio_to_floor": round(statistics.median(values) / floor, 2)}
+        for name, values in samples.items()
+    }
     return {"patterns": results, "round_trip_ms": median_ms(ping_samples)}
 
 
@@ -402,14 +443,18 @@ def http_latency(bench: Bench, rounds: int, per_round: int) -> dict:
 
     for _ in range(rounds):
         for name, (_, body) in servers.items():
-            samples[name].extend(timed(lambda: post(clients[name], body)) for _ in range(per_round))
+            samples[name].extend(
+                timed(functools.partial(post, clients[name], body)) for _ in range(per_round)
+            )
     for client in clients.values():
         client.close()
     for server, _ in servers.values():
         server.stop()
     hello = statistics.median(samples["hello"])
-    return {name: {**summary_ms(values), "ratio_to_hello": round(statistics.median(values) / hello, 2)}
-            for name, values in samples.items()}
+    return {
+        name: {**summary_ms(values), "ratio_to_hello": round(statistics.median(values) / hello, 2)}
+        for name, values in samples.items()
+    }
 
 
 def cold_start_once(bench: Bench, mode: str, share: float, warm_requests: int) -> dict:
@@ -434,8 +479,19 @@ def probe_once(bench: Bench, mode: str, share: float) -> dict:
     env = {**environment_without_function_settings(), **bench.mode_env(mode)}
     with cpu_quota.quota(share) as quota:
         spawned_at = time.perf_counter()
-        command = quota.command([sys.executable, "-m", "devtools.cold_start_probe", "--target", target,
-                                 "--source", str(source), "--spawned-at", repr(spawned_at)])
+        command = quota.command(
+            [
+                sys.executable,
+                "-m",
+                "devtools.cold_start_probe",
+                "--target",
+                target,
+                "--source",
+                str(source),
+                "--spawned-at",
+                repr(spawned_at),
+            ]
+        )
         completed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     if completed.returncode != 0:
         raise RuntimeError(f"cold_start_probe failed: {completed.stderr[-2000:]}")
@@ -457,11 +513,16 @@ def compile_sources() -> None:
     would compile main.py, core/ and db/ from source: 19 ms of CPU at 1 CPU,
     about 115 ms at 0.167, which a deployed function does not pay.
     """
-    subprocess.run([sys.executable, "-m", "compileall", "-q", *DEPLOYED_SOURCES, str(HELLO_SOURCE.relative_to(ROOT))],
-                   cwd=ROOT, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", *DEPLOYED_SOURCES, str(HELLO_SOURCE.relative_to(ROOT))],
+        cwd=ROOT,
+        check=True,
+    )
 
 
-def cold_start(bench: Bench, shares: list[float], modes: list[str], runs: int, warm_requests: int = 5) -> dict:
+def cold_start(
+    bench: Bench, shares: list[float], modes: list[str], runs: int, warm_requests: int = 5
+) -> dict:
     """Every (share, mode) cell `runs` times, interleaved: run 1 of every cell, then run 2, ..."""
     compile_sources()
     why_not = cpu_quota.available()
@@ -470,7 +531,7 @@ def cold_start(bench: Bench, shares: list[float], modes: list[str], runs: int, w
     probes: dict[tuple[float, str], list[dict]] = collections.defaultdict(list)
     for run in range(runs):
         for share in shares:
-            order = modes[run % len(modes):] + modes[:run % len(modes)]  # no mode always first
+            order = modes[run % len(modes) :] + modes[: run % len(modes)]  # no mode always first
             for mode in order:
                 progress(f"  cold start {run + 1}/{runs}: {share} CPU, {mode}")
                 served[share, mode].append(cold_start_once(bench, mode, share, warm_requests))
@@ -486,7 +547,8 @@ def cold_start(bench: Bench, shares: list[float], modes: list[str], runs: int, w
                 if walls:
                     phases[phase] = {"wall_ms": median_ms(walls), "cpu_ms": median_ms(cpus)}
             cells[f"{share}/{mode}"] = {
-                "share": share, "mode": mode,
+                "share": share,
+                "mode": mode,
                 "median_ms": median_ms([r["seconds"] for r in runs_here]),
                 "runs_ms": [round(r["seconds"] * 1000, 1) for r in runs_here],
                 "cpu_ms": median_ms([r["cpu_seconds"] for r in runs_here]),
@@ -498,9 +560,17 @@ def cold_start(bench: Bench, shares: list[float], modes: list[str], runs: int, w
         for mode in modes:
             cell = cells[f"{share}/{mode}"]
             cell["ratio_to_hello"] = round(cell["median_ms"] / hello, 2)
-            cell["server_and_http_ms"] = round(cell["median_ms"] - sum(p["wall_ms"] for p in cell["phases"].values()), 1)
-    return {"quota": use_quota, "quota_unavailable_because": why_not, "runs": runs, "shares": shares,
-            "modes": modes, "cells": cells}
+            cell["server_and_http_ms"] = round(
+                cell["median_ms"] - sum(p["wall_ms"] for p in cell["phases"].values()), 1
+            )
+    return {
+        "quota": use_quota,
+        "quota_unavailable_because": why_not,
+        "runs": runs,
+        "shares": shares,
+        "modes": modes,
+        "cells": cells,
+    }
 
 
 _IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)")
@@ -535,7 +605,7 @@ def import_times(share: float, runs: int) -> dict:
         "hello": framework + "import devtools.bench_hello",
         "function": framework + "import main",
         "function+secret client": framework + "import main; from google.cloud.secretmanager import "
-                                              "SecretManagerServiceClient",
+        "SecretManagerServiceClient",
     }
     compile_sources()
     use_quota = cpu_quota.available() is None
@@ -543,9 +613,14 @@ def import_times(share: float, runs: int) -> dict:
     for _ in range(runs):
         for name, code in commands.items():
             with cpu_quota.quota(share) as quota:
-                stderr = subprocess.run(quota.command([sys.executable, "-X", "importtime", "-c", code]), cwd=ROOT,
-                                        env=environment_without_function_settings(), capture_output=True,
-                                        text=True, check=True).stderr
+                stderr = subprocess.run(
+                    quota.command([sys.executable, "-X", "importtime", "-c", code]),
+                    cwd=ROOT,
+                    env=environment_without_function_settings(),
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stderr
             modules = {}
             for line in stderr.splitlines():
                 match = _IMPORT_LINE.match(line)
@@ -555,23 +630,31 @@ def import_times(share: float, runs: int) -> dict:
 
     def extra_by_group(name: str, baseline: str) -> dict[str, float]:
         totals: dict[str, list[float]] = collections.defaultdict(list)
-        for modules, base in zip(per_command[name], per_command[baseline]):
+        for modules, base in zip(per_command[name], per_command[baseline], strict=True):
             run: dict[str, float] = collections.Counter()
             for module, micros in modules.items():
                 if module not in base:
                     run[_import_group(module)] += micros
             for group, micros in run.items():
                 totals[group].append(micros)
-        return dict(sorted(((group, round(statistics.median(v) / 1000, 1)) for group, v in totals.items()),
-                           key=lambda item: -item[1]))
+        return dict(
+            sorted(
+                ((group, round(statistics.median(v) / 1000, 1)) for group, v in totals.items()),
+                key=lambda item: -item[1],
+            )
+        )
 
     def total(name: str) -> float:
         return round(statistics.median(sum(m.values()) for m in per_command[name]) / 1000, 1)
 
-    return {"share": share, "quota": use_quota, "runs": runs,
-            "total_ms": {name: total(name) for name in commands},
-            "function_beyond_hello_ms": extra_by_group("function", "hello"),
-            "secret_client_beyond_function_ms": extra_by_group("function+secret client", "function")}
+    return {
+        "share": share,
+        "quota": use_quota,
+        "runs": runs,
+        "total_ms": {name: total(name) for name in commands},
+        "function_beyond_hello_ms": extra_by_group("function", "hello"),
+        "secret_client_beyond_function_ms": extra_by_group("function+secret client", "function"),
+    }
 
 
 def memory(bench: Bench, passes: int, step: int = 1) -> dict:
@@ -595,11 +678,17 @@ def memory(bench: Bench, passes: int, step: int = 1) -> dict:
         largest = json.dumps([{"kind": "m", "payload": {"text": "x" * 2000}}] * 500).encode()
         if server.request("POST", largest).status != 201:
             raise RuntimeError("the largest batch failed")
-        after[f"largest body ({len(largest) // 1024} KiB, 500 events)"] = round(server.worker_rss_bytes() / mib, 1)
+        after[f"largest body ({len(largest) // 1024} KiB, 500 events)"] = round(
+            server.worker_rss_bytes() / mib, 1
+        )
         instance = round(server.instance_memory_bytes() / mib, 1)
     bench.server.execute("TRUNCATE events", database="app")
-    return {"worker_rss_mib": after, "instance_pss_mib": instance, "limit_mib": 160,
-            "seconds": round(time.perf_counter() - started, 1)}
+    return {
+        "worker_rss_mib": after,
+        "instance_pss_mib": instance,
+        "limit_mib": 160,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def connections_opened(bench: Bench, invocations: int) -> dict:
@@ -625,13 +714,16 @@ def batch_ingest(bench: Bench, seconds: float) -> dict:
                 function.invoke(body)
                 invocations += 1
             elapsed = time.perf_counter() - started
-            results[str(size)] = {"rows_per_second": round(invocations * size / elapsed),
-                                  "invocations": invocations}
+            results[str(size)] = {
+                "rows_per_second": round(invocations * size / elapsed),
+                "invocations": invocations,
+            }
     function.close()
     return results
 
 
 # ---------------------------------------------------------------- report
+
 
 def _share_label(share: float) -> str:
     return f"{share:g} CPU ({SHARES.get(share, '?')})"
@@ -647,46 +739,70 @@ def price_per_second(cpu: float, memory_gib: float) -> float:
 
 def markdown(results: dict) -> str:
     """The README's benchmark tables, from the results of one run."""
-    out = [f"Machine: {results['machine']}.", f"Command: `{results['command']}`, {results['seconds']:.0f} s.", ""]
+    out = [
+        f"Machine: {results['machine']}.",
+        f"Command: `{results['command']}`, {results['seconds']:.0f} s.",
+        "",
+    ]
 
     trips = results.get("round_trips")
     if trips:
-        out += ["| invocation (in process, TLS, through devtools/round_trip_proxy.py) | round trips on the wire "
-                "| statements on the server |", "|---|---|---|"]
-        out += [f"| {row['invocation']} | {row['round_trips']} | {row['statements']} |" for row in trips["invocations"]]
+        out += [
+            "| invocation (in process, TLS, through devtools/round_trip_proxy.py) | round trips on the wire "
+            "| statements on the server |",
+            "|---|---|---|",
+        ]
+        out += [
+            f"| {row['invocation']} | {row['round_trips']} | {row['statements']} |"
+            for row in trips["invocations"]
+        ]
         out.append("")
 
-    names = {"floor": "floor: raw pg8000, ping + named prepared INSERT",
-             "function": "**this function** (main.handler: Flask request in, response out)",
-             "cockroach_sample": "CockroachDB's sample: pool of 1, BEGIN / INSERT / COMMIT",
-             "naive": "naive: connect, INSERT, close",
-             "layer_database_run": "↳ layer: Database.run(insert_events(parse_events(body))): pool, pre-ping, "
-                                   "SQLAlchemy execute",
-             "layer_ingest": "↳ layer: core.service.ingest: + de-duplication, the outcome",
-             "layer_handle": "↳ layer: core.service.handle: + routing, the request's log line"}
+    names = {
+        "floor": "floor: raw pg8000, ping + named prepared INSERT",
+        "function": "**this function** (main.handler: Flask request in, response out)",
+        "cockroach_sample": "CockroachDB's sample: pool of 1, BEGIN / INSERT / COMMIT",
+        "naive": "naive: connect, INSERT, close",
+        "layer_database_run": "↳ layer: Database.run(insert_events(parse_events(body))): pool, pre-ping, "
+        "SQLAlchemy execute",
+        "layer_ingest": "↳ layer: core.service.ingest: + de-duplication, the outcome",
+        "layer_handle": "↳ layer: core.service.handle: + routing, the request's log line",
+    }
     pattern_trips = dict((trips or {}).get("patterns", {}))
     if trips:
         warm_rows = [row for row in trips["invocations"] if row["invocation"] == "warm, batch of 1"]
         if warm_rows:
             pattern_trips["function"] = warm_rows[0]["round_trips"]
-    for key, title in (("warm_latency", "on loopback"), ("warm_latency_same_region",
-                                                          "through a proxy adding 0.25 ms each way")):
+    for key, title in (
+        ("warm_latency", "on loopback"),
+        ("warm_latency_same_region", "through a proxy adding 0.25 ms each way"),
+    ):
         section = results.get(key)
         if not section:
             continue
-        out += [f"| warm invocation, one event, {title} (ping {section['round_trip_ms']} ms) | round trips "
-                "| median ms | p99 ms | × floor |", "|---|---|---|---|---|"]
+        out += [
+            f"| warm invocation, one event, {title} (ping {section['round_trip_ms']} ms) | round trips "
+            "| median ms | p99 ms | × floor |",
+            "|---|---|---|---|---|",
+        ]
         for name, values in section["patterns"].items():
             trips_here = pattern_trips.get("function" if name.startswith("layer_") else name, "")
-            out.append(f"| {names[name]} | {trips_here} | {values['median_ms']} | "
-                       f"{values['p99_ms']} | {values['ratio_to_floor']} |")
+            out.append(
+                f"| {names[name]} | {trips_here} | {values['median_ms']} | "
+                f"{values['p99_ms']} | {values['ratio_to_floor']} |"
+            )
         out.append("")
 
     if "http" in results:
         http_names = {"function": "**this function**: POST / (one event)", "hello": "hello world: POST /"}
-        out += ["| warm, over HTTP (functions-framework) | median ms | p99 ms | × hello world |", "|---|---|---|---|"]
-        out += [f"| {http_names[name]} | {v['median_ms']} | {v['p99_ms']} | {v['ratio_to_hello']} |"
-                for name, v in results["http"].items()]
+        out += [
+            "| warm, over HTTP (functions-framework) | median ms | p99 ms | × hello world |",
+            "|---|---|---|---|",
+        ]
+        out += [
+            f"| {http_names[name]} | {v['median_ms']} | {v['p99_ms']} | {v['ratio_to_hello']} |"
+            for name, v in results["http"].items()
+        ]
         out.append("")
 
     cold = results.get("cold_start")
@@ -695,14 +811,20 @@ def markdown(results: dict) -> str:
 
     mem = results.get("memory")
     if mem:
-        out += [f"| one worker, THREADS=1, pool 1 (limit {mem['limit_mib']} MiB) | worker RSS MiB |", "|---|---|"]
+        out += [
+            f"| one worker, THREADS=1, pool 1 (limit {mem['limit_mib']} MiB) | worker RSS MiB |",
+            "|---|---|",
+        ]
         out += [f"| after the {name} | {value} |" for name, value in mem["worker_rss_mib"].items()]
         out += [f"| the instance after that (master and worker, PSS) | {mem['instance_pss_mib']} |", ""]
 
     conns = results.get("connections")
     if conns:
-        out += [f"Connections opened on the server over {conns['invocations']:,} invocations of one "
-                f"instance: **{conns['connections_opened']}**.", ""]
+        out += [
+            f"Connections opened on the server over {conns['invocations']:,} invocations of one "
+            f"instance: **{conns['connections_opened']}**.",
+            "",
+        ]
     ingest = results.get("batch_ingest")
     if ingest:
         out += ["| batch ingest, one instance, in process | rows/s |", "|---|---|"]
@@ -713,12 +835,20 @@ def markdown(results: dict) -> str:
 
 def _cold_start_tables(cold: dict, imports: dict | None) -> list[str]:
     shares, modes, cells = cold["shares"], cold["modes"], cold["cells"]
-    quota = ("each in a cgroup CPU quota at the share" if cold["quota"]
-             else f"WITHOUT a CPU quota ({cold['quota_unavailable_because']})")
-    out = [f"Cold start: process start to the first 2xx answer to POST / (one event stored), through "
-           f"functions-framework, {quota}; median of {cold['runs']}, interleaved.", ""]
-    out += ["| cold start, ms (× hello world) | " + " | ".join(_share_label(s) for s in shares) + " |",
-            "|---|" + "---|" * len(shares)]
+    quota = (
+        "each in a cgroup CPU quota at the share"
+        if cold["quota"]
+        else f"WITHOUT a CPU quota ({cold['quota_unavailable_because']})"
+    )
+    out = [
+        f"Cold start: process start to the first 2xx answer to POST / (one event stored), through "
+        f"functions-framework, {quota}; median of {cold['runs']}, interleaved.",
+        "",
+    ]
+    out += [
+        "| cold start, ms (× hello world) | " + " | ".join(_share_label(s) for s in shares) + " |",
+        "|---|" + "---|" * len(shares),
+    ]
     for mode in modes:
         row = [MODES[mode]]
         for share in shares:
@@ -731,8 +861,12 @@ def _cold_start_tables(cold: dict, imports: dict | None) -> list[str]:
     out += ["| " + " | ".join(row) + " |", ""]
 
     for share in shares:
-        out += [f"| where the cold start goes at {_share_label(share)}, ms | "
-                + " | ".join(MODES[m].split(":")[0] for m in modes) + " |", "|---|" + "---|" * len(modes)]
+        out += [
+            f"| where the cold start goes at {_share_label(share)}, ms | "
+            + " | ".join(MODES[m].split(":")[0] for m in modes)
+            + " |",
+            "|---|" + "---|" * len(modes),
+        ]
         for phase in PHASES:
             values = []
             for mode in modes:
@@ -742,70 +876,123 @@ def _cold_start_tables(cold: dict, imports: dict | None) -> list[str]:
         # The phases come from a separate probe process under the same quota, so
         # they are shown beside the served total, not subtracted from it (the
         # difference of two noisy medians can come out negative).
-        out.append("| *the phases together (probe process)* | " + " | ".join(
-            _ms(sum(found["wall_ms"] for found in cells[f"{share}/{m}"]["phases"].values())) for m in modes)
-            + " |")
-        out.append("| **total (served)**, median (min–max) | " + " | ".join(
-            f"{_ms(cells[f'{share}/{m}']['median_ms'])} ({_ms(min(cells[f'{share}/{m}']['runs_ms']))}–"
-            f"{_ms(max(cells[f'{share}/{m}']['runs_ms']))})" for m in modes) + " |")
+        out.append(
+            "| *the phases together (probe process)* | "
+            + " | ".join(
+                _ms(sum(found["wall_ms"] for found in cells[f"{share}/{m}"]["phases"].values()))
+                for m in modes
+            )
+            + " |"
+        )
+        out.append(
+            "| **total (served)**, median (min–max) | "
+            + " | ".join(
+                f"{_ms(cells[f'{share}/{m}']['median_ms'])} ({_ms(min(cells[f'{share}/{m}']['runs_ms']))}–"
+                f"{_ms(max(cells[f'{share}/{m}']['runs_ms']))})"
+                for m in modes
+            )
+            + " |"
+        )
         out.append("")
 
     if imports:
-        out += [f"| imported beyond hello world (`python -X importtime`, self times, at {_share_label(imports['share'])}"
-                f"{'' if imports['quota'] else ', no quota'}, median of {imports['runs']}) | ms |", "|---|---|"]
+        out += [
+            f"| imported beyond hello world (`python -X importtime`, self times, at {_share_label(imports['share'])}"
+            f"{'' if imports['quota'] else ', no quota'}, median of {imports['runs']}) | ms |",
+            "|---|---|",
+        ]
         out += [f"| {group} | {_ms(ms)} |" for group, ms in imports["function_beyond_hello_ms"].items()]
         client = sum(imports["secret_client_beyond_function_ms"].values())
         out += [f"| *the Secret Manager client on top (`DATABASE_URL_SECRET` only)* | {_ms(client)} |", ""]
 
     function_modes = [m for m in modes if m != "hello"]
-    out += ["| secret delivery | cold start at " + " / ".join(f"{s:g}" for s in shares)
-            + " CPU, ms (× hello) | rotation | dependencies |", "|---|---|---|---|"]
+    out += [
+        "| secret delivery | cold start at "
+        + " / ".join(f"{s:g}" for s in shares)
+        + " CPU, ms (× hello) | rotation | dependencies |",
+        "|---|---|---|---|",
+    ]
     for mode in function_modes:
-        starts = " / ".join(f"{_ms(cells[f'{s}/{mode}']['median_ms'])} ({cells[f'{s}/{mode}']['ratio_to_hello']}×)"
-                            for s in shares)
+        starts = " / ".join(
+            f"{_ms(cells[f'{s}/{mode}']['median_ms'])} ({cells[f'{s}/{mode}']['ratio_to_hello']}×)"
+            for s in shares
+        )
         out.append(f"| {MODES[mode]} | {starts} | {ROTATION[mode]} | {DEPENDENCIES[mode]} |")
     out.append("")
 
     reference = "file" if "file" in modes else function_modes[0]
-    out += [f"Price: ${PRICE_PER_VCPU_SECOND} per vCPU-second and ${PRICE_PER_GIB_SECOND} per GiB-second "
-            f"({PRICE_SOURCE}); default CPU by memory from "
-            "https://cloud.google.com/functions/docs/configuring/memory. A cold start is billed as its "
-            "duration; a warm request as its latency, or as 100 ms if the platform rounds each request up.", "",
-            f"| memory | CPU | $ per instance-second | cold start, {MODES[reference].split(':')[0]} (ms) "
-            "| $ per 1M cold starts | warm request over HTTP, median ms | $ per 1M warm requests, billed as "
-            "their latency | … billed 100 ms each |", "|---|---|---|---|---|---|---|---|"]
+    out += [
+        f"Price: ${PRICE_PER_VCPU_SECOND} per vCPU-second and ${PRICE_PER_GIB_SECOND} per GiB-second "
+        f"({PRICE_SOURCE}); default CPU by memory from "
+        "https://cloud.google.com/functions/docs/configuring/memory. A cold start is billed as its "
+        "duration; a warm request as its latency, or as 100 ms if the platform rounds each request up.",
+        "",
+        f"| memory | CPU | $ per instance-second | cold start, {MODES[reference].split(':')[0]} (ms) "
+        "| $ per 1M cold starts | warm request over HTTP, median ms | $ per 1M warm requests, billed as "
+        "their latency | … billed 100 ms each |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     settings = [(SHARES[share], MEMORY_GIB[share], share, "") for share in shares if share in MEMORY_GIB]
     if RECOMMENDED[1] in shares:
         settings.append((f"**{RECOMMENDED[0]}, recommended**", RECOMMENDED_GIB, RECOMMENDED[1], ""))
     for memory_label, gib, share, mark in settings:
         cell = cells[f"{share}/{reference}"]
         price = price_per_second(share, gib)
-        out.append(f"| {memory_label} | {share:g}{mark} | {price:.3e} | {_ms(cell['median_ms'])} | "
-                   f"{price * cell['median_ms'] / 1000 * 1e6:,.2f} | {cell['warm_median_ms']} | "
-                   f"{price * cell['warm_median_ms'] / 1000 * 1e6:,.4f} | {price * 0.1 * 1e6:,.3f} |")
+        out.append(
+            f"| {memory_label} | {share:g}{mark} | {price:.3e} | {_ms(cell['median_ms'])} | "
+            f"{price * cell['median_ms'] / 1000 * 1e6:,.2f} | {cell['warm_median_ms']} | "
+            f"{price * cell['warm_median_ms'] / 1000 * 1e6:,.4f} | {price * 0.1 * 1e6:,.3f} |"
+        )
     out.append("")
     return out
 
 
 # ---------------------------------------------------------------- main
 
-SECTIONS = ("round_trips", "warm_latency", "http", "cold_start", "import_times", "memory", "connections",
-            "batch_ingest")
+SECTIONS = (
+    "round_trips",
+    "warm_latency",
+    "http",
+    "cold_start",
+    "import_times",
+    "memory",
+    "connections",
+    "batch_ingest",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.benchmark", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer samples and cells (a smoke run, under a minute)")
-    parser.add_argument("--json", type=pathlib.Path, default=DEFAULT_JSON,
-                        help="where the results go as JSON (default .bench/results.json)")
-    parser.add_argument("--tables", action="store_true",
-                        help="print the README's Markdown tables from --json, measuring nothing")
-    parser.add_argument("--only", action="append", choices=SECTIONS,
-                        help="measure only this section (repeatable); the others are kept from --json")
-    parser.add_argument("--shares", type=lambda text: [float(s) for s in text.split(",")],
-                        help="cold start: these CPU shares only (comma-separated)")
-    parser.add_argument("--modes", type=lambda text: text.split(","),
-                        help=f"cold start: these modes only (comma-separated, of {', '.join(MODES)})")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer samples and cells (a smoke run, under a minute)"
+    )
+    parser.add_argument(
+        "--json",
+        type=pathlib.Path,
+        default=DEFAULT_JSON,
+        help="where the results go as JSON (default .bench/results.json)",
+    )
+    parser.add_argument(
+        "--tables",
+        action="store_true",
+        help="print the README's Markdown tables from --json, measuring nothing",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=SECTIONS,
+        help="measure only this section (repeatable); the others are kept from --json",
+    )
+    parser.add_argument(
+        "--shares",
+        type=lambda text: [float(s) for s in text.split(",")],
+        help="cold start: these CPU shares only (comma-separated)",
+    )
+    parser.add_argument(
+        "--modes",
+        type=lambda text: text.split(","),
+        help=f"cold start: these modes only (comma-separated, of {', '.join(MODES)})",
+    )
     parser.add_argument("--runs", type=int, help="cold start: runs per cell (default 3, 1 with --quick)")
     args = parser.parse_args(argv)
     if args.tables:
@@ -833,39 +1020,54 @@ def main(argv: list[str] | None = None) -> int:
             stack.enter_context(cpu_quota.CpuQuota(None)).add(os.getpid())
         workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-"))
         bench = stack.enter_context(Bench(pathlib.Path(workdir)))
-        results["machine"] = (f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
-                              f"{platform.release()}, Python {platform.python_version()}, PostgreSQL "
-                              f"{bench.server.version} with TLS (verify-full) and SCRAM on loopback")
+        results["machine"] = (
+            f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
+            f"{platform.release()}, Python {platform.python_version()}, PostgreSQL "
+            f"{bench.server.version} with TLS (verify-full) and SCRAM on loopback"
+        )
         shares = args.shares or ([1.0] if quick else list(SHARES))
         modes = args.modes or (["hello", "file"] if quick else list(MODES))
 
         def latency_in_process() -> None:
-            results["warm_latency"] = warm_latency(bench, rounds=10, per_round=20 if quick else 200, layers=True)
+            results["warm_latency"] = warm_latency(
+                bench, rounds=10, per_round=20 if quick else 200, layers=True
+            )
             with LatencyProxyProcess(bench.server.port, one_way_delay=SAME_REGION_ONE_WAY_DELAY) as proxy:
                 results["warm_latency_same_region"] = warm_latency(
-                    bench, rounds=5 if quick else 10, per_round=10 if quick else 60, port=proxy.port,
-                    naive_too=False)
+                    bench,
+                    rounds=5 if quick else 10,
+                    per_round=10 if quick else 60,
+                    port=proxy.port,
+                    naive_too=False,
+                )
 
         plan: dict[str, Callable[[], object]] = {
             "round_trips": lambda: results.__setitem__("round_trips", round_trips(bench)),
             "warm_latency": latency_in_process,
             "http": lambda: results.__setitem__(
-                "http", http_latency(bench, rounds=10, per_round=20 if quick else 200)),
+                "http", http_latency(bench, rounds=10, per_round=20 if quick else 200)
+            ),
             "cold_start": lambda: results.__setitem__(
-                "cold_start", cold_start(bench, shares, modes, runs=args.runs or (1 if quick else 5))),
+                "cold_start", cold_start(bench, shares, modes, runs=args.runs or (1 if quick else 5))
+            ),
             "import_times": lambda: results.__setitem__("import_times", import_times(0.167, runs=5)),
             "memory": lambda: results.__setitem__(
-                "memory", memory(bench, passes=1 if quick else 2, step=10 if quick else 1)),
+                "memory", memory(bench, passes=1 if quick else 2, step=10 if quick else 1)
+            ),
             "connections": lambda: results.__setitem__(
-                "connections", connections_opened(bench, invocations=1_000 if quick else 10_000)),
+                "connections", connections_opened(bench, invocations=1_000 if quick else 10_000)
+            ),
             "batch_ingest": lambda: results.__setitem__(
-                "batch_ingest", batch_ingest(bench, seconds=0.5 if quick else 3.0)),
+                "batch_ingest", batch_ingest(bench, seconds=0.5 if quick else 3.0)
+            ),
         }
         for name, call in plan.items():
             if name in sections and not (quick and name == "import_times"):
                 section(name, call)
     results["seconds"] = round(time.perf_counter() - started, 1)
-    results["command"] = " ".join(["python -m devtools.benchmark", *(argv if argv is not None else sys.argv[1:])])
+    results["command"] = " ".join(
+        ["python -m devtools.benchmark", *(argv if argv is not None else sys.argv[1:])]
+    )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
     print(markdown(results), end="")

@@ -21,7 +21,7 @@ import datetime
 import ipaddress
 import os
 import pathlib
-from typing import Iterable
+from collections.abc import Iterable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -51,8 +51,9 @@ class TlsFiles:
     server_key: pathlib.Path
 
 
-def make_ca(directory: str | os.PathLike, name: str = "devtools-test-ca", *,
-            valid_days: int = 7) -> CertificateAuthority:
+def make_ca(
+    directory: str | os.PathLike, name: str = "devtools-test-ca", *, valid_days: int = 7
+) -> CertificateAuthority:
     """A new self-signed CA, written to DIRECTORY/NAME.crt and DIRECTORY/NAME.key.
 
     Each call makes an unrelated CA (a fresh key), which is all a "wrong CA"
@@ -81,9 +82,14 @@ def make_ca(directory: str | os.PathLike, name: str = "devtools-test-ca", *,
     return CertificateAuthority(name, cert_path, key_path, certificate, key)
 
 
-def make_server_cert(ca: CertificateAuthority, directory: str | os.PathLike,
-                     hostnames: Iterable[str] = DEFAULT_HOSTNAMES, *, name: str | None = None,
-                     valid_days: int = 7) -> TlsFiles:
+def make_server_cert(
+    ca: CertificateAuthority,
+    directory: str | os.PathLike,
+    hostnames: Iterable[str] = DEFAULT_HOSTNAMES,
+    *,
+    name: str | None = None,
+    valid_days: int = 7,
+) -> TlsFiles:
     """A server certificate signed by `ca`, valid for exactly `hostnames`.
 
     Each host name becomes a subjectAltName: an IP address entry when it parses
@@ -110,8 +116,9 @@ def make_server_cert(ca: CertificateAuthority, directory: str | os.PathLike,
         .add_extension(_key_usage(digital_signature=True), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
-                       critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False
+        )
         .sign(ca.key, hashes.SHA256())
     )
     stem = name or f"{ca.name}-server"
@@ -123,15 +130,22 @@ def make_server_cert(ca: CertificateAuthority, directory: str | os.PathLike,
 
 def _validity(days: int) -> tuple[datetime.datetime, datetime.datetime]:
     # A few minutes in the past, so a clock a little behind still accepts it.
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     return now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=days)
 
 
 def _key_usage(digital_signature: bool = False, key_cert_sign: bool = False) -> x509.KeyUsage:
     return x509.KeyUsage(
-        digital_signature=digital_signature, key_cert_sign=key_cert_sign, crl_sign=key_cert_sign,
-        content_commitment=False, key_encipherment=False, data_encipherment=False,
-        key_agreement=False, encipher_only=False, decipher_only=False)
+        digital_signature=digital_signature,
+        key_cert_sign=key_cert_sign,
+        crl_sign=key_cert_sign,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
 
 
 def _general_name(hostname: str) -> x509.GeneralName:
@@ -149,8 +163,9 @@ def _write_certificate(path: pathlib.Path, certificate: x509.Certificate) -> Non
 def _write_private_key(path: pathlib.Path, key: ec.EllipticCurvePrivateKey) -> None:
     """Created 0600 from the start: never readable by others, not even briefly."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "wb") as file:
         file.write(pem)

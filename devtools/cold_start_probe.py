@@ -38,13 +38,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.cold_start_probe")
     parser.add_argument("--target", required=True)
     parser.add_argument("--source", required=True)
-    parser.add_argument("--spawned-at", type=float, required=True,
-                        help="the parent's time.perf_counter() when it started this process")
+    parser.add_argument(
+        "--spawned-at",
+        type=float,
+        required=True,
+        help="the parent's time.perf_counter() when it started this process",
+    )
     parser.add_argument("--body", default='{"kind": "cold-start-probe"}')
     args = parser.parse_args(argv)
 
     phases: dict[str, dict[str, float]] = {
-        "interpreter": {"wall": _entered[0] - args.spawned_at, "cpu": _entered[1]}}
+        "interpreter": {"wall": _entered[0] - args.spawned_at, "cpu": _entered[1]}
+    }
     last = list(_entered)
 
     def phase(name: str) -> None:
@@ -54,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import functions_framework._cli  # noqa: F401 - what the command imports first
     import functions_framework._http.gunicorn  # noqa: F401 - and when it starts serving
+
     phase("framework")
     functions_framework.create_app(target=args.target, source=args.source)
     phase("function imports")

@@ -58,7 +58,7 @@ class CpuQuota:
             self._groups.append(CPUACCT_ROOT / name)
         self._created = False
 
-    def __enter__(self) -> "CpuQuota":
+    def __enter__(self) -> CpuQuota:
         for group in self._groups:
             group.mkdir()
         self._created = True
@@ -130,7 +130,7 @@ class NoQuota:
     cpu_seconds = 0.0
     throttled_seconds = 0.0
 
-    def __enter__(self) -> "NoQuota":
+    def __enter__(self) -> NoQuota:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -140,6 +140,6 @@ class NoQuota:
         return list(argv)
 
 
-def quota(share: float | None) -> "CpuQuota | NoQuota":
+def quota(share: float | None) -> CpuQuota | NoQuota:
     """A CpuQuota at `share` where this machine allows one, else a NoQuota."""
     return CpuQuota(share) if available() is None else NoQuota()

@@ -28,9 +28,11 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
-from db.settings import VARIABLES as FUNCTION_ENV  # the function's settings: a child sees only those it is given
+from db.settings import (
+    VARIABLES as FUNCTION_ENV,  # the function's settings: a child sees only those it is given
+)
 from devtools.postgres import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -59,14 +61,24 @@ class FunctionServer:
     wrap: turns the command line into the one to run (e.g. CpuQuota.command).
     """
 
-    def __init__(self, env: Mapping[str, str], log_path: pathlib.Path | None = None, *,
-                 target: str = "handler", source: pathlib.Path = ROOT / "main.py",
-                 wrap: Callable[[list[str]], list[str]] | None = None, separate_streams: bool = False):
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        log_path: pathlib.Path | None = None,
+        *,
+        target: str = "handler",
+        source: pathlib.Path = ROOT / "main.py",
+        wrap: Callable[[list[str]], list[str]] | None = None,
+        separate_streams: bool = False,
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log_path = log_path
-        self.stderr_path = (log_path.with_name(log_path.name + ".stderr")
-                            if separate_streams and log_path is not None else None)
+        self.stderr_path = (
+            log_path.with_name(log_path.name + ".stderr")
+            if separate_streams and log_path is not None
+            else None
+        )
         self.target = target
         self.source = source
         self._wrap = wrap or (lambda argv: argv)
@@ -77,24 +89,33 @@ class FunctionServer:
 
     # ------------------------------------------------------------ lifecycle
 
-    def spawn(self) -> "FunctionServer":
+    def spawn(self) -> FunctionServer:
         """Start the process and return at once (see wait_first_success)."""
-        command = [str(pathlib.Path(sys.executable).with_name("functions-framework")),
-                   "--target", self.target, "--source", str(self.source),
-                   "--host", "127.0.0.1", "--port", str(self.port)]
+        command = [
+            str(pathlib.Path(sys.executable).with_name("functions-framework")),
+            "--target",
+            self.target,
+            "--source",
+            str(self.source),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
         stdout, stderr = subprocess.DEVNULL, subprocess.STDOUT
         if self.log_path is not None:
-            stdout = open(self.log_path, "ab")
+            stdout = open(self.log_path, "ab")  # noqa: SIM115 - open for the server's life, closed by stop()
             self._outputs.append(stdout)
         if self.stderr_path is not None:
-            stderr = open(self.stderr_path, "ab")
+            stderr = open(self.stderr_path, "ab")  # noqa: SIM115 - likewise
             self._outputs.append(stderr)
         self.spawned_at = time.perf_counter()
-        self._process = subprocess.Popen(self._wrap(command), cwd=ROOT, env=self._env,
-                                         stdout=stdout, stderr=stderr)
+        self._process = subprocess.Popen(
+            self._wrap(command), cwd=ROOT, env=self._env, stdout=stdout, stderr=stderr
+        )
         return self
 
-    def start(self, timeout: float = 30.0) -> "FunctionServer":
+    def start(self, timeout: float = 30.0) -> FunctionServer:
         """Start the process and wait until it listens."""
         self.spawn()
         deadline = time.monotonic() + timeout
@@ -129,7 +150,7 @@ class FunctionServer:
         assert self._process is not None, "the server is not started"
         return self._process.wait(timeout=timeout)
 
-    def __enter__(self) -> "FunctionServer":
+    def __enter__(self) -> FunctionServer:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -147,8 +168,14 @@ class FunctionServer:
 
     # ------------------------------------------------------------ requests
 
-    def request(self, method: str = "POST", body: bytes | None = None,
-                headers: Mapping[str, str] | None = None, timeout: float = 30.0, path: str = "/") -> Response:
+    def request(
+        self,
+        method: str = "POST",
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 30.0,
+        path: str = "/",
+    ) -> Response:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             connection.request(method, path, body=body, headers=dict(headers or {}))
@@ -157,8 +184,13 @@ class FunctionServer:
         finally:
             connection.close()
 
-    def wait_first_success(self, method: str = "POST", body: bytes | None = None,
-                           headers: Mapping[str, str] | None = None, timeout: float = 120.0) -> float:
+    def wait_first_success(
+        self,
+        method: str = "POST",
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 120.0,
+    ) -> float:
         """Seconds from spawn() to the first 2xx answer (retrying while nothing listens yet)."""
         deadline = time.perf_counter() + timeout
         while time.perf_counter() < deadline:

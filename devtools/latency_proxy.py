@@ -32,7 +32,7 @@ class LatencyProxy:
         self.port = self._listener.getsockname()[1]
         self._closed = threading.Event()
 
-    def start(self) -> "LatencyProxy":
+    def start(self) -> LatencyProxy:
         threading.Thread(target=self._accept, daemon=True).start()
         return self
 
@@ -40,7 +40,7 @@ class LatencyProxy:
         self._closed.set()
         self._listener.close()
 
-    def __enter__(self) -> "LatencyProxy":
+    def __enter__(self) -> LatencyProxy:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -97,12 +97,21 @@ class LatencyProxyProcess:
     """A LatencyProxy in a child process: `with LatencyProxyProcess(port, delay) as proxy: proxy.port`."""
 
     def __init__(self, target_port: int, one_way_delay: float, target_host: str = "127.0.0.1"):
-        self._command = [sys.executable, "-m", "devtools.latency_proxy", "--target-host", target_host,
-                         "--target-port", str(target_port), "--one-way-delay", repr(one_way_delay)]
+        self._command = [
+            sys.executable,
+            "-m",
+            "devtools.latency_proxy",
+            "--target-host",
+            target_host,
+            "--target-port",
+            str(target_port),
+            "--one-way-delay",
+            repr(one_way_delay),
+        ]
         self._process: subprocess.Popen | None = None
         self.port = 0
 
-    def start(self) -> "LatencyProxyProcess":
+    def start(self) -> LatencyProxyProcess:
         self._process = subprocess.Popen(self._command, stdout=subprocess.PIPE, text=True)
         line = self._process.stdout.readline()
         if not line.startswith("port "):
@@ -118,7 +127,7 @@ class LatencyProxyProcess:
             self._process.stdout.close()
             self._process = None
 
-    def __enter__(self) -> "LatencyProxyProcess":
+    def __enter__(self) -> LatencyProxyProcess:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -126,7 +135,9 @@ class LatencyProxyProcess:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devtools.latency_proxy", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m devtools.latency_proxy", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--target-host", default="127.0.0.1")
     parser.add_argument("--target-port", type=int, required=True)
     parser.add_argument("--one-way-delay", type=float, required=True, help="seconds added to each direction")

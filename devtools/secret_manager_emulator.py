@@ -48,19 +48,22 @@ class SecretManagerEmulator:
 
     @property
     def host(self) -> str:
-        """"127.0.0.1:PORT": the value for SECRET_MANAGER_EMULATOR_HOST."""
+        """ "127.0.0.1:PORT": the value for SECRET_MANAGER_EMULATOR_HOST."""
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> "SecretManagerEmulator":
+    def start(self) -> SecretManagerEmulator:
         if self._server is not None:
             return self
         # No SO_REUSEPORT: two servers must never share a port unnoticed.
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=[("grpc.so_reuseport", 0)])
         handler = grpc.unary_unary_rpc_method_handler(
-            self._access, request_deserializer=types.AccessSecretVersionRequest.deserialize,
-            response_serializer=types.AccessSecretVersionResponse.serialize)
+            self._access,
+            request_deserializer=types.AccessSecretVersionRequest.deserialize,
+            response_serializer=types.AccessSecretVersionResponse.serialize,
+        )
         server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(SERVICE, {"AccessSecretVersion": handler}),))
+            (grpc.method_handlers_generic_handler(SERVICE, {"AccessSecretVersion": handler}),)
+        )
         port = server.add_insecure_port(f"127.0.0.1:{self.port}")
         if port == 0:
             raise OSError(f"cannot listen on 127.0.0.1:{self.port}")
@@ -74,7 +77,7 @@ class SecretManagerEmulator:
             self._server.stop(grace=None).wait()
             self._server = None
 
-    def __enter__(self) -> "SecretManagerEmulator":
+    def __enter__(self) -> SecretManagerEmulator:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -113,8 +116,10 @@ class SecretManagerEmulator:
                 context.abort(*self._failure)
             match = VERSION_NAME.fullmatch(request.name)
             if not match:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                              f"Invalid secret version resource name [{request.name}].")
+                context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"Invalid secret version resource name [{request.name}].",
+                )
             versions = self._versions.get(match.group("secret"), [])
             label = match.group("version")
             number = len(versions) if label == "latest" else int(label)
@@ -122,4 +127,5 @@ class SecretManagerEmulator:
                 context.abort(grpc.StatusCode.NOT_FOUND, f"Secret Version [{request.name}] not found.")
             return types.AccessSecretVersionResponse(
                 name=f"{match.group('secret')}/versions/{number}",
-                payload=types.SecretPayload(data=versions[number - 1]))
+                payload=types.SecretPayload(data=versions[number - 1]),
+            )

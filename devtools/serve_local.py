@@ -73,7 +73,9 @@ def wait_until_listening(port: int, process: subprocess.Popen, timeout: float = 
 def show_events(server: PostgresServer, count: int) -> None:
     rows = server.execute(
         "SELECT received_at, id, kind, payload::text FROM events ORDER BY received_at DESC LIMIT :n",
-        database="app", n=count)
+        database="app",
+        n=count,
+    )
     print(f"the newest {len(rows)} events in {server.pgdata}:")
     for received_at, event_id, kind, payload in rows:
         print(f"  {received_at:%Y-%m-%d %H:%M:%S}  {event_id}  {kind}  {payload[:80]}")
@@ -87,13 +89,17 @@ def concurrency(env: dict[str, str]) -> tuple[dict[str, str], str]:
     served.setdefault("WORKERS", "1")
     threads = served.setdefault("THREADS", pool_size)
     if threads == pool_size and served["WORKERS"] == "1":
-        note = (f"serving {pool_size} request(s) at a time: THREADS = DB_POOL_SIZE = {pool_size}, "
-                f"as deployed (--concurrency {pool_size})")
+        note = (
+            f"serving {pool_size} request(s) at a time: THREADS = DB_POOL_SIZE = {pool_size}, "
+            f"as deployed (--concurrency {pool_size})"
+        )
     else:
-        note = (f"warning: serving with WORKERS={served['WORKERS']} x THREADS={threads} against "
-                f"DB_POOL_SIZE={pool_size} per process; the deployment serves {pool_size} at a time "
-                "with one process, so a burst here may wait on the pool and get 503 where Cloud Run "
-                "would queue it")
+        note = (
+            f"warning: serving with WORKERS={served['WORKERS']} x THREADS={threads} against "
+            f"DB_POOL_SIZE={pool_size} per process; the deployment serves {pool_size} at a time "
+            "with one process, so a burst here may wait on the pool and get 503 where Cloud Run "
+            "would queue it"
+        )
     return served, note
 
 
@@ -101,19 +107,34 @@ def serve(args: argparse.Namespace, env: dict[str, str]) -> int:
     env, note = concurrency(env)
     print(note, flush=True)
     function = subprocess.Popen(
-        [str(pathlib.Path(sys.executable).with_name("functions-framework")), "--target", "handler",
-         "--source", str(ROOT / "main.py"), "--host", HOST, "--port", str(args.port)],
-        cwd=ROOT, env=env, start_new_session=True)  # Ctrl-C reaches us only; we stop it in order
+        [
+            str(pathlib.Path(sys.executable).with_name("functions-framework")),
+            "--target",
+            "handler",
+            "--source",
+            str(ROOT / "main.py"),
+            "--host",
+            HOST,
+            "--port",
+            str(args.port),
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )  # Ctrl-C reaches us only; we stop it in order
     try:
         if not wait_until_listening(args.port, function):
             print("error: the function did not start; its output is above", file=sys.stderr)
             return 1
         url = f"http://{HOST}:{args.port}/"
-        print(f"\nThe function is serving on {url}  (Ctrl-C stops it and the database)\n"
-              f"  curl -i -X POST {url} -H 'Content-Type: application/json' "
-              "-d '{\"kind\": \"hello\", \"payload\": {\"from\": \"curl\"}}'\n"
-              f"  curl -i {url}\n"
-              "  scripts/run-local.sh --show       (the newest events)\n", flush=True)
+        print(
+            f"\nThe function is serving on {url}  (Ctrl-C stops it and the database)\n"
+            f"  curl -i -X POST {url} -H 'Content-Type: application/json' "
+            '-d \'{"kind": "hello", "payload": {"from": "curl"}}\'\n'
+            f"  curl -i {url}\n"
+            "  scripts/run-local.sh --show       (the newest events)\n",
+            flush=True,
+        )
         return function.wait()
     finally:
         if function.poll() is None:
@@ -127,14 +148,32 @@ def serve(args: argparse.Namespace, env: dict[str, str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/run-local.sh", description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")),
-                        help="HTTP port of the function (default 8080, or $PORT)")
-    parser.add_argument("--db-port", type=int, default=DEFAULT_DB_PORT,
-                        help=f"port of the embedded PostgreSQL (default {DEFAULT_DB_PORT})")
-    parser.add_argument("--data-dir", type=pathlib.Path, default=None,
-                        help="where the embedded PostgreSQL keeps its data (default .local/pgdata)")
-    parser.add_argument("--show", type=int, nargs="?", const=20, metavar="N",
-                        help="print the newest N events (default 20) of the local database and exit")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("PORT", "8080")),
+        help="HTTP port of the function (default 8080, or $PORT)",
+    )
+    parser.add_argument(
+        "--db-port",
+        type=int,
+        default=DEFAULT_DB_PORT,
+        help=f"port of the embedded PostgreSQL (default {DEFAULT_DB_PORT})",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=pathlib.Path,
+        default=None,
+        help="where the embedded PostgreSQL keeps its data (default .local/pgdata)",
+    )
+    parser.add_argument(
+        "--show",
+        type=int,
+        nargs="?",
+        const=20,
+        metavar="N",
+        help="print the newest N events (default 20) of the local database and exit",
+    )
     args = parser.parse_args(argv)
     # Ctrl-C (SIGINT) and SIGTERM end the wait below; the finally blocks then
     # stop the function and the database in order, with no traceback.
@@ -144,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     external = any(env.get(name) for name in DSN_VARIABLES)
     if not external and not port_is_free(args.db_port):
-        parser.error(f"port {args.db_port} is taken: is another local run going? Choose another with --db-port")
+        parser.error(
+            f"port {args.db_port} is taken: is another local run going? Choose another with --db-port"
+        )
     if args.show is None and not port_is_free(args.port):
         parser.error(f"port {args.port} is taken; choose another with --port")
     if external:

@@ -9,10 +9,10 @@ import itertools
 import json
 import logging
 
-import pytest
-
 import function_harness
+import pytest
 from function_harness import KnownSecrets, known_secrets
+
 from core.logs import CloudLoggingFormatter
 from db.migrate import apply_schema
 
@@ -34,8 +34,14 @@ class EventsDatabase:
         """The leak check's registry (every test server's secrets, not only this one's)."""
         return known_secrets
 
-    def dsn(self, user: str = "app", password: str | None = None, database: str = "app",
-            host: str | None = None, **query: str) -> str:
+    def dsn(
+        self,
+        user: str = "app",
+        password: str | None = None,
+        database: str = "app",
+        host: str | None = None,
+        **query: str,
+    ) -> str:
         """The server's DSN for `user`; the password is remembered for the leak check."""
         if password is not None:
             known_secrets.add(password)
@@ -53,7 +59,7 @@ class EventsDatabase:
             self.execute(f'CREATE ROLE "{user}" LOGIN IN ROLE app')
         self.server.set_password(user, password)
 
-    def block_inserts(self) -> "InsertBlocker":
+    def block_inserts(self) -> InsertBlocker:
         """Make every INSERT into events wait until the returned blocker is released."""
         return InsertBlocker(self.server)
 
@@ -61,7 +67,8 @@ class EventsDatabase:
         return {
             str(row_id): {"kind": kind, "payload": payload, "scheduled_at": scheduled_at}
             for row_id, kind, payload, scheduled_at in self.execute(
-                "SELECT id, kind, payload, scheduled_at FROM events")
+                "SELECT id, kind, payload, scheduled_at FROM events"
+            )
         }
 
 
@@ -84,7 +91,7 @@ class InsertBlocker:
                 self._connection.close()
                 self._connection = None
 
-    def __enter__(self) -> "InsertBlocker":
+    def __enter__(self) -> InsertBlocker:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -159,8 +166,13 @@ def secrets_handed_to_loggers(raw: list[tuple[str, list[str]]], on_purpose: set[
     """The messages and arguments, before scrubbing, that hold a known secret
     (records of the loggers in `on_purpose` excepted)."""
     plain = known_secrets.plain()
-    return [f"{logger_name}: {part}" for logger_name, parts in raw if logger_name not in on_purpose
-            for part in parts if any(secret in part for secret in plain)]
+    return [
+        f"{logger_name}: {part}"
+        for logger_name, parts in raw
+        if logger_name not in on_purpose
+        for part in parts
+        if any(secret in part for secret in plain)
+    ]
 
 
 def _strings_in(value) -> list[str]:
@@ -214,8 +226,9 @@ def no_secret_leaks(request):
     root.addHandler(handler)
     yield
     root.removeHandler(handler)
-    on_purpose = {name for marker in request.node.iter_markers("secret_logged_on_purpose")
-                  for name in marker.args}
+    on_purpose = {
+        name for marker in request.node.iter_markers("secret_logged_on_purpose") for name in marker.args
+    }
     try:
         handed = secrets_handed_to_loggers(handler.raw, on_purpose)
         assert not handed, f"a logger was handed a secret: {handed[0][:200]!r}"

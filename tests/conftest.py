@@ -14,14 +14,14 @@ in app_fixtures.py.
 
 from __future__ import annotations
 
-
 import pytest
-
 from app_fixtures import *  # noqa: F401,F403 - fixtures are found by name
+from function_harness import known_secrets
+
 from devtools.certs import make_ca, make_server_cert
 from devtools.postgres import PostgresServer
 from devtools.secret_manager_emulator import SecretManagerEmulator
-from function_harness import known_secrets
+
 
 @pytest.fixture(scope="session", autouse=True)
 def every_database_password_is_a_known_secret():
@@ -88,3 +88,4 @@ def secret_manager(_secret_manager_server):
     emulator.start()  # a test that stopped it may have failed before starting it again
     emulator.reset()
     return emulator
+

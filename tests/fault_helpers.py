@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 import pg8000.native
 
@@ -35,8 +35,9 @@ def error_lines(text: str) -> list[dict]:
 
 
 @contextlib.contextmanager
-def ids_held_by_another_transaction(server: PostgresServer, *event_ids: str,
-                                    database: str = "app") -> Iterator[pg8000.native.Connection]:
+def ids_held_by_another_transaction(
+    server: PostgresServer, *event_ids: str, database: str = "app"
+) -> Iterator[pg8000.native.Connection]:
     """Uncommitted inserts of `event_ids` by the superuser: an insert of any of them waits
     until this transaction ends, which it does (rolled back, nothing kept) after the block."""
     holder = server.connect(ADMIN_USER, database=database, application_name=HOLDER_APPLICATION)
@@ -101,12 +102,20 @@ class ConnectionSampler(BackgroundLoop):
     def step(self) -> None:
         try:
             if self._connection is None:
-                self._connection = self.server.connect(ADMIN_USER, database="postgres", timeout=2,
-                                                       application_name="fault-tests-sampler",
-                                                       startup_params={"log_statement": "none"})
-            self.counts.append(self._connection.run(
-                "SELECT count(*) FROM pg_stat_activity WHERE usename = :user "
-                "AND backend_type = 'client backend'", user=self.user)[0][0])
+                self._connection = self.server.connect(
+                    ADMIN_USER,
+                    database="postgres",
+                    timeout=2,
+                    application_name="fault-tests-sampler",
+                    startup_params={"log_statement": "none"},
+                )
+            self.counts.append(
+                self._connection.run(
+                    "SELECT count(*) FROM pg_stat_activity WHERE usename = :user "
+                    "AND backend_type = 'client backend'",
+                    user=self.user,
+                )[0][0]
+            )
         except SERVER_GONE:
             self._connection = None  # the server is restarting: try again next time
 

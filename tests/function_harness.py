@@ -20,7 +20,6 @@ from devtools import function_server
 from devtools.function_server import FUNCTION_ENV, ROOT  # noqa: F401 - ROOT re-exported for the tests
 from devtools.postgres import free_port  # noqa: F401 - re-exported for the tests
 
-
 _loaded_instances: list = []
 
 
@@ -69,8 +68,9 @@ class KnownSecrets:
         self._retiring.add(value)
 
     def end_test(self) -> None:
-        self._values = {value for value in self._values
-                        if not any(retired in value for retired in self._retiring)}
+        self._values = {
+            value for value in self._values if not any(retired in value for retired in self._retiring)
+        }
         self._retiring.clear()
 
     def plain(self) -> set[str]:
@@ -80,8 +80,11 @@ class KnownSecrets:
     def every_form(self) -> set[str]:
         """Also escaped for JSON, as they would appear inside a JSON line."""
         plain = self.plain()
-        return plain | {json.dumps(value, ensure_ascii=False)[1:-1] for value in plain} \
+        return (
+            plain
+            | {json.dumps(value, ensure_ascii=False)[1:-1] for value in plain}
             | {json.dumps(value)[1:-1] for value in plain}
+        )
 
 
 known_secrets = KnownSecrets()
@@ -123,8 +126,14 @@ class FunctionServer(function_server.FunctionServer):
         super().__init__(env, log_path, **options)
         capture.log_files.extend(path for path in (self.log_path, self.stderr_path) if path is not None)
 
-    def request(self, method: str = "POST", body: bytes | None = None, headers: dict[str, str] | None = None,
-                timeout: float = 30.0, path: str = "/") -> function_server.Response:
+    def request(
+        self,
+        method: str = "POST",
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 30.0,
+        path: str = "/",
+    ) -> function_server.Response:
         response = super().request(method, body, headers, timeout, path)
         capture.add(response.body.decode(errors="replace"))
         return response

@@ -58,7 +58,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from typing import Callable
+from collections.abc import Callable
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -80,17 +80,29 @@ APIS = {
 # Enabled in every project Google creates ("Services enabled by default",
 # https://cloud.google.com/service-usage/docs/enabled-service, read 2026-11-27);
 # Cloud Resource Manager, IAM and the rest are not.
-ENABLED_IN_NEW_PROJECTS = frozenset({
-    "serviceusage.googleapis.com", "servicemanagement.googleapis.com", "logging.googleapis.com",
-    "monitoring.googleapis.com", "storage.googleapis.com", "storage-api.googleapis.com",
-    "storage-component.googleapis.com", "cloudtrace.googleapis.com", "bigquery.googleapis.com",
-    "sql-component.googleapis.com", "datastore.googleapis.com",
-})
+ENABLED_IN_NEW_PROJECTS = frozenset(
+    {
+        "serviceusage.googleapis.com",
+        "servicemanagement.googleapis.com",
+        "logging.googleapis.com",
+        "monitoring.googleapis.com",
+        "storage.googleapis.com",
+        "storage-api.googleapis.com",
+        "storage-component.googleapis.com",
+        "cloudtrace.googleapis.com",
+        "bigquery.googleapis.com",
+        "sql-component.googleapis.com",
+        "datastore.googleapis.com",
+    }
+)
 # What a function build needs of its build service account (Cloud Build fetches
 # the source, writes logs, pushes the image), and the roles that grant it
 # (https://cloud.google.com/run/docs/reference/iam/roles, read 2026-11-27).
-BUILD_PERMISSIONS = ("storage.objects.get", "logging.logEntries.create",
-                     "artifactregistry.repositories.uploadArtifacts")
+BUILD_PERMISSIONS = (
+    "storage.objects.get",
+    "logging.logEntries.create",
+    "artifactregistry.repositories.uploadArtifacts",
+)
 ROLE_PERMISSIONS = {
     "roles/owner": set(BUILD_PERMISSIONS) | {"run.routes.invoke"},
     "roles/editor": set(BUILD_PERMISSIONS) | {"run.routes.invoke"},
@@ -140,16 +152,19 @@ class GoogleCloudStandIn:
         self.requests: list[Recorded] = []
         self.resources: dict[str, dict] = {}
         self.policies: dict[str, dict] = {
-            f"projects/{project}": {"version": 1, "etag": "BwAAAA==", "bindings": [
-                {"role": "roles/owner", "members": [f"serviceAccount:{self.deployer_email}"]}]},
+            f"projects/{project}": {
+                "version": 1,
+                "etag": "BwAAAA==",
+                "bindings": [{"role": "roles/owner", "members": [f"serviceAccount:{self.deployer_email}"]}],
+            },
         }
         self.enabled = set(ENABLED_IN_NEW_PROJECTS)
         self.uploads: dict[str, bytes] = {}
         self.operations: dict[str, dict] = {}
         self.log_entries: list[dict] = []
-        self.created_at: dict[str, float] = {}   # service account email -> time.monotonic()
+        self.created_at: dict[str, float] = {}  # service account email -> time.monotonic()
         self.first_called_at: dict[str, float] = {}  # function name -> first call since its deployment
-        self.iam_refusals: list[str] = []        # "<resource> <email>" for each propagation refusal
+        self.iam_refusals: list[str] = []  # "<resource> <email>" for each propagation refusal
         self.trusted_keys: dict[str, object] = {}
         self._access_tokens: dict[str, str] = {}
         self._id_tokens: dict[str, dict] = {}
@@ -166,7 +181,7 @@ class GoogleCloudStandIn:
         self.url = f"http://127.0.0.1:{self.port}/"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
-    def start(self) -> "GoogleCloudStandIn":
+    def start(self) -> GoogleCloudStandIn:
         self._thread.start()
         return self
 
@@ -174,16 +189,33 @@ class GoogleCloudStandIn:
         self._server.shutdown()
         self._server.server_close()
 
-    def clone(self) -> "GoogleCloudStandIn":
+    def clone(self) -> GoogleCloudStandIn:
         """A new, started stand-in holding this one's state (not its request log):
         the same project as it is now, for a test that continues from it."""
         twin = GoogleCloudStandIn(self.project, self.project_number)
         with self._lock:
-            for name in ("resources", "policies", "enabled", "uploads", "operations", "log_entries",
-                         "trusted_keys", "iam_propagation_seconds", "iam_propagation_refusals", "scheduler_locations",
-                         "deny_global_locations", "invoke_forbidden_seconds", "function_backend"):
-                setattr(twin, name, copy.copy(getattr(self, name)) if name in ("trusted_keys", "function_backend")
-                        else copy.deepcopy(getattr(self, name)))
+            for name in (
+                "resources",
+                "policies",
+                "enabled",
+                "uploads",
+                "operations",
+                "log_entries",
+                "trusted_keys",
+                "iam_propagation_seconds",
+                "iam_propagation_refusals",
+                "scheduler_locations",
+                "deny_global_locations",
+                "invoke_forbidden_seconds",
+                "function_backend",
+            ):
+                setattr(
+                    twin,
+                    name,
+                    copy.copy(getattr(self, name))
+                    if name in ("trusted_keys", "function_backend")
+                    else copy.deepcopy(getattr(self, name)),
+                )
         return twin.start()
 
     def find(self, method: str, pattern: str) -> list[Recorded]:
@@ -202,9 +234,13 @@ class GoogleCloudStandIn:
         with self._lock:
             self.enable_all()
             self.policies[f"projects/{self.project}"]["bindings"].append(
-                {"role": "roles/run.builder", "members": [f"serviceAccount:{self._compute_account()}"]})
-            self._create(f"projects/{self.project}/locations/{region}/functions", {"functionId": [name]},
-                         {"buildConfig": {"runtime": "python313", "entryPoint": "handler"}, "serviceConfig": {}})
+                {"role": "roles/run.builder", "members": [f"serviceAccount:{self._compute_account()}"]}
+            )
+            self._create(
+                f"projects/{self.project}/locations/{region}/functions",
+                {"functionId": [name]},
+                {"buildConfig": {"runtime": "python313", "entryPoint": "handler"}, "serviceConfig": {}},
+            )
             return self.resources[f"projects/{self.project}/locations/{region}/functions/{name}"]
 
     def function_url(self, region: str, name: str) -> str:
@@ -226,9 +262,16 @@ class GoogleCloudStandIn:
         if api not in APIS:
             return 404, _error(404, f"the stand-in serves no API at {path}", "NOT_FOUND"), api
         if not self._authenticated(headers):
-            return 401, _error(401, "Request had invalid authentication credentials. Expected OAuth 2 access "
-                                    "token, login cookie or other valid authentication credential.",
-                               "UNAUTHENTICATED"), api
+            return (
+                401,
+                _error(
+                    401,
+                    "Request had invalid authentication credentials. Expected OAuth 2 access "
+                    "token, login cookie or other valid authentication credential.",
+                    "UNAUTHENTICATED",
+                ),
+                api,
+            )
         service, title = APIS[api]
         if service not in self.enabled:
             return 403, self._service_disabled(service, title), api
@@ -253,60 +296,107 @@ class GoogleCloudStandIn:
             service = name.rsplit("/", 1)[1]
             return 200, {"name": name, "state": "ENABLED" if service in self.enabled else "DISABLED"}
         if method == "GET" and name.endswith("/services"):
-            return 200, {"services": [{"name": f"projects/{self.project_number}/services/{s}",
-                                       "config": {"name": s}, "state": "ENABLED"} for s in sorted(self.enabled)]}
+            return 200, {
+                "services": [
+                    {
+                        "name": f"projects/{self.project_number}/services/{s}",
+                        "config": {"name": s},
+                        "state": "ENABLED",
+                    }
+                    for s in sorted(self.enabled)
+                ]
+            }
         return self._api_generic(method, name, verb, query, body)
 
     def _api_cloudresourcemanager(self, method, name, verb, query, body):
         if method == "GET" and re.fullmatch(r"projects/[^/]+", name):
-            return 200, {"projectId": self.project, "projectNumber": self.project_number, "name": self.project,
-                         "lifecycleState": "ACTIVE"}
+            return 200, {
+                "projectId": self.project,
+                "projectNumber": self.project_number,
+                "name": self.project,
+                "lifecycleState": "ACTIVE",
+            }
         return self._api_generic(method, name, verb, query, body)
 
     def _api_cloudscheduler(self, method, name, verb, query, body):
         if method == "GET" and re.fullmatch(r"projects/[^/]+/locations", name):
-            return 200, {"locations": [{"name": f"projects/{self.project}/locations/{location}",
-                                        "locationId": location} for location in self.scheduler_locations]}
+            return 200, {
+                "locations": [
+                    {"name": f"projects/{self.project}/locations/{location}", "locationId": location}
+                    for location in self.scheduler_locations
+                ]
+            }
         location = re.match(r"projects/[^/]+/locations/([^/]+)", name)
         if location and location.group(1) not in self.scheduler_locations:
             # What Cloud Scheduler answers for a region it does not serve.
             permission = {"GET": "get", "POST": "create", "PATCH": "update", "DELETE": "delete"}[method]
             resource = f"projects/{self.project}/locations/{location.group(1)}"
-            return 403, _error(403, f'The principal (user or service account) lacks IAM permission '
-                                    f'"cloudscheduler.jobs.{permission}" for the resource "{resource}" '
-                                    f"(or the resource may not exist).", "PERMISSION_DENIED")
+            return 403, _error(
+                403,
+                f"The principal (user or service account) lacks IAM permission "
+                f'"cloudscheduler.jobs.{permission}" for the resource "{resource}" '
+                f"(or the resource may not exist).",
+                "PERMISSION_DENIED",
+            )
         return self._api_generic(method, name, verb, query, body)
 
     def _api_secretmanager(self, method, name, verb, query, body):
-        if method == "POST" and name.endswith("/secrets") and self.deny_global_locations \
-                and "automatic" in (body or {}).get("replication", {}):
-            message = (f"Constraint constraints/gcp.resourceLocations violated for "
-                       f"[orgpolicy:projects/{self.project_number}] attempting to create a secret in [global]. "
-                       "For more information, see "
-                       "https://cloud.google.com/resource-manager/docs/organization-policy/defining-locations.")
-            return 400, _error(400, message, "FAILED_PRECONDITION", [{
-                "@type": "type.googleapis.com/google.rpc.PreconditionFailure",
-                "violations": [{"type": "constraints/gcp.resourceLocations",
-                                "subject": f"orgpolicy:projects/{self.project_number}", "description": message}]}])
+        if (
+            method == "POST"
+            and name.endswith("/secrets")
+            and self.deny_global_locations
+            and "automatic" in (body or {}).get("replication", {})
+        ):
+            message = (
+                f"Constraint constraints/gcp.resourceLocations violated for "
+                f"[orgpolicy:projects/{self.project_number}] attempting to create a secret in [global]. "
+                "For more information, see "
+                "https://cloud.google.com/resource-manager/docs/organization-policy/defining-locations."
+            )
+            return 400, _error(
+                400,
+                message,
+                "FAILED_PRECONDITION",
+                [
+                    {
+                        "@type": "type.googleapis.com/google.rpc.PreconditionFailure",
+                        "violations": [
+                            {
+                                "type": "constraints/gcp.resourceLocations",
+                                "subject": f"orgpolicy:projects/{self.project_number}",
+                                "description": message,
+                            }
+                        ],
+                    }
+                ],
+            )
         if verb == "addVersion":
             versions = [k for k in self.resources if k.startswith(f"{name}/versions/")]
             version = f"{name}/versions/{len(versions) + 1}"
             self.resources[version] = {"name": version, "state": "ENABLED", "data": body["payload"]["data"]}
             # Like the real API: confirm the checksum gcloud sent was verified.
-            return 200, {"name": version, "state": "ENABLED",
-                         "clientSpecifiedPayloadChecksum": "dataCrc32c" in body["payload"]}
+            return 200, {
+                "name": version,
+                "state": "ENABLED",
+                "clientSpecifiedPayloadChecksum": "dataCrc32c" in body["payload"],
+            }
         if verb == "access":
             if name.endswith("/versions/latest"):
                 prefix = name[: -len("latest")]
-                versions = sorted((k for k in self.resources if k.startswith(prefix)),
-                                  key=lambda k: int(k.rsplit("/", 1)[1]))
+                versions = sorted(
+                    (k for k in self.resources if k.startswith(prefix)),
+                    key=lambda k: int(k.rsplit("/", 1)[1]),
+                )
                 name = versions[-1] if versions else name
             if name not in self.resources:
                 return 404, _error(404, f"Secret Version [{name}] not found or has no versions.", "NOT_FOUND")
             return 200, {"name": name, "payload": {"data": self.resources[name]["data"]}}
         if method == "GET" and name.endswith("/versions") and name[: -len("/versions")] in self.resources:
-            versions = [{k: v for k, v in r.items() if k != "data"} for key, r in self.resources.items()
-                        if re.fullmatch(rf"{re.escape(name)}/\d+", key)]
+            versions = [
+                {k: v for k, v in r.items() if k != "data"}
+                for key, r in self.resources.items()
+                if re.fullmatch(rf"{re.escape(name)}/\d+", key)
+            ]
             return 200, {"versions": versions[::-1], "totalSize": len(versions)}
         if method == "DELETE" and name in self.resources:
             for key in [k for k in self.resources if k.startswith(f"{name}/versions/")]:
@@ -316,19 +406,27 @@ class GoogleCloudStandIn:
 
     def _api_cloudfunctions(self, method, name, verb, query, body):
         if method == "GET" and name.endswith("/runtimes"):
-            return 200, {"runtimes": [{"name": runtime, "displayName": runtime, "stage": "GA",
-                                       "environment": "GEN_2"} for runtime in RUNTIMES]}
+            return 200, {
+                "runtimes": [
+                    {"name": runtime, "displayName": runtime, "stage": "GA", "environment": "GEN_2"}
+                    for runtime in RUNTIMES
+                ]
+            }
         if verb == "generateUploadUrl":
             upload = f"{self.url}upload/{len(self.uploads) + 1}.zip"
-            return 200, {"uploadUrl": upload,
-                         "storageSource": {"bucket": "standin", "object": f"{len(self.uploads) + 1}.zip"}}
+            return 200, {
+                "uploadUrl": upload,
+                "storageSource": {"bucket": "standin", "object": f"{len(self.uploads) + 1}.zip"},
+            }
         return self._api_generic(method, name, verb, query, body)
 
     def _api_cloudbuild(self, method, name, verb, query, body):
         if method == "GET" and name.endswith("/defaultServiceAccount"):
             # Since mid-2024, new projects build as the Compute Engine default service account.
-            return 200, {"name": name, "serviceAccountEmail":
-                         f"projects/{self.project}/serviceAccounts/{self._compute_account()}"}
+            return 200, {
+                "name": name,
+                "serviceAccountEmail": f"projects/{self.project}/serviceAccounts/{self._compute_account()}",
+            }
         return self._api_generic(method, name, verb, query, body)
 
     def _api_logging(self, method, name, verb, query, body):
@@ -350,8 +448,11 @@ class GoogleCloudStandIn:
                 email = name.rsplit("/", 1)[1]
                 name = next((k for k in self.resources if k.endswith(f"/serviceAccounts/{email}")), name)
             if name.endswith("/serviceAccounts"):
-                return 200, {"accounts": [r for k, r in self.resources.items()
-                                          if re.fullmatch(rf"{re.escape(name)}/[^/]+", k)]}
+                return 200, {
+                    "accounts": [
+                        r for k, r in self.resources.items() if re.fullmatch(rf"{re.escape(name)}/[^/]+", k)
+                    ]
+                }
             if name in self.resources:
                 return 200, self.resources[name]
             return 404, _error(404, f"Resource '{name}' was not found", "NOT_FOUND")
@@ -385,8 +486,13 @@ class GoogleCloudStandIn:
         if collection.endswith("/serviceAccounts"):
             email = f"{body['accountId']}@{self.project}.iam.gserviceaccount.com"
             name = f"{collection}/{email}"
-            resource = {**body.get("serviceAccount", {}), "name": name, "email": email,
-                        "projectId": self.project, "uniqueId": str(10**20 + len(self.resources))}
+            resource = {
+                **body.get("serviceAccount", {}),
+                "name": name,
+                "email": email,
+                "projectId": self.project,
+                "uniqueId": str(10**20 + len(self.resources)),
+            }
         else:
             resource_id = next((v[0] for k, v in query.items() if k.endswith("Id")), None)
             resource_id = resource_id or body.get("name", "").rsplit("/", 1)[-1]
@@ -400,7 +506,9 @@ class GoogleCloudStandIn:
             region = collection.split("/")[3]
             resource.setdefault("serviceConfig", {})
             resource["serviceConfig"]["uri"] = self.function_url(region, resource_id)
-            resource["serviceConfig"]["service"] = f"{collection.rsplit('/functions', 1)[0]}/services/{resource_id}"
+            resource["serviceConfig"]["service"] = (
+                f"{collection.rsplit('/functions', 1)[0]}/services/{resource_id}"
+            )
             resource["environment"] = "GEN_2"
             resource["url"] = resource["serviceConfig"]["uri"]
         self.resources[name] = resource
@@ -415,16 +523,20 @@ class GoogleCloudStandIn:
         resource["state"] = "FAILED" if failure else "ACTIVE"
         if failure:
             return self._operation(name, None, error={"code": 13, "message": failure})
-        return self._operation(name, {"@type": "type.googleapis.com/google.cloud.functions.v2.Function",
-                                      **resource})
+        return self._operation(
+            name, {"@type": "type.googleapis.com/google.cloud.functions.v2.Function", **resource}
+        )
 
     def _operation(self, target: str, response: dict | None, error: dict | None = None) -> dict:
         location = target.split("/functions/")[0]
         operation = {
-            "name": f"{location}/operations/op-{len(self.requests)}", "done": True,
-            "metadata": {"@type": "type.googleapis.com/google.cloud.functions.v2.OperationMetadata",
-                         "target": target, "stages": [{"name": stage, "state": "COMPLETE"}
-                                                      for stage in ("BUILD", "SERVICE")]},
+            "name": f"{location}/operations/op-{len(self.requests)}",
+            "done": True,
+            "metadata": {
+                "@type": "type.googleapis.com/google.cloud.functions.v2.OperationMetadata",
+                "target": target,
+                "stages": [{"name": stage, "state": "COMPLETE"} for stage in ("BUILD", "SERVICE")],
+            },
         }
         operation.update({"error": error} if error else {"response": response})
         self.operations[operation["name"]] = operation
@@ -442,35 +554,48 @@ class GoogleCloudStandIn:
             if f"serviceAccount:{account}" in binding.get("members", []):
                 granted |= ROLE_PERMISSIONS.get(binding["role"], set())
         region, function_id = name.split("/")[3], name.rsplit("/", 1)[1]
-        logs = (f". For more details see the logs at https://console.cloud.google.com/cloud-build/builds;"
-                f"region={region}/5c5a1c1e?project={self.project_number}")
+        logs = (
+            f". For more details see the logs at https://console.cloud.google.com/cloud-build/builds;"
+            f"region={region}/5c5a1c1e?project={self.project_number}"
+        )
         if "storage.objects.get" not in granted:
             bucket = f"gcf-v2-sources-{self.project_number}-{region}"
-            return (f"Build failed with status: FAILURE and message: failed to Fetch: failed to download archive "
-                    f"gs://{bucket}/{function_id}/function-source.zip: Access to bucket {bucket} denied. You must "
-                    f"grant Storage Object Viewer permission to {account}. If you are using VPC Service Controls, "
-                    f"you must also grant it access to your service perimeter.\n{logs}")
+            return (
+                f"Build failed with status: FAILURE and message: failed to Fetch: failed to download archive "
+                f"gs://{bucket}/{function_id}/function-source.zip: Access to bucket {bucket} denied. You must "
+                f"grant Storage Object Viewer permission to {account}. If you are using VPC Service Controls, "
+                f"you must also grant it access to your service perimeter.\n{logs}"
+            )
         if "logging.logEntries.create" not in granted:
-            return (f"Build failed with status: FAILURE. The service account running this build "
-                    f"projects/{self.project}/serviceAccounts/{account} does not have permission to write logs to "
-                    f"Cloud Logging. To fix this, grant the Logs Writer (roles/logging.logWriter) role to the "
-                    f"service account.{logs}")
+            return (
+                f"Build failed with status: FAILURE. The service account running this build "
+                f"projects/{self.project}/serviceAccounts/{account} does not have permission to write logs to "
+                f"Cloud Logging. To fix this, grant the Logs Writer (roles/logging.logWriter) role to the "
+                f"service account.{logs}"
+            )
         if "artifactregistry.repositories.uploadArtifacts" not in granted:
-            return ("Build failed with status: FAILURE. Could not build the function due to a missing permission "
-                    "on the build service account. If you didn't revoke that permission explicitly, this could be "
-                    "caused by a change in the organization policies." + logs)
+            return (
+                "Build failed with status: FAILURE. Could not build the function due to a missing permission "
+                "on the build service account. If you didn't revoke that permission explicitly, this could be "
+                "caused by a change in the organization policies." + logs
+            )
         return None
 
     def _set_iam_policy(self, name: str, policy: dict) -> tuple[int, object]:
         for binding in policy.get("bindings", []):
             for member in binding.get("members", []):
                 email = member.partition(":")[2]
-                if not member.startswith("serviceAccount:") or not email.endswith(
-                        f"@{self.project}.iam.gserviceaccount.com") or email == self.deployer_email:
+                if (
+                    not member.startswith("serviceAccount:")
+                    or not email.endswith(f"@{self.project}.iam.gserviceaccount.com")
+                    or email == self.deployer_email
+                ):
                     continue
                 created = self.created_at.get(email)
                 propagating = created is not None and (
-                    time.monotonic() - created < self.iam_propagation_seconds or self.iam_propagation_refusals > 0)
+                    time.monotonic() - created < self.iam_propagation_seconds
+                    or self.iam_propagation_refusals > 0
+                )
                 if created is None or propagating:
                     if propagating:
                         self.iam_refusals.append(f"{name} {email}")
@@ -490,13 +615,23 @@ class GoogleCloudStandIn:
             header, payload, signature = assertion.split(".")
             claims = json.loads(_b64decode(payload))
             key = self.trusted_keys[claims["iss"]]
-            key.verify(_b64decode(signature), f"{header}.{payload}".encode(), padding.PKCS1v15(), hashes.SHA256())
+            key.verify(
+                _b64decode(signature), f"{header}.{payload}".encode(), padding.PKCS1v15(), hashes.SHA256()
+            )
         except Exception:  # noqa: BLE001 - any malformed or unknown assertion is refused alike
             return 400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
         if "target_audience" in claims:
-            token = _unsigned_jwt({"iss": "https://accounts.google.com", "aud": claims["target_audience"],
-                                   "azp": claims["iss"], "email": claims["iss"], "email_verified": True,
-                                   "iat": int(time.time()), "exp": int(time.time()) + 3600})
+            token = _unsigned_jwt(
+                {
+                    "iss": "https://accounts.google.com",
+                    "aud": claims["target_audience"],
+                    "azp": claims["iss"],
+                    "email": claims["iss"],
+                    "email_verified": True,
+                    "iat": int(time.time()),
+                    "exp": int(time.time()) + 3600,
+                }
+            )
             with self._lock:
                 self._id_tokens[token] = {"email": claims["iss"], "aud": claims["target_audience"]}
             return 200, {"id_token": token}
@@ -519,9 +654,15 @@ class GoogleCloudStandIn:
         if claims is None or claims["aud"] not in (self.function_url(region, name), GCLOUD_CLIENT_ID):
             return 401, {"error": "Your client does not have permission to the requested URL."}
         member = f"serviceAccount:{claims['email']}"
-        roles = [b["role"] for policy in (self.policies.get(function["serviceConfig"]["service"], {}),
-                                          self.policies[f"projects/{self.project}"])
-                 for b in policy.get("bindings", []) if member in b.get("members", [])]
+        roles = [
+            b["role"]
+            for policy in (
+                self.policies.get(function["serviceConfig"]["service"], {}),
+                self.policies[f"projects/{self.project}"],
+            )
+            for b in policy.get("bindings", [])
+            if member in b.get("members", [])
+        ]
         first_call = self.first_called_at.setdefault(name, time.monotonic())
         propagating = time.monotonic() - first_call < self.invoke_forbidden_seconds
         if propagating or not any("run.routes.invoke" in ROLE_PERMISSIONS.get(role, ()) for role in roles):
@@ -535,29 +676,56 @@ class GoogleCloudStandIn:
     def add_log_line(self, function: str, region: str, line: dict) -> None:
         """One structured log line the function wrote, as Cloud Logging stores it."""
         with self._lock:
-            self.log_entries.append({
-                "logName": f"projects/{self.project}/logs/run.googleapis.com%2Fstdout",
-                "resource": {"type": "cloud_run_revision",
-                             "labels": {"service_name": function, "location": region, "project_id": self.project}},
-                "severity": line.get("severity", "DEFAULT"),
-                "jsonPayload": {k: v for k, v in line.items() if k != "severity"},
-                "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z"),
-            })
+            self.log_entries.append(
+                {
+                    "logName": f"projects/{self.project}/logs/run.googleapis.com%2Fstdout",
+                    "resource": {
+                        "type": "cloud_run_revision",
+                        "labels": {"service_name": function, "location": region, "project_id": self.project},
+                    },
+                    "severity": line.get("severity", "DEFAULT"),
+                    "jsonPayload": {k: v for k, v in line.items() if k != "severity"},
+                    "timestamp": datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z"),
+                }
+            )
 
     def _service_disabled(self, service: str, title: str) -> dict:
-        url = f"https://console.developers.google.com/apis/api/{service}/overview?project={self.project_number}"
-        message = (f"{title} has not been used in project {self.project_number} before or it is disabled. "
-                   f"Enable it by visiting {url} then retry. If you enabled this API recently, wait a few minutes "
-                   "for the action to propagate to our systems and retry.")
-        return _error(403, message, "PERMISSION_DENIED", [
-            {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "SERVICE_DISABLED",
-             "domain": "googleapis.com",
-             "metadata": {"service": service, "consumer": f"projects/{self.project_number}",
-                          "serviceTitle": title, "containerInfo": self.project_number, "activationUrl": url}},
-            {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US", "message": message},
-            {"@type": "type.googleapis.com/google.rpc.Help",
-             "links": [{"description": "Google developers console API activation", "url": url}]},
-        ])
+        url = (
+            f"https://console.developers.google.com/apis/api/{service}/overview?project={self.project_number}"
+        )
+        message = (
+            f"{title} has not been used in project {self.project_number} before or it is disabled. "
+            f"Enable it by visiting {url} then retry. If you enabled this API recently, wait a few minutes "
+            "for the action to propagate to our systems and retry."
+        )
+        return _error(
+            403,
+            message,
+            "PERMISSION_DENIED",
+            [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "SERVICE_DISABLED",
+                    "domain": "googleapis.com",
+                    "metadata": {
+                        "service": service,
+                        "consumer": f"projects/{self.project_number}",
+                        "serviceTitle": title,
+                        "containerInfo": self.project_number,
+                        "activationUrl": url,
+                    },
+                },
+                {
+                    "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
+                    "locale": "en-US",
+                    "message": message,
+                },
+                {
+                    "@type": "type.googleapis.com/google.rpc.Help",
+                    "links": [{"description": "Google developers console API activation", "url": url}],
+                },
+            ],
+        )
 
     # ------------------------------------------------------------ HTTP
 
@@ -572,13 +740,15 @@ class GoogleCloudStandIn:
                 raw = self.rfile.read(length) if length else b""
                 parsed = urllib.parse.urlsplit(self.path)
                 try:
-                    body = json.loads(raw) if raw and "json" in (self.headers.get("Content-Type") or "") else raw
+                    body = (
+                        json.loads(raw) if raw and "json" in (self.headers.get("Content-Type") or "") else raw
+                    )
                 except ValueError:
                     body = raw
                 query = urllib.parse.parse_qs(parsed.query)
                 path = parsed.path
                 status, reply, api = standin.respond(self.command, path, query, body, self.headers)
-                api_path = path[len(api) + 1:] if api in APIS else path
+                api_path = path[len(api) + 1 :] if api in APIS else path
                 standin.requests.append(Recorded(self.command, api_path, query, body, api, status))
                 data = json.dumps(reply).encode()
                 self.send_response(status)
@@ -605,13 +775,23 @@ def make_deployer(directory: pathlib.Path, standin: GoogleCloudStandIn) -> Deplo
     global _deployer_key
     if _deployer_key is None:
         _deployer_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = _deployer_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption()).decode()
+    pem = _deployer_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
     key_file = directory / "deployer-key.json"
-    key_file.write_text(json.dumps({
-        "type": "service_account", "project_id": standin.project, "private_key_id": "standin",
-        "private_key": pem, "client_email": standin.deployer_email, "client_id": "1",
-        "token_uri": f"{standin.url}token"}))
+    key_file.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": standin.project,
+                "private_key_id": "standin",
+                "private_key": pem,
+                "client_email": standin.deployer_email,
+                "client_id": "1",
+                "token_uri": f"{standin.url}token",
+            }
+        )
+    )
     return Deployer(standin.deployer_email, key_file, _deployer_key.public_key())
 
 
@@ -634,16 +814,25 @@ def gcloud_env(config_dir: pathlib.Path, standin: GoogleCloudStandIn | None, log
             deployer = make_deployer(config_dir, standin)
             standin.trust(deployer)
             sections["core"]["account"] = deployer.email
-            sections["auth"] = {"credential_file_override": str(deployer.key_file),
-                                "token_host": f"{standin.url}token"}
+            sections["auth"] = {
+                "credential_file_override": str(deployer.key_file),
+                "token_host": f"{standin.url}token",
+            }
     (config_dir / "configurations").mkdir(parents=True, exist_ok=True)
     (config_dir / "active_config").write_text("default")  # no newline: gcloud reads the name verbatim
-    (config_dir / "configurations" / "config_default").write_text("".join(
-        f"[{section}]\n" + "".join(f"{key} = {value}\n" for key, value in values.items())
-        for section, values in sections.items()))
-    env = {**os.environ, "CLOUDSDK_CONFIG": str(config_dir), "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
-           # Retries in deploy.sh at test speed (deploy.sh documents these).
-           "DEPLOY_BACKOFF_MS": "200"}
+    (config_dir / "configurations" / "config_default").write_text(
+        "".join(
+            f"[{section}]\n" + "".join(f"{key} = {value}\n" for key, value in values.items())
+            for section, values in sections.items()
+        )
+    )
+    env = {
+        **os.environ,
+        "CLOUDSDK_CONFIG": str(config_dir),
+        "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
+        # Retries in deploy.sh at test speed (deploy.sh documents these).
+        "DEPLOY_BACKOFF_MS": "200",
+    }
     env.pop("DATABASE_URL", None)
     return env
 
@@ -651,12 +840,20 @@ def gcloud_env(config_dir: pathlib.Path, standin: GoogleCloudStandIn | None, log
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-def run_deploy(env: dict, *args: str, stdin: str | None = None, timeout: float = 240,
-               merged: bool = False) -> subprocess.CompletedProcess:
+def run_deploy(
+    env: dict, *args: str, stdin: str | None = None, timeout: float = 240, merged: bool = False
+) -> subprocess.CompletedProcess:
     """deploy.sh, run as a user would: stdout and stderr kept apart, or `merged` in order."""
-    return subprocess.run([str(ROOT / "deploy.sh"), *args], cwd=ROOT, env=env, input=stdin, text=True,
-                          timeout=timeout, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT if merged else subprocess.PIPE)
+    return subprocess.run(
+        [str(ROOT / "deploy.sh"), *args],
+        cwd=ROOT,
+        env=env,
+        input=stdin,
+        text=True,
+        timeout=timeout,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if merged else subprocess.PIPE,
+    )
 
 
 def scratch_dir() -> pathlib.Path:
@@ -667,6 +864,7 @@ def scratch_dir() -> pathlib.Path:
 
 
 # ---------------------------------------------------------------- scenarios
+
 
 @dataclasses.dataclass
 class Run:
@@ -702,10 +900,14 @@ class Scenario:
     extra: dict = dataclasses.field(default_factory=dict)
 
     def run_gcloud(self, *args: str) -> subprocess.CompletedProcess:
-        self.gcloud = subprocess.run(["gcloud", *args], env=self.env, capture_output=True, text=True, timeout=180)
+        self.gcloud = subprocess.run(
+            ["gcloud", *args], env=self.env, capture_output=True, text=True, timeout=180
+        )
         return self.gcloud
 
-    def deploy(self, *args: str, env: dict | None = None, stdin: str | None = None, merged: bool = False) -> Run:
+    def deploy(
+        self, *args: str, env: dict | None = None, stdin: str | None = None, merged: bool = False
+    ) -> Run:
         first = len(self.standin.requests)
         result = run_deploy({**self.env, **(env or {})}, *args, stdin=stdin, merged=merged)
         run = Run(args, result, self.standin.requests[first:], copy.deepcopy(self.standin.resources))
@@ -724,9 +926,25 @@ def functions_deploy_alone(*disabled: str) -> Scenario:
     standin.enable_all()
     standin.enabled -= set(disabled)
     world = scenario(standin)
-    world.run_gcloud("functions", "deploy", "events", "--gen2", "--region", REGION, "--runtime", "python313",
-                     "--source", str(ROOT), "--entry-point", "handler", "--trigger-http",
-                     "--no-allow-unauthenticated", "--project", PROJECT, "--quiet")
+    world.run_gcloud(
+        "functions",
+        "deploy",
+        "events",
+        "--gen2",
+        "--region",
+        REGION,
+        "--runtime",
+        "python313",
+        "--source",
+        str(ROOT),
+        "--entry-point",
+        "handler",
+        "--trigger-http",
+        "--no-allow-unauthenticated",
+        "--project",
+        PROJECT,
+        "--quiet",
+    )
     return world
 
 
@@ -756,9 +974,11 @@ class Scenarios:
 
     def define(self, after: str | None = None) -> Callable:
         """Register a scenario; with `after`, it is given that scenario's result."""
+
         def register(function: Callable) -> Callable:
             self._defined[function.__name__] = (function, after)
             return function
+
         return register
 
     def result(self, name: str) -> Scenario:
@@ -825,9 +1045,25 @@ def new_project(world: Scenario) -> Scenario:
 
 # A cluster on GCP in us-east1, where Cloud Scheduler is offered.
 GCP_DSN = DSN.replace(AWS_HOST, "events-5678.xyz.gcp-us-east1.cockroachlabs.cloud")
-OPTIONS = ("--secret-delivery", "client", "--secret-locations", "us-east1,us-central1",
-           "--vpc-connector", "egress", "--memory", "1Gi", "--cpu", "1", "--pool-size", "4",
-           "--connection-budget", "40", "--runtime", "python312", "--no-smoke-test")
+OPTIONS = (
+    "--secret-delivery",
+    "client",
+    "--secret-locations",
+    "us-east1,us-central1",
+    "--vpc-connector",
+    "egress",
+    "--memory",
+    "1Gi",
+    "--cpu",
+    "1",
+    "--pool-size",
+    "4",
+    "--connection-budget",
+    "40",
+    "--runtime",
+    "python312",
+    "--no-smoke-test",
+)
 
 
 @SCENARIOS.define()
@@ -838,8 +1074,11 @@ def constrained_org_with_options() -> Scenario:
     standin.deny_global_locations = True
     standin.enabled.add("vpcaccess.googleapis.com")  # the connector was made with it
     standin.resources[f"projects/{PROJECT}/locations/us-east1/connectors/egress"] = {
-        "name": f"projects/{PROJECT}/locations/us-east1/connectors/egress", "network": "default",
-        "ipCidrRange": "10.8.0.0/28", "state": "READY"}
+        "name": f"projects/{PROJECT}/locations/us-east1/connectors/egress",
+        "network": "default",
+        "ipCidrRange": "10.8.0.0/28",
+        "state": "READY",
+    }
     world = scenario(standin)
     world.deploy("--project", PROJECT, *OPTIONS, env={"DATABASE_URL": GCP_DSN})
     return world
@@ -859,6 +1098,7 @@ def first_run_transcript() -> str:
 
 def _functions_regions() -> list[str]:
     from deploy.regions import CLOUD_FUNCTIONS_REGIONS
+
     return sorted(CLOUD_FUNCTIONS_REGIONS)
 
 
@@ -866,7 +1106,9 @@ def _merge(old: dict, new: dict) -> dict:
     """A PATCH: nested objects are merged, so fields the server set (a URL) survive."""
     merged = dict(old)
     for key, value in new.items():
-        merged[key] = _merge(old[key], value) if isinstance(value, dict) and isinstance(old.get(key), dict) else value
+        merged[key] = (
+            _merge(old[key], value) if isinstance(value, dict) and isinstance(old.get(key), dict) else value
+        )
     return merged
 
 
@@ -884,6 +1126,7 @@ def _b64decode(part: str) -> bytes:
 def _unsigned_jwt(claims: dict) -> str:
     def part(value: dict) -> str:
         return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
     return f"{part({'alg': 'RS256', 'typ': 'JWT', 'kid': 'standin'})}.{part(claims)}.c3RhbmRpbg"
 
 

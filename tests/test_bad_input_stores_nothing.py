@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from function_harness import load_function
 
 GOOD = {"kind": "fine", "payload": {"ok": True}}
@@ -32,7 +31,9 @@ BAD_REQUESTS = [
 
 
 @pytest.mark.parametrize("body, headers, status, words", BAD_REQUESTS)
-def test_bad_request_is_refused_with_a_message_and_nothing_is_stored(events_db, monkeypatch, body, headers, status, words):
+def test_bad_request_is_refused_with_a_message_and_nothing_is_stored(
+    events_db, monkeypatch, body, headers, status, words
+):
     _, client = load_function(monkeypatch, DATABASE_URL=events_db.dsn())
     reply = client.post("/", data=body, headers=headers)
     assert reply.status_code == status
@@ -50,6 +51,9 @@ def test_rejected_request_does_not_touch_the_database(events_db, monkeypatch):
 def test_rejection_is_logged_as_a_warning_with_the_reason(events_db, monkeypatch, capsys):
     _, client = load_function(monkeypatch, DATABASE_URL=events_db.dsn())
     client.post("/", data=b'{"kind": 3}')
-    warnings = [json.loads(line) for line in capsys.readouterr().out.splitlines()
-                if line.startswith("{") and '"WARNING"' in line]
+    warnings = [
+        json.loads(line)
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("{") and '"WARNING"' in line
+    ]
     assert any("kind must be a string" in entry["message"] for entry in warnings)

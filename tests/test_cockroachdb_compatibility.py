@@ -6,9 +6,9 @@ comes before pg_catalog on the role's search_path.
 """
 
 import pytest
+from function_harness import load_function
 
 from db.dialect import parse_server_version
-from function_harness import load_function
 
 COCKROACH_VERSION = (
     "CockroachDB CCL v24.3.1 (x86_64-pc-linux-gnu, built 2024/12/09 16:05:53, go1.22.8 X:nocoverageredesign)"
@@ -29,7 +29,9 @@ def cockroach_like_dsn(events_db):
     events_db.execute("DROP ROLE crdb_app")
 
 
-def test_function_works_against_a_server_reporting_cockroachdb_version(cockroach_like_dsn, events_db, monkeypatch):
+def test_function_works_against_a_server_reporting_cockroachdb_version(
+    cockroach_like_dsn, events_db, monkeypatch
+):
     module, client = load_function(monkeypatch, DATABASE_URL=cockroach_like_dsn)
     events_db.reset_statement_log()
     assert client.get("/").status_code == 200
@@ -40,12 +42,15 @@ def test_function_works_against_a_server_reporting_cockroachdb_version(cockroach
     module.runtime.database().dispose()
 
 
-@pytest.mark.parametrize("version, setting, expected", [
-    (COCKROACH_VERSION, "13.0.0", (13, 0, 0)),
-    ("CockroachDB OSS v23.1.11 (aarch64-unknown-linux-gnu, built 2023/09/27)", "13.0.0", (13, 0, 0)),
-    ("PostgreSQL 15.18 (Debian 15.18-0+deb12u1) on x86_64-pc-linux-gnu", None, (15, 18)),
-    ("PostgreSQL 18devel on x86_64", None, (18,)),
-])
+@pytest.mark.parametrize(
+    "version, setting, expected",
+    [
+        (COCKROACH_VERSION, "13.0.0", (13, 0, 0)),
+        ("CockroachDB OSS v23.1.11 (aarch64-unknown-linux-gnu, built 2023/09/27)", "13.0.0", (13, 0, 0)),
+        ("PostgreSQL 15.18 (Debian 15.18-0+deb12u1) on x86_64-pc-linux-gnu", None, (15, 18)),
+        ("PostgreSQL 18devel on x86_64", None, (18,)),
+    ],
+)
 def test_server_version_is_parsed_for_both_databases(version, setting, expected):
     assert parse_server_version(version, setting) == expected
 

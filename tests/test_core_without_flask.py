@@ -32,7 +32,7 @@ def test_an_event_is_stored_through_the_core_alone(runtime, events_db, capsys):
     assert outcome.status == 201 and outcome.rows == 1
     [event_id] = outcome.body["ids"]
     assert events_db.rows()[event_id] == {"kind": "core", "payload": {"n": 1}, "scheduled_at": None}
-    [line] = [json.loads(l) for l in capsys.readouterr().out.splitlines() if '"POST / 201"' in l]
+    [line] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"POST / 201"' in line]
     assert line["rows"] == 1
 
 
@@ -40,7 +40,10 @@ def test_health_unknown_paths_and_methods(runtime, events_db):
     assert service.handle(runtime, request("GET")).status == 200
     events_db.reset_connection_log()
     missing = service.handle(runtime, request("GET", path="/other"))
-    assert (missing.status, missing.body["error"]) == (404, "there is nothing at /other; the function answers at /")
+    assert (missing.status, missing.body["error"]) == (
+        404,
+        "there is nothing at /other; the function answers at /",
+    )
     refused = service.handle(runtime, request("PUT"))
     assert refused.status == 405 and refused.headers["Allow"] == "GET, HEAD, POST"
     assert events_db.connections_opened() == 0

@@ -5,7 +5,6 @@ creates <name>-build, grants it Cloud Run Builder (roles/run.builder) and names 
 permission with Cloud Build's own message (shown first, without deploy.sh)."""
 
 import pytest
-
 from gcloud_standin import PROJECT, REGION, SCENARIOS, Scenario, functions_deploy_alone
 
 BUILD_SA = f"events-build@{PROJECT}.iam.gserviceaccount.com"

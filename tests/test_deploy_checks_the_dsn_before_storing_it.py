@@ -11,11 +11,21 @@ import subprocess
 import sys
 
 import pytest
+from function_harness import ROOT
+from gcloud_standin import (
+    DSN,
+    PASSWORD,
+    PROJECT,
+    SCENARIOS,
+    GoogleCloudStandIn,
+    Scenario,
+    encoded,
+    run_deploy,
+    scenario,
+    watched_project,
+)
 
 from devtools.certs import make_ca
-from function_harness import ROOT
-from gcloud_standin import (DSN, PASSWORD, PROJECT, SCENARIOS, GoogleCloudStandIn, Scenario, encoded, run_deploy,
-                            scenario, watched_project)
 
 HOST = "events-1234.abc.aws-us-east-1.cockroachlabs.cloud:26257"
 
@@ -37,8 +47,10 @@ def refused_dsn_already_stored() -> Scenario:
     secret = f"projects/{PROJECT}/secrets/events-dsn"
     standin.resources[secret] = {"name": secret, "replication": {"automatic": {}}}
     standin.resources[f"{secret}/versions/1"] = {
-        "name": f"{secret}/versions/1", "state": "ENABLED",
-        "data": encoded(f"postgresql://maxroach:{PASSWORD}@{HOST}/defaultdb?sslmode=prefer")}
+        "name": f"{secret}/versions/1",
+        "state": "ENABLED",
+        "data": encoded(f"postgresql://maxroach:{PASSWORD}@{HOST}/defaultdb?sslmode=prefer"),
+    }
     world = scenario(standin)
     world.deploy("--project", PROJECT)
     return world
@@ -57,14 +69,24 @@ def deploy_with(project, dsn: str, *args: str):
     return run_deploy({**env, "DATABASE_URL": dsn}, "--project", PROJECT, *args)
 
 
-@pytest.mark.parametrize("dsn, message", [
-    (f"postgresql://maxroach:{PASSWORD}@{HOST}/defaultdb?sslmode=prefer", "sslmode=prefer is not supported"),
-    (f"mysql://maxroach:{PASSWORD}@{HOST}/defaultdb", "must start with one of postgresql://"),
-    (f"postgresql://maxroach:{PASSWORD}@{HOST}/defaultdb?sslmode=verify-full&connect_timeout=5",
-     "unsupported connection parameter 'connect_timeout'"),
-    (f"postgresql://maxroach:{PASSWORD}@{HOST}/defaultdb?sslmode=verify-full&sslrootcert=db/certs/ca.crt",
-     "sslrootcert: cannot read file"),
-])
+@pytest.mark.parametrize(
+    "dsn, message",
+    [
+        (
+            f"postgresql://maxroach:{PASSWORD}@{HOST}/defaultdb?sslmode=prefer",
+            "sslmode=prefer is not supported",
+        ),
+        (f"mysql://maxroach:{PASSWORD}@{HOST}/defaultdb", "must start with one of postgresql://"),
+        (
+            f"postgresql://maxroach:{PASSWORD}@{HOST}/defaultdb?sslmode=verify-full&connect_timeout=5",
+            "unsupported connection parameter 'connect_timeout'",
+        ),
+        (
+            f"postgresql://maxroach:{PASSWORD}@{HOST}/defaultdb?sslmode=verify-full&sslrootcert=db/certs/ca.crt",
+            "sslrootcert: cannot read file",
+        ),
+    ],
+)
 def test_a_dsn_the_function_refuses_stops_deploy_sh_before_any_request(empty_project, dsn, message):
     result = deploy_with(empty_project, dsn)
     assert result.returncode == 2
@@ -98,8 +120,14 @@ def test_a_ca_in_the_functions_folder_is_accepted_only_if_uploaded(tmp_path):
 
     def check(path: str) -> subprocess.CompletedProcess:
         dsn = f"postgresql://maxroach:{PASSWORD}@{HOST}/defaultdb?sslmode=verify-full&sslrootcert={path}"
-        return subprocess.run([sys.executable, "-m", "deploy.dsn_check"], cwd=tree, input=dsn, text=True,
-                              capture_output=True, env={**os.environ, "CLOUDSDK_CONFIG": str(tmp_path / "gcloud")})
+        return subprocess.run(
+            [sys.executable, "-m", "deploy.dsn_check"],
+            cwd=tree,
+            input=dsn,
+            text=True,
+            capture_output=True,
+            env={**os.environ, "CLOUDSDK_CONFIG": str(tmp_path / "gcloud")},
+        )
 
     assert check("db/certs/ca.crt").returncode == 0
     excluded = check("tests/ca.crt")
@@ -122,13 +150,16 @@ def test_the_dsn_already_stored_is_checked_too():
     assert PASSWORD not in run.stdout + run.stderr
     # It read the secret and changed nothing.
     assert [r.action for r in run.requests if r.api not in ("token",)] == [
-        f"GET /v1/projects/{PROJECT}/secrets/events-dsn/versions/latest:access"]
+        f"GET /v1/projects/{PROJECT}/secrets/events-dsn/versions/latest:access"
+    ]
 
 
 def test_without_a_dsn_anywhere_deploy_sh_stops_before_any_change():
     [run] = SCENARIOS.result("no_dsn_anywhere").runs
     assert run.returncode == 2
-    assert "cannot read a DSN from secret events-dsn: give the DSN (DATABASE_URL or --dsn-stdin)" in run.stderr
+    assert (
+        "cannot read a DSN from secret events-dsn: give the DSN (DATABASE_URL or --dsn-stdin)" in run.stderr
+    )
     assert [r.method for r in run.requests if r.api not in ("token",)] == ["GET"]
 
 

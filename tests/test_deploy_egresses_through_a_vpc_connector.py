@@ -7,7 +7,6 @@ and stops before creating anything when the connector is not there."""
 import os
 
 import pytest
-
 from gcloud_standin import GCP_DSN, PROJECT, SCENARIOS, GoogleCloudStandIn, Scenario, run_deploy, scenario
 
 
@@ -37,8 +36,11 @@ def test_the_connector_is_checked_before_anything_is_created(with_options):
     assert check.api == "vpcaccess" and check.status == 200
     [enable] = with_options.find("POST", r":batchEnable$")
     assert "vpcaccess.googleapis.com" in enable.body["serviceIds"]
-    first_creation = next(r for r in with_options.requests
-                          if r.method == "POST" and r.path.endswith(("/secrets", "/serviceAccounts")))
+    first_creation = next(
+        r
+        for r in with_options.requests
+        if r.method == "POST" and r.path.endswith(("/secrets", "/serviceAccounts"))
+    )
     assert check.at < first_creation.at
 
 
@@ -46,8 +48,13 @@ def test_a_missing_connector_stops_before_anything_is_created():
     [run] = SCENARIOS.result("connector_missing").runs
     assert run.returncode == 2
     assert "no Serverless VPC Access connector 'egress' in us-east1" in run.stderr
-    changes = [r.action for r in run.requests if r.method in ("POST", "PATCH", "DELETE", "PUT")
-               and not r.path.endswith(":batchEnable") and r.api != "token"]
+    changes = [
+        r.action
+        for r in run.requests
+        if r.method in ("POST", "PATCH", "DELETE", "PUT")
+        and not r.path.endswith(":batchEnable")
+        and r.api != "token"
+    ]
     assert changes == []
 
 
@@ -55,7 +62,15 @@ def test_egress_settings_need_a_connector():
     env = {**{k: v for k, v in os.environ.items() if k != "DATABASE_URL"}, "DATABASE_URL": GCP_DSN}
     result = run_deploy(env, "--project", PROJECT, "--dry-run", "--egress-settings", "all")
     assert result.returncode == 2 and "--egress-settings needs --vpc-connector" in result.stderr
-    result = run_deploy(env, "--project", PROJECT, "--dry-run", "--vpc-connector", "egress",
-                        "--egress-settings", "private-ranges-only")
+    result = run_deploy(
+        env,
+        "--project",
+        PROJECT,
+        "--dry-run",
+        "--vpc-connector",
+        "egress",
+        "--egress-settings",
+        "private-ranges-only",
+    )
     assert result.returncode == 0
     assert "--vpc-connector egress --egress-settings private-ranges-only" in result.stdout

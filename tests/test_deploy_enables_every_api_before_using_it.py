@@ -4,7 +4,6 @@ SERVICE_DISABLED. The stand-in's new project refuses a disabled API exactly as G
 does, and without this step `gcloud functions deploy` aborts on it (shown first)."""
 
 import pytest
-
 from gcloud_standin import APIS, SCENARIOS, Scenario, functions_deploy_alone
 
 

@@ -5,7 +5,6 @@ deploy.sh before any gcloud command, with a message."""
 import os
 
 import pytest
-
 from gcloud_standin import DSN, PROJECT, SCENARIOS, run_deploy, watched_project
 
 
@@ -44,18 +43,24 @@ def test_a_pool_above_one_gets_a_whole_vcpu():
     assert "--memory 256Mi --cpu 1 " in deploy
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--memory", "64Mi"), "--memory must be from 128Mi to 32Gi, got 64Mi"),
-    (("--memory", "64Gi"), "--memory must be from 128Mi to 32Gi, got 64Gi"),
-    (("--memory", "256MB"), "--memory must be a size in Mi or Gi"),
-    (("--cpu", "3"), "--cpu must be a fraction from 0.08 to 0.999, or 1, 2, 4, 6 or 8, got '3'"),
-    (("--cpu", "0.05"), "--cpu must be at least 0.08, got 0.05"),
-    (("--cpu", "0.5", "--pool-size", "2"), "--cpu 0.5 serves one request at a time: --pool-size 2 needs --cpu 1"),
-    (("--cpu", "0.333", "--memory", "1Gi"), "--cpu 0.333 allows at most 512Mi of memory, got 1Gi"),
-    (("--cpu", ".5", "--memory", "2Gi"), "--cpu .5 allows at most 1024Mi of memory, got 2Gi"),
-    (("--cpu", "4", "--memory", "1Gi"), "--cpu 4 needs from 2048Mi to 16384Mi of memory, got 1Gi"),
-    (("--cpu", "1", "--memory", "8Gi"), "--cpu 1 needs from 128Mi to 4096Mi of memory, got 8Gi"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--memory", "64Mi"), "--memory must be from 128Mi to 32Gi, got 64Mi"),
+        (("--memory", "64Gi"), "--memory must be from 128Mi to 32Gi, got 64Gi"),
+        (("--memory", "256MB"), "--memory must be a size in Mi or Gi"),
+        (("--cpu", "3"), "--cpu must be a fraction from 0.08 to 0.999, or 1, 2, 4, 6 or 8, got '3'"),
+        (("--cpu", "0.05"), "--cpu must be at least 0.08, got 0.05"),
+        (
+            ("--cpu", "0.5", "--pool-size", "2"),
+            "--cpu 0.5 serves one request at a time: --pool-size 2 needs --cpu 1",
+        ),
+        (("--cpu", "0.333", "--memory", "1Gi"), "--cpu 0.333 allows at most 512Mi of memory, got 1Gi"),
+        (("--cpu", ".5", "--memory", "2Gi"), "--cpu .5 allows at most 1024Mi of memory, got 2Gi"),
+        (("--cpu", "4", "--memory", "1Gi"), "--cpu 4 needs from 2048Mi to 16384Mi of memory, got 1Gi"),
+        (("--cpu", "1", "--memory", "8Gi"), "--cpu 1 needs from 128Mi to 4096Mi of memory, got 8Gi"),
+    ],
+)
 def test_combinations_cloud_run_refuses_stop_before_anything(standin_env, args, message):
     standin, env = standin_env
     result = run_deploy(env, "--project", PROJECT, *args)

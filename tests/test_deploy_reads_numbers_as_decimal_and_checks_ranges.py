@@ -6,7 +6,6 @@ import os
 import re
 
 import pytest
-
 from gcloud_standin import DSN, PROJECT, run_deploy, watched_project
 
 
@@ -39,23 +38,28 @@ def test_a_leading_zero_is_decimal_not_octal():
     assert "DB_POOL_SIZE=10" in deploy
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--timeout", "3601"), "--timeout must be from 1 to 3600, got 3601"),
-    (("--timeout", "0"), "--timeout must be from 1 to 3600, got 0"),
-    (("--timeout", "1e3"), "--timeout must be a whole number, got '1e3'"),
-    (("--pool-size", "1001"), "--pool-size must be from 1 to 1000, got 1001"),
-    (("--pool-size", "-1"), "--pool-size must be a whole number, got '-1'"),
-    (("--pool-size", "99999999999999999999"), "--pool-size must be from 1 to 1000"),
-    (("--attempt-deadline", "1801"), "from 15 to 1800, got 1801"),
-    (("--attempt-deadline", "14"), "from 15 to 1800, got 14"),
-    (("--timeout", "1790"), "from 15 to 1800, got 1820"),  # the default deadline is timeout + 30
-    (("--timeout", "120", "--attempt-deadline", "100"), "must be longer than --timeout (120s)"),
-    (("--connection-budget", "0"), "--connection-budget must be from 1 to 100000, got 0"),
-    (("--pool-size", "20", "--connection-budget", "10"), "not one instance fits"),
-    (("--pool-size", "10", "--max-instances", "6"),
-     "6 x --pool-size 10 = 60 connections, over the --connection-budget of 50"),
-    (("--max-instances", "0"), "--max-instances must be from 1 to 1000, got 0"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--timeout", "3601"), "--timeout must be from 1 to 3600, got 3601"),
+        (("--timeout", "0"), "--timeout must be from 1 to 3600, got 0"),
+        (("--timeout", "1e3"), "--timeout must be a whole number, got '1e3'"),
+        (("--pool-size", "1001"), "--pool-size must be from 1 to 1000, got 1001"),
+        (("--pool-size", "-1"), "--pool-size must be a whole number, got '-1'"),
+        (("--pool-size", "99999999999999999999"), "--pool-size must be from 1 to 1000"),
+        (("--attempt-deadline", "1801"), "from 15 to 1800, got 1801"),
+        (("--attempt-deadline", "14"), "from 15 to 1800, got 14"),
+        (("--timeout", "1790"), "from 15 to 1800, got 1820"),  # the default deadline is timeout + 30
+        (("--timeout", "120", "--attempt-deadline", "100"), "must be longer than --timeout (120s)"),
+        (("--connection-budget", "0"), "--connection-budget must be from 1 to 100000, got 0"),
+        (("--pool-size", "20", "--connection-budget", "10"), "not one instance fits"),
+        (
+            ("--pool-size", "10", "--max-instances", "6"),
+            "6 x --pool-size 10 = 60 connections, over the --connection-budget of 50",
+        ),
+        (("--max-instances", "0"), "--max-instances must be from 1 to 1000, got 0"),
+    ],
+)
 def test_out_of_range_numbers_stop_before_any_gcloud_command(standin_env, args, message):
     standin, env = standin_env
     result = run_deploy(env, "--project", PROJECT, *args)

@@ -6,7 +6,6 @@ with a clear message, when DEPLOY_IAM_RETRY_SECONDS (120 by default) have passed
 import time
 
 import pytest
-
 from gcloud_standin import DSN, PROJECT, SCENARIOS, GoogleCloudStandIn, Scenario, scenario
 
 
@@ -35,7 +34,9 @@ def test_a_binding_refused_while_the_account_propagates_is_retried_until_granted
     assert "IAM does not know events-" in first.stdout and "retrying in" in first.stdout
     assert "granted roles/run.builder on the project to events-build" in first.stdout
     # The same binding, retried, then stored.
-    granted = [r for r in first.requests if r.path == refused[0].path and r.method == "POST" and r.status == 200]
+    granted = [
+        r for r in first.requests if r.path == refused[0].path and r.method == "POST" and r.status == 200
+    ]
     assert granted and granted[0].at > refused[-1].at
     assert first.returncode == 0
 

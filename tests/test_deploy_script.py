@@ -18,12 +18,13 @@ import subprocess
 import zipfile
 
 import pytest
-
 from function_harness import ROOT
-from gcloud_standin import DSN, PASSWORD, PROJECT, REGION, SCENARIOS, scratch_dir, gcloud_env, run_deploy
+from gcloud_standin import DSN, PASSWORD, PROJECT, REGION, SCENARIOS, gcloud_env, run_deploy, scratch_dir
 
-needs_gcloud = pytest.mark.skipif(shutil.which("gcloud") is None and not os.environ.get("CI"),
-                                  reason="the Google Cloud CLI is not installed (on CI these tests must run)")
+needs_gcloud = pytest.mark.skipif(
+    shutil.which("gcloud") is None and not os.environ.get("CI"),
+    reason="the Google Cloud CLI is not installed (on CI these tests must run)",
+)
 SCHEDULER_LOCATION = "us-east5"  # us-east4 has no Cloud Scheduler in this project: the nearest that has
 
 
@@ -50,17 +51,43 @@ def test_shellcheck_passes():
 def test_help_explains_every_setting():
     result = subprocess.run([str(ROOT / "deploy.sh"), "--help"], capture_output=True, text=True)
     assert result.returncode == 0
-    for setting in ("PROJECT", "SECRET", "REGION", "CLUSTER_REGION", "SCHEDULE", "TIME_ZONE", "POOL_SIZE",
-                    "CONNECTION_BUDGET", "MAX_INSTANCES", "TIMEOUT", "ATTEMPT_DEADLINE", "INGRESS", "RUNTIME",
-                    "MEMORY", "CPU", "SECRET_DELIVERY", "SECRET_LOCATIONS", "VPC_CONNECTOR", "EGRESS_SETTINGS",
-                    "--no-smoke-test", "--smoke-test-only", "--delete", "--delete-secret", "--dry-run",
-                    "--dsn-stdin", "DEPLOY_BACKOFF_MS", "DEPLOY_IAM_RETRY_SECONDS", "DEPLOY_SMOKE_RETRY_SECONDS"):
+    for setting in (
+        "PROJECT",
+        "SECRET",
+        "REGION",
+        "CLUSTER_REGION",
+        "SCHEDULE",
+        "TIME_ZONE",
+        "POOL_SIZE",
+        "CONNECTION_BUDGET",
+        "MAX_INSTANCES",
+        "TIMEOUT",
+        "ATTEMPT_DEADLINE",
+        "INGRESS",
+        "RUNTIME",
+        "MEMORY",
+        "CPU",
+        "SECRET_DELIVERY",
+        "SECRET_LOCATIONS",
+        "VPC_CONNECTOR",
+        "EGRESS_SETTINGS",
+        "--no-smoke-test",
+        "--smoke-test-only",
+        "--delete",
+        "--delete-secret",
+        "--dry-run",
+        "--dsn-stdin",
+        "DEPLOY_BACKOFF_MS",
+        "DEPLOY_IAM_RETRY_SECONDS",
+        "DEPLOY_SMOKE_RETRY_SECONDS",
+    ):
         assert setting in result.stdout, setting
 
 
 def test_missing_project_fails_before_anything_runs():
-    result = subprocess.run([str(ROOT / "deploy.sh")], capture_output=True, text=True,
-                            env={**os.environ, "PROJECT": ""})
+    result = subprocess.run(
+        [str(ROOT / "deploy.sh")], capture_output=True, text=True, env={**os.environ, "PROJECT": ""}
+    )
     assert result.returncode == 2
     assert "set --project" in result.stderr
 
@@ -68,8 +95,12 @@ def test_missing_project_fails_before_anything_runs():
 def test_missing_gcloud_fails_early_and_clearly(tmp_path):
     python = shutil.which("python3")
     (tmp_path / "python3").symlink_to(python)
-    result = subprocess.run(["/bin/bash", str(ROOT / "deploy.sh"), "--project", PROJECT],
-                            capture_output=True, text=True, env={"PATH": f"{tmp_path}:/usr/bin/env-none"})
+    result = subprocess.run(
+        ["/bin/bash", str(ROOT / "deploy.sh"), "--project", PROJECT],
+        capture_output=True,
+        text=True,
+        env={"PATH": f"{tmp_path}:/usr/bin/env-none"},
+    )
     assert result.returncode == 2
     assert "gcloud is not installed" in result.stderr
 
@@ -106,8 +137,9 @@ def test_cluster_without_region_in_its_host_needs_region_or_cluster_region():
     result = run_deploy(dry_env(DATABASE_URL=dsn), "--project", PROJECT, "--dry-run")
     assert result.returncode == 2
     assert "set REGION" in result.stderr and "CLUSTER_REGION" in result.stderr
-    named = run_deploy(dry_env(DATABASE_URL=dsn), "--project", PROJECT, "--dry-run",
-                       "--cluster-region", "gcp-europe-west1")
+    named = run_deploy(
+        dry_env(DATABASE_URL=dsn), "--project", PROJECT, "--dry-run", "--cluster-region", "gcp-europe-west1"
+    )
     assert named.returncode == 0 and "--region europe-west1" in named.stdout
 
 
@@ -157,15 +189,22 @@ def test_only_the_invoker_account_may_invoke_the_function(two_runs):
     _, first, _ = two_runs
     [binding] = first.find("POST", rf"/locations/{REGION}/services/events:setIamPolicy$")
     assert binding.body["policy"]["bindings"] == [
-        {"members": [f"serviceAccount:events-invoker@{PROJECT}.iam.gserviceaccount.com"], "role": "roles/run.invoker"}]
+        {
+            "members": [f"serviceAccount:events-invoker@{PROJECT}.iam.gserviceaccount.com"],
+            "role": "roles/run.invoker",
+        }
+    ]
 
 
 def test_secret_access_is_granted_on_the_one_secret_not_the_project(two_runs):
     standin, first, _ = two_runs
     [binding] = [r for r in first.find("POST", r"/secrets/events-dsn:setIamPolicy$") if r.status == 200]
     assert binding.body["policy"]["bindings"] == [
-        {"members": [f"serviceAccount:events-runtime@{PROJECT}.iam.gserviceaccount.com"],
-         "role": "roles/secretmanager.secretAccessor"}]
+        {
+            "members": [f"serviceAccount:events-runtime@{PROJECT}.iam.gserviceaccount.com"],
+            "role": "roles/secretmanager.secretAccessor",
+        }
+    ]
     project_policy = json.dumps(standin.policies[f"projects/{PROJECT}"])
     assert "events-runtime" not in project_policy and "events-invoker" not in project_policy
 
@@ -196,8 +235,10 @@ def test_scheduler_job_uses_oidc_with_the_function_url_and_retries(two_runs):
     assert target["uri"] == url
     assert target["httpMethod"] == "POST"
     assert target["headers"] == {"Content-Type": "application/json"}
-    assert target["oidcToken"] == {"serviceAccountEmail": f"events-invoker@{PROJECT}.iam.gserviceaccount.com",
-                                   "audience": url}
+    assert target["oidcToken"] == {
+        "serviceAccountEmail": f"events-invoker@{PROJECT}.iam.gserviceaccount.com",
+        "audience": url,
+    }
     assert create.body["retryConfig"]["retryCount"] > 0
     assert create.body["retryConfig"]["minBackoffDuration"] == "10s"
     assert int(create.body["attemptDeadline"].rstrip("s")) > 60  # longer than the function's timeout
@@ -207,7 +248,13 @@ def test_scheduler_job_uses_oidc_with_the_function_url_and_retries(two_runs):
 
 def test_summary_names_region_url_accounts_job_and_budget(two_runs):
     _, first, _ = two_runs
-    for words in ("region:", "url:", "events-runtime@", "events-invoker@", "events-build@",
-                  f"events-schedule in {SCHEDULER_LOCATION}",
-                  "connection budget: 50 >= max 50 instances x pool size 1"):
+    for words in (
+        "region:",
+        "url:",
+        "events-runtime@",
+        "events-invoker@",
+        "events-build@",
+        f"events-schedule in {SCHEDULER_LOCATION}",
+        "connection budget: 50 >= max 50 instances x pool size 1",
+    ):
         assert words in first.stdout, words

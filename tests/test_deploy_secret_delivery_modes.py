@@ -28,8 +28,10 @@ def test_file_mode_mounts_the_latest_version_and_names_the_file():
 
 def test_client_mode_names_the_secret_version_and_mounts_nothing():
     service = function_create("constrained_org_with_options")
-    assert service["environmentVariables"]["DATABASE_URL_SECRET"] == \
-        f"projects/{PROJECT}/secrets/events-dsn/versions/latest"
+    assert (
+        service["environmentVariables"]["DATABASE_URL_SECRET"]
+        == f"projects/{PROJECT}/secrets/events-dsn/versions/latest"
+    )
     assert "DATABASE_URL_FILE" not in service["environmentVariables"]
     assert not service.get("secretVolumes") and not service.get("secretEnvironmentVariables")
 
@@ -37,8 +39,12 @@ def test_client_mode_names_the_secret_version_and_mounts_nothing():
 def test_either_way_the_runtime_account_reads_that_one_secret_only():
     for name in ("new_project", "constrained_org_with_options"):
         standin = SCENARIOS.result(name).standin
-        granted = {resource for resource, policy in standin.policies.items()
-                   for binding in policy.get("bindings", []) if RUNTIME_MEMBER in binding["members"]}
+        granted = {
+            resource
+            for resource, policy in standin.policies.items()
+            for binding in policy.get("bindings", [])
+            if RUNTIME_MEMBER in binding["members"]
+        }
         assert granted == {f"projects/{PROJECT}/secrets/events-dsn"}, (name, granted)
         roles = {b["role"] for b in standin.policies[f"projects/{PROJECT}/secrets/events-dsn"]["bindings"]}
         assert roles == {"roles/secretmanager.secretAccessor"}

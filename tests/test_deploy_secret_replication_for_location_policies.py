@@ -30,6 +30,7 @@ def test_secret_locations_create_a_user_managed_secret_there():
     assert run.returncode == 0, run.stderr[-3000:]
     [created] = run.find("POST", r"/secrets$")
     assert created.status == 200
-    assert created.body["replication"] == {"userManaged": {"replicas": [{"location": "us-east1"},
-                                                                       {"location": "us-central1"}]}}
+    assert created.body["replication"] == {
+        "userManaged": {"replicas": [{"location": "us-east1"}, {"location": "us-central1"}]}
+    }
     assert "created secret events-dsn (us-east1,us-central1 replication)" in run.stdout

@@ -13,7 +13,16 @@ import urllib.error
 import urllib.request
 
 from function_harness import FunctionServer, free_port
-from gcloud_standin import PROJECT, REGION, SCENARIOS, GoogleCloudStandIn, Recorded, Scenario, scenario, scratch_dir
+from gcloud_standin import (
+    PROJECT,
+    REGION,
+    SCENARIOS,
+    GoogleCloudStandIn,
+    Recorded,
+    Scenario,
+    scenario,
+    scratch_dir,
+)
 
 
 @SCENARIOS.define()
@@ -32,8 +41,13 @@ def database_refuses_the_function() -> Scenario:
     standin.seed_function(REGION, "events")
     log = scratch_dir() / "function.log"
     closed_port = free_port()  # nothing listens: the connection is refused
-    server = FunctionServer({"DATABASE_URL": f"postgresql://app:unused@127.0.0.1:{closed_port}/app?sslmode=disable",
-                             "DB_TIMEOUT": "2"}, log).start()
+    server = FunctionServer(
+        {
+            "DATABASE_URL": f"postgresql://app:unused@127.0.0.1:{closed_port}/app?sslmode=disable",
+            "DB_TIMEOUT": "2",
+        },
+        log,
+    ).start()
     seen = []
 
     def backend() -> tuple[int, bytes]:
@@ -43,7 +57,7 @@ def database_refuses_the_function() -> Scenario:
         except urllib.error.HTTPError as error:
             status, body = error.code, error.read()
         lines = server.log_lines()
-        for line in lines[len(seen):]:
+        for line in lines[len(seen) :]:
             standin.add_log_line("events", REGION, line)
         seen[:] = lines
         return status, body
@@ -68,7 +82,7 @@ def audience(token_request: Recorded) -> str | None:
 def test_a_first_deploy_ends_with_a_200_from_the_function():
     world = SCENARIOS.result("new_project")
     first = world.runs[0]
-    assert "smoke test: 200 {\"status\": \"ok\"}" in first.stdout
+    assert 'smoke test: 200 {"status": "ok"}' in first.stdout
     [call] = first.find("GET", r"^/fn/")
     assert call.status == 200
     # The identity token was asked for the function's URL as audience.

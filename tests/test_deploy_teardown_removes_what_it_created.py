@@ -7,7 +7,6 @@ secret."""
 import os
 
 import pytest
-
 from gcloud_standin import DSN, PROJECT, REGION, SCENARIOS, Scenario, run_deploy, scenario
 
 ACCOUNTS = ("events-runtime", "events-invoker", "events-build")
@@ -30,12 +29,16 @@ def test_delete_removes_job_function_bindings_and_accounts_but_keeps_the_secret(
     first = runs[0]
     assert first.returncode == 0, first.stderr
     left = first.resources
-    assert not [name for name in left if "/jobs/" in name or "/functions/" in name or "/serviceAccounts/" in name]
+    assert not [
+        name for name in left if "/jobs/" in name or "/functions/" in name or "/serviceAccounts/" in name
+    ]
     secret = f"projects/{PROJECT}/secrets/events-dsn"
     assert secret in left and f"{secret}/versions/1" in left
     assert "kept (it holds the DSN; add --delete-secret to delete it)" in first.stdout
     deletes = {r.path.rsplit("/", 1)[-1] for r in first.requests if r.method == "DELETE" and r.status == 200}
-    assert {"events-schedule", "events"} | {f"{a}@{PROJECT}.iam.gserviceaccount.com" for a in ACCOUNTS} <= deletes
+    assert {"events-schedule", "events"} | {
+        f"{a}@{PROJECT}.iam.gserviceaccount.com" for a in ACCOUNTS
+    } <= deletes
 
 
 def test_bindings_are_removed_before_the_accounts(runs):
@@ -43,7 +46,9 @@ def test_bindings_are_removed_before_the_accounts(runs):
     policies = [r for r in first.requests if r.path.endswith(":setIamPolicy") and r.status == 200]
     members = [m for r in policies for b in r.body["policy"].get("bindings", []) for m in b["members"]]
     assert not any(account in m for account in ACCOUNTS for m in members)
-    first_account_deleted = min(r.at for r in first.requests if r.method == "DELETE" and "/serviceAccounts/" in r.path)
+    first_account_deleted = min(
+        r.at for r in first.requests if r.method == "DELETE" and "/serviceAccounts/" in r.path
+    )
     assert all(r.at < first_account_deleted for r in policies)
 
 
@@ -57,13 +62,21 @@ def test_delete_again_is_safe_and_delete_secret_removes_the_secret(runs):
 
 def test_dry_run_prints_every_deletion_and_runs_none():
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    result = run_deploy(env, "--project", PROJECT, "--region", REGION, "--delete", "--delete-secret", "--dry-run")
+    result = run_deploy(
+        env, "--project", PROJECT, "--region", REGION, "--delete", "--delete-secret", "--dry-run"
+    )
     assert result.returncode == 0, result.stderr
     commands = [line for line in result.stdout.splitlines() if line.startswith("+ gcloud")]
-    for words in ("scheduler jobs delete events-schedule", "functions delete events",
-                  "secrets remove-iam-policy-binding events-dsn", "projects remove-iam-policy-binding",
-                  "iam service-accounts delete events-runtime@", "iam service-accounts delete events-invoker@",
-                  "iam service-accounts delete events-build@", "secrets delete events-dsn"):
+    for words in (
+        "scheduler jobs delete events-schedule",
+        "functions delete events",
+        "secrets remove-iam-policy-binding events-dsn",
+        "projects remove-iam-policy-binding",
+        "iam service-accounts delete events-runtime@",
+        "iam service-accounts delete events-invoker@",
+        "iam service-accounts delete events-build@",
+        "secrets delete events-dsn",
+    ):
         assert any(words in c for c in commands), words
 
 

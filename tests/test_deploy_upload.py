@@ -5,16 +5,22 @@ import shutil
 import subprocess
 
 import pytest
-
 from function_harness import ROOT
 
 
-@pytest.mark.skipif(shutil.which("gcloud") is None and not os.environ.get("CI"),
-                    reason="the Google Cloud CLI is not installed (on CI this test must run)")
+@pytest.mark.skipif(
+    shutil.which("gcloud") is None and not os.environ.get("CI"),
+    reason="the Google Cloud CLI is not installed (on CI this test must run)",
+)
 def test_upload_holds_only_the_function_code(tmp_path):
     env = {**os.environ, "CLOUDSDK_CONFIG": str(tmp_path), "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"}
-    result = subprocess.run(["gcloud", "meta", "list-files-for-upload", str(ROOT)], env=env,
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        ["gcloud", "meta", "list-files-for-upload", str(ROOT)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     files = set(result.stdout.split())
     assert {"main.py", "requirements.txt", "db/schema.sql", "db/database.py", "core/events.py"} <= files
     for path in files:

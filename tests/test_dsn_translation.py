@@ -29,13 +29,18 @@ def test_cockroach_cloud_dsn_verifies_chain_and_host_name(ca_file):
     assert context.check_hostname is True
     assert target.url.drivername == "postgresql+pg8000_cockroachdb"
     assert (target.url.host, target.url.port, target.url.database) == (
-        "free-tier.gcp-us-east1.cockroachlabs.cloud", 26257, "defaultdb")
+        "free-tier.gcp-us-east1.cockroachlabs.cloud",
+        26257,
+        "defaultdb",
+    )
     assert target.url.username == "maxroach"
     assert target.url.password == PASSWORD
 
 
 def test_verify_ca_checks_chain_but_not_host_name(ca_file):
-    context = parse_dsn(f"postgres://u:p@db.example.com/x?sslmode=verify-ca&sslrootcert={ca_file}").connect_args["ssl_context"]
+    context = parse_dsn(
+        f"postgres://u:p@db.example.com/x?sslmode=verify-ca&sslrootcert={ca_file}"
+    ).connect_args["ssl_context"]
     assert context.verify_mode == ssl.CERT_REQUIRED
     assert context.check_hostname is False
 
@@ -47,7 +52,9 @@ def test_require_encrypts_without_verifying():
 
 
 def test_require_with_root_certificate_verifies_chain_like_libpq(ca_file):
-    context = parse_dsn(f"postgresql://u:p@db.example.com/x?sslmode=require&sslrootcert={ca_file}").connect_args["ssl_context"]
+    context = parse_dsn(
+        f"postgresql://u:p@db.example.com/x?sslmode=require&sslrootcert={ca_file}"
+    ).connect_args["ssl_context"]
     assert context.verify_mode == ssl.CERT_REQUIRED
 
 
@@ -70,16 +77,23 @@ def test_local_host_defaults_to_no_tls(host):
     assert target.connect_args["ssl_context"] is False
 
 
-@pytest.mark.parametrize("scheme, port, database", [
-    ("postgresql", 5432, "u"), ("postgres", 5432, "u"), ("cockroachdb", 26257, "defaultdb"),
-])
+@pytest.mark.parametrize(
+    "scheme, port, database",
+    [
+        ("postgresql", 5432, "u"),
+        ("postgres", 5432, "u"),
+        ("cockroachdb", 26257, "defaultdb"),
+    ],
+)
 def test_each_scheme_gets_its_default_port_and_database(scheme, port, database):
     target = parse_dsn(f"{scheme}://u:p@localhost")
     assert (target.url.port, target.url.database) == (port, database)
 
 
 def test_application_name_and_cluster_options_are_passed_to_pg8000():
-    target = parse_dsn("postgresql://u:p@localhost/db?application_name=events-fn&options=--cluster%3Dmy-cluster-123")
+    target = parse_dsn(
+        "postgresql://u:p@localhost/db?application_name=events-fn&options=--cluster%3Dmy-cluster-123"
+    )
     assert target.connect_args["application_name"] == "events-fn"
     assert target.connect_args["startup_params"] == {"options": "--cluster=my-cluster-123"}
 
@@ -91,32 +105,41 @@ def test_relative_sslrootcert_is_relative_to_the_functions_directory(ca_file, mo
 
     monkeypatch.chdir(tmp_path)  # not the function's directory
     relative = os.path.relpath(ca_file, FUNCTION_ROOT)
-    context = parse_dsn(f"postgresql://u:p@db.example.com/x?sslrootcert={relative}").connect_args["ssl_context"]
+    context = parse_dsn(f"postgresql://u:p@db.example.com/x?sslrootcert={relative}").connect_args[
+        "ssl_context"
+    ]
     assert context.verify_mode == ssl.CERT_REQUIRED
 
 
 def test_missing_ca_file_error_says_how_to_ship_one():
     with pytest.raises(ConfigurationError, match="ship the CA with it"):
-        parse_dsn("postgresql://u:p@db.example.com/x?sslmode=verify-full&sslrootcert=$HOME/.postgresql/root.crt")
+        parse_dsn(
+            "postgresql://u:p@db.example.com/x?sslmode=verify-full&sslrootcert=$HOME/.postgresql/root.crt"
+        )
 
 
 def test_sslrootcert_system_means_the_system_store():
-    context = parse_dsn("postgresql://u:p@db.example.com/x?sslmode=verify-full&sslrootcert=system").connect_args["ssl_context"]
+    context = parse_dsn(
+        "postgresql://u:p@db.example.com/x?sslmode=verify-full&sslrootcert=system"
+    ).connect_args["ssl_context"]
     assert context.verify_mode == ssl.CERT_REQUIRED
 
 
-@pytest.mark.parametrize("dsn, names", [
-    ("mysql://u:p@h/db", "postgresql://"),
-    ("postgresql://u:p@h/db?sslmode=prefer", "sslmode=prefer"),
-    ("postgresql://u:p@h/db?sslmode=bogus", "sslmode must be one of"),
-    ("postgresql://u:p@h/db?sslmod=verify-full", "'sslmod'"),
-    ("postgresql://u:p@h/db?sslmode=require&sslmode=disable", "'sslmode' is given twice"),
-    ("postgresql://u:p@h/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.crt", "sslrootcert"),
-    ("postgresql://u:p@h:99999/db", "port"),
-    ("postgresql://u:p@h1,h2/db", "several hosts"),
-    ("postgresql://u:p#x@h/db", "percent-encode"),
-    ("postgresql://h/db", "user name"),
-])
+@pytest.mark.parametrize(
+    "dsn, names",
+    [
+        ("mysql://u:p@h/db", "postgresql://"),
+        ("postgresql://u:p@h/db?sslmode=prefer", "sslmode=prefer"),
+        ("postgresql://u:p@h/db?sslmode=bogus", "sslmode must be one of"),
+        ("postgresql://u:p@h/db?sslmod=verify-full", "'sslmod'"),
+        ("postgresql://u:p@h/db?sslmode=require&sslmode=disable", "'sslmode' is given twice"),
+        ("postgresql://u:p@h/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.crt", "sslrootcert"),
+        ("postgresql://u:p@h:99999/db", "port"),
+        ("postgresql://u:p@h1,h2/db", "several hosts"),
+        ("postgresql://u:p#x@h/db", "percent-encode"),
+        ("postgresql://h/db", "user name"),
+    ],
+)
 def test_malformed_dsn_is_a_configuration_error_naming_the_problem(dsn, names):
     with pytest.raises(ConfigurationError) as raised:
         parse_dsn(dsn)

@@ -12,7 +12,6 @@ import json
 import urllib.parse
 
 import pytest
-
 from function_harness import ROOT, FunctionServer, free_port
 
 PROJECT = "events-project"
@@ -45,15 +44,25 @@ def served(request, events_server, tmp_path_factory):
     log_execution_id = request.param
     port = free_port()
     log_path = tmp_path_factory.mktemp("served") / "function.log"
-    server = FunctionServer(platform_env(events_server.dsn(), port, log_execution_id), log_path,
-                            separate_streams=True, source=LIBRARY_SOURCE)
+    server = FunctionServer(
+        platform_env(events_server.dsn(), port, log_execution_id),
+        log_path,
+        separate_streams=True,
+        source=LIBRARY_SOURCE,
+    )
     server.port, server.url = port, f"http://127.0.0.1:{port}/"
     sent = [
-        ("POST", b'{"kind": "once"}', {"Function-Execution-Id": "exec-post-1",
-                                      "X-Cloud-Trace-Context": f"{TRACE_ID}/123;o=1"}),
+        (
+            "POST",
+            b'{"kind": "once"}',
+            {"Function-Execution-Id": "exec-post-1", "X-Cloud-Trace-Context": f"{TRACE_ID}/123;o=1"},
+        ),
         ("POST", b'{"kind": ', {"Function-Execution-Id": "exec-bad-2"}),
-        ("GET", None, {"Function-Execution-Id": "exec-health-3",
-                       "traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01"}),
+        (
+            "GET",
+            None,
+            {"Function-Execution-Id": "exec-health-3", "traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01"},
+        ),
     ]
     with server:
         statuses = [server.request(method, body, headers).status for method, body, headers in sent]
@@ -91,13 +100,17 @@ def test_each_request_line_appears_exactly_once(served):
 def test_lines_carry_the_execution_id_exactly_when_the_platform_asks(served):
     server, log_execution_id, _ = served
     by_message = {entry["message"]: entry for entry in request_lines(server)}
-    for message, execution_id in (("POST / 201", "exec-post-1"), ("POST / 400", "exec-bad-2"),
-                                  ("GET / 200", "exec-health-3")):
+    for message, execution_id in (
+        ("POST / 201", "exec-post-1"),
+        ("POST / 400", "exec-bad-2"),
+        ("GET / 200", "exec-health-3"),
+    ):
         labels = by_message[message].get("logging.googleapis.com/labels")
         assert labels == ({"execution_id": execution_id} if log_execution_id else None)
     # The rejection's WARNING is written while serving the request: it carries the id too.
-    [warning] = [entry for entry in server.log_lines() if entry["severity"] == "WARNING"
-                 and entry["logger"] != LIBRARY]
+    [warning] = [
+        entry for entry in server.log_lines() if entry["severity"] == "WARNING" and entry["logger"] != LIBRARY
+    ]
     assert ("logging.googleapis.com/labels" in warning) is log_execution_id
 
 

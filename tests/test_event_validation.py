@@ -26,7 +26,9 @@ def test_empty_body_is_one_event_with_defaults():
 
 def test_object_body_is_one_event_with_its_fields():
     event_id = str(uuid.uuid4())
-    [record] = parse_events(json.dumps({"id": event_id, "kind": "signup", "payload": {"user": "ana", "n": 1.5}}).encode())
+    [record] = parse_events(
+        json.dumps({"id": event_id, "kind": "signup", "payload": {"user": "ana", "n": 1.5}}).encode()
+    )
     assert (record.id, record.kind) == (event_id, "signup")
     assert json.loads(record.payload_json) == {"user": "ana", "n": 1.5}
 
@@ -47,30 +49,33 @@ def test_unicode_text_is_kept_exactly():
     assert json.loads(record.payload_json) == {"emoji": "😀"}
 
 
-@pytest.mark.parametrize("body, names", [
-    (b"{", "not valid JSON"),
-    (b"\xff\xfe{}", "not valid UTF-8"),
-    (b"42", "must be a JSON object"),
-    (b'"text"', "must be a JSON object"),
-    (b"[]", "1 to 500 events, got 0"),
-    (json.dumps([{}] * 501).encode(), "1 to 500 events, got 501"),
-    (b"[1]", "events[0] must be a JSON object"),
-    (b'{"kind": ""}', "kind must be a string of 1 to 100"),
-    (b'{"kind": 5}', "kind must be a string"),
-    (json.dumps({"kind": "k" * 101}).encode(), "kind must be a string of 1 to 100"),
-    (b'[{"kind": "ok"}, {"kind": null, "id": "nope"}]', "events[1].id must be a UUID"),
-    (b'{"id": 7}', "id must be a UUID"),
-    (b'{"payload": [1, 2]}', "payload must be a JSON object"),
-    (b'{"payload": "x"}', "payload must be a JSON object"),
-    (b'{"kynd": "typo"}', "kynd is not a known field"),
-    (b'{"kind": "a\\u0000b"}', "kind must hold printable characters only"),
-    (b'{"payload": {"k": "\\u0000"}}', "payload.k contains a NUL character"),
-    (b'{"payload": {"\\u0000": 1}}', "payload contains a NUL character"),
-    (b'{"payload": {"k": "\\ud800"}}', "unpaired UTF-16 surrogate"),
-    (b'{"payload": {"k": NaN}}', "NaN is not a JSON number"),
-    (b'{"payload": {"k": Infinity}}', "Infinity is not a JSON number"),
-    (b'{"payload": {"k": 1e999}}', "out of range"),
-])
+@pytest.mark.parametrize(
+    "body, names",
+    [
+        (b"{", "not valid JSON"),
+        (b"\xff\xfe{}", "not valid UTF-8"),
+        (b"42", "must be a JSON object"),
+        (b'"text"', "must be a JSON object"),
+        (b"[]", "1 to 500 events, got 0"),
+        (json.dumps([{}] * 501).encode(), "1 to 500 events, got 501"),
+        (b"[1]", "events[0] must be a JSON object"),
+        (b'{"kind": ""}', "kind must be a string of 1 to 100"),
+        (b'{"kind": 5}', "kind must be a string"),
+        (json.dumps({"kind": "k" * 101}).encode(), "kind must be a string of 1 to 100"),
+        (b'[{"kind": "ok"}, {"kind": null, "id": "nope"}]', "events[1].id must be a UUID"),
+        (b'{"id": 7}', "id must be a UUID"),
+        (b'{"payload": [1, 2]}', "payload must be a JSON object"),
+        (b'{"payload": "x"}', "payload must be a JSON object"),
+        (b'{"kynd": "typo"}', "kynd is not a known field"),
+        (b'{"kind": "a\\u0000b"}', "kind must hold printable characters only"),
+        (b'{"payload": {"k": "\\u0000"}}', "payload.k contains a NUL character"),
+        (b'{"payload": {"\\u0000": 1}}', "payload contains a NUL character"),
+        (b'{"payload": {"k": "\\ud800"}}', "unpaired UTF-16 surrogate"),
+        (b'{"payload": {"k": NaN}}', "NaN is not a JSON number"),
+        (b'{"payload": {"k": Infinity}}', "Infinity is not a JSON number"),
+        (b'{"payload": {"k": 1e999}}', "out of range"),
+    ],
+)
 def test_bad_body_is_rejected_with_a_message_naming_the_problem(body, names):
     assert names in rejection(body)
 

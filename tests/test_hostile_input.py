@@ -7,17 +7,21 @@ import os
 import uuid
 
 import pytest
+from function_harness import load_function
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from function_harness import load_function
-
 settings.register_profile(
-    "ci", max_examples=60, deadline=None, derandomize=True,
+    "ci",
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 settings.register_profile(
-    "dev", max_examples=300, deadline=None,
+    "dev",
+    max_examples=300,
+    deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
@@ -31,8 +35,10 @@ json_values = st.recursive(
 )
 event_fields = st.fixed_dictionaries(
     {},
-    optional={"kind": json_values | st.text(min_size=1, max_size=100),
-              "payload": json_values | st.dictionaries(any_text, json_values, max_size=6)},
+    optional={
+        "kind": json_values | st.text(min_size=1, max_size=100),
+        "payload": json_values | st.dictionaries(any_text, json_values, max_size=6),
+    },
 )
 header_value = st.text(st.characters(min_codepoint=32, max_codepoint=255), max_size=60)
 
@@ -79,9 +85,14 @@ def test_accepted_events_read_back_exactly_as_sent(instance, events_db, events):
     if reply.status_code >= 400:
         return
     assert body["ids"] == [event["id"] for event in sent]
-    stored = {str(row_id): (kind, exact_json(payload)) for row_id, kind, payload in events_db.execute(
-        "SELECT id, kind, payload::text FROM events WHERE id = ANY(CAST(:ids AS UUID[]))",
-        database="app", ids=body["ids"])}
+    stored = {
+        str(row_id): (kind, exact_json(payload))
+        for row_id, kind, payload in events_db.execute(
+            "SELECT id, kind, payload::text FROM events WHERE id = ANY(CAST(:ids AS UUID[]))",
+            database="app",
+            ids=body["ids"],
+        )
+    }
     for event in sent:
         # A null field means "absent": the default applies.
         expected_payload = exact_json(json.dumps(event.get("payload") or {}))
@@ -105,14 +116,21 @@ def test_deep_nesting_is_refused_or_stored_never_a_server_error(instance, events
 @given(text=st.text(min_size=0, max_size=20).map(lambda t: t * 5000))
 def test_huge_strings_are_refused_or_stored_never_a_server_error(instance, events_db, text):
     before = count_rows(events_db)
-    check_reply(instance.post("/", data=json.dumps({"kind": "big", "payload": {"s": text}})), events_db, before)
+    check_reply(
+        instance.post("/", data=json.dumps({"kind": "big", "payload": {"s": text}})), events_db, before
+    )
 
 
 @given(
     job=st.lists(header_value, max_size=3),
     schedule=st.lists(header_value | st.datetimes().map(lambda d: d.isoformat() + "Z"), max_size=3),
-    extra=st.dictionaries(st.sampled_from(["Content-Type", "Content-Encoding", "X-CloudScheduler",
-                                           "Transfer-Encoding-Hint", "Accept"]), header_value, max_size=3),
+    extra=st.dictionaries(
+        st.sampled_from(
+            ["Content-Type", "Content-Encoding", "X-CloudScheduler", "Transfer-Encoding-Hint", "Accept"]
+        ),
+        header_value,
+        max_size=3,
+    ),
 )
 def test_odd_duplicated_and_forged_headers_get_2xx_or_4xx(instance, events_db, job, schedule, extra):
     headers = [("X-CloudScheduler-JobName", value) for value in job]

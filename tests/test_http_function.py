@@ -4,7 +4,6 @@ import json
 import uuid
 
 import pytest
-
 from function_harness import FunctionServer, free_port
 
 SCHEDULER_HEADERS = {
@@ -19,7 +18,9 @@ SCHEDULER_HEADERS = {
 @pytest.fixture(scope="module")
 def server(events_server, tmp_path_factory):
     db = events_server
-    with FunctionServer({"DATABASE_URL": db.dsn()}, tmp_path_factory.mktemp("ff") / "function.log") as running:
+    with FunctionServer(
+        {"DATABASE_URL": db.dsn()}, tmp_path_factory.mktemp("ff") / "function.log"
+    ) as running:
         yield running
 
 

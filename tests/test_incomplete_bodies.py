@@ -12,7 +12,6 @@ import socket
 import time
 
 import pytest
-
 from function_harness import FunctionServer, capture, load_function
 
 BODY_TIMEOUT = 1.0

@@ -8,8 +8,9 @@ import urllib.parse
 
 import function_harness
 from app_fixtures import _CaptureHandler, leaks_in_output, secrets_handed_to_loggers
-from devtools.postgres import PostgresServer
 from function_harness import known_secrets
+
+from devtools.postgres import PostgresServer
 
 
 def test_the_tls_servers_passwords_are_checked_without_asking_for_another_fixture(tls_events_server):

@@ -25,11 +25,11 @@ import uuid
 
 import pg8000.native
 import pytest
-
 from app_fixtures import EventsDatabase, apply_schema
-from devtools.postgres import ADMIN_USER, PostgresServer
 from fault_helpers import HOLDER_APPLICATION, SERVER_GONE, BackgroundLoop, ConnectionSampler
 from function_harness import FunctionServer
+
+from devtools.postgres import ADMIN_USER, PostgresServer
 
 REQUESTS = int(os.environ.get("LOAD_REQUESTS", "5000"))
 CONCURRENCY = 16
@@ -45,8 +45,12 @@ NO_KILLS = (0.3, 0.7)  # around the lock phase
 RESTARTS_AT = (0.2, 0.85)  # `pg_ctl restart -m immediate`
 LOCKED_SHARE = 0.01  # of the lock phase's single-event requests
 LOCK_HOLD = 2.5 * 0.8 * DB_TIMEOUT  # seconds each holding transaction lasts before its rollback
-BAD_BODIES = [b'{"kind": ""}', b"null", b'{"id": "00000000-0000-0000-0000-000000000000"}',
-              b'{"payload": {"n": 1e-16383}}']
+BAD_BODIES = [
+    b'{"kind": ""}',
+    b"null",
+    b'{"id": "00000000-0000-0000-0000-000000000000"}',
+    b'{"payload": {"n": 1e-16383}}',
+]
 BACKOFF = 0.05  # seconds a client waits after a 503, instead of hammering a restarting database
 
 
@@ -69,8 +73,10 @@ def make_request(rng: random.Random, in_lock_phase: bool) -> Planned:
     if roll < 0.05:
         return Planned(rng.choice(BAD_BODIES), [], bad=True)
     count = 1 if roll < 0.75 else rng.randint(2, 50)
-    events = [{"id": str(uuid.uuid4()), "kind": "load", "payload": {"n": rng.randint(0, 10**6)}}
-              for _ in range(count)]
+    events = [
+        {"id": str(uuid.uuid4()), "kind": "load", "payload": {"n": rng.randint(0, 10**6)}}
+        for _ in range(count)
+    ]
     body = json.dumps(events[0] if count == 1 else events).encode()
     locked = in_lock_phase and count == 1 and rng.random() < LOCKED_SHARE
     return Planned(body, [e["id"] for e in events], locked=locked)
@@ -102,8 +108,9 @@ class LockHolder:
                 if self._began is None:
                     self._connection.run("BEGIN")
                     self._began = time.monotonic()
-                self._connection.run("INSERT INTO events (id, kind) VALUES (CAST(:id AS UUID), 'holder')",
-                                     id=event_id)
+                self._connection.run(
+                    "INSERT INTO events (id, kind) VALUES (CAST(:id AS UUID), 'holder')", id=event_id
+                )
                 self.held += 1
             except SERVER_GONE:
                 self._forget()  # the server is restarting: this request goes unhindered
@@ -174,8 +181,13 @@ def load_db(tmp_path_factory):
 
 @pytest.fixture
 def server(load_db, tmp_path):
-    env = {"DATABASE_URL": load_db.dsn(), "DB_POOL_SIZE": str(POOL_SIZE), "THREADS": str(THREADS),
-           "DB_TIMEOUT": str(DB_TIMEOUT), "LOG_LEVEL": "WARNING"}
+    env = {
+        "DATABASE_URL": load_db.dsn(),
+        "DB_POOL_SIZE": str(POOL_SIZE),
+        "THREADS": str(THREADS),
+        "DB_TIMEOUT": str(DB_TIMEOUT),
+        "LOG_LEVEL": "WARNING",
+    }
     with FunctionServer(env, tmp_path / "load.log") as running:
         yield running
 
@@ -220,27 +232,43 @@ def test_load_with_faults_stores_every_acknowledged_row_and_nothing_else(server,
     load_db.execute("TRUNCATE events", database="app")
     load_db.reset_connection_log()
     started = time.monotonic()
-    with ConnectionSampler(load_db.server) as sampler, FaultInjector(load_db.server, holder, REQUESTS) as injector:
+    with (
+        ConnectionSampler(load_db.server) as sampler,
+        FaultInjector(load_db.server, holder, REQUESTS) as injector,
+    ):
         answers = run_load(server, plan, holder, injector)
     elapsed = time.monotonic() - started
     holder.close()
 
-    stored = collections.Counter(str(row[0]) for row in load_db.execute(
-        "SELECT id FROM events WHERE kind = 'load'", database="app"))
-    tally = sum((check_answer(planned, answer, stored) for planned, answer in zip(plan, answers, strict=True)),
-                collections.Counter())
+    stored = collections.Counter(
+        str(row[0]) for row in load_db.execute("SELECT id FROM events WHERE kind = 'load'", database="app")
+    )
+    tally = sum(
+        (check_answer(planned, answer, stored) for planned, answer in zip(plan, answers, strict=True)),
+        collections.Counter(),
+    )
     statuses = collections.Counter(answer.status for answer in answers)
     log = server.log_path.read_text()
     figures = {
-        "requests": REQUESTS, "concurrency": CONCURRENCY, "seconds": round(elapsed, 1),
-        "statuses": dict(sorted(statuses.items(), key=str)), "unknown_outcome_503": tally["unknown"],
-        "statement_timeouts": log.count("57014"), "locked_requests": holder.held,
-        "backends_killed": sum(injector.kills), "kill_rounds": len(injector.kills),
-        "restarts": injector.restarts, "rows_checked": tally["rows_checked"], "lost": tally["lost"],
-        "duplicated": tally["duplicated"], "stored_for_failed_requests": tally["stray"],
+        "requests": REQUESTS,
+        "concurrency": CONCURRENCY,
+        "seconds": round(elapsed, 1),
+        "statuses": dict(sorted(statuses.items(), key=str)),
+        "unknown_outcome_503": tally["unknown"],
+        "statement_timeouts": log.count("57014"),
+        "locked_requests": holder.held,
+        "backends_killed": sum(injector.kills),
+        "kill_rounds": len(injector.kills),
+        "restarts": injector.restarts,
+        "rows_checked": tally["rows_checked"],
+        "lost": tally["lost"],
+        "duplicated": tally["duplicated"],
+        "stored_for_failed_requests": tally["stray"],
         "stored_for_unknown_outcomes": tally["unknown_stored"],
         "connections_opened": load_db.connections_opened(),
-        "max_connections_seen": sampler.most, "connection_samples": len(sampler.counts), "pool_size": POOL_SIZE,
+        "max_connections_seen": sampler.most,
+        "connection_samples": len(sampler.counts),
+        "pool_size": POOL_SIZE,
         "worker_rss_mib": round(worker_rss_mib(server), 1),
     }
     print("\nload with faults:", json.dumps(figures))

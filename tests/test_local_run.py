@@ -16,9 +16,9 @@ import time
 import urllib.request
 
 import pytest
+from function_harness import ROOT, capture
 
 from devtools.postgres import free_port
-from function_harness import ROOT, capture
 
 
 @pytest.fixture
@@ -32,9 +32,15 @@ def data_dir():
 def local_run(*args: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DATABASE_URL")}
     # A session of its own, so Ctrl-C can be sent as a terminal sends it: to the whole process group.
-    return subprocess.Popen([sys.executable, "-m", "devtools.serve_local", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "devtools.serve_local", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def ctrl_c(process: subprocess.Popen) -> None:
@@ -60,7 +66,9 @@ def test_serving_is_printed_once_it_answers_and_ctrl_c_stops_everything_cleanly(
     process = local_run("--port", str(port), "--db-port", str(db_port), "--data-dir", str(data_dir))
     try:
         read_until(process, "is serving on")
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/", data=b'{"kind": "local"}', method="POST")
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/", data=b'{"kind": "local"}', method="POST"
+        )
         with urllib.request.urlopen(request, timeout=10) as reply:  # right after the line: no retry
             assert reply.status == 201
         started = time.monotonic()
@@ -81,8 +89,9 @@ def test_a_taken_port_is_named_with_the_option_to_change_it(data_dir):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        process = local_run("--port", str(taken.getsockname()[1]), "--db-port", str(free_port()),
-                            "--data-dir", str(data_dir))
+        process = local_run(
+            "--port", str(taken.getsockname()[1]), "--db-port", str(free_port()), "--data-dir", str(data_dir)
+        )
         output, _ = process.communicate(timeout=60)
     assert process.returncode == 2
     assert "is taken; choose another with --port" in output
@@ -94,8 +103,9 @@ def test_show_prints_the_newest_local_events(data_dir):
     process = local_run("--port", str(port), "--db-port", str(db_port), "--data-dir", str(data_dir))
     try:
         read_until(process, "is serving on")
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/", data=b'{"kind": "shown-later"}',
-                                         method="POST")
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/", data=b'{"kind": "shown-later"}', method="POST"
+        )
         urllib.request.urlopen(request, timeout=10).close()
         ctrl_c(process)
         process.communicate(timeout=20)

@@ -39,8 +39,13 @@ class LocalRun:
         base = {k: v for k, v in os.environ.items() if k not in unset}
         command = [sys.executable, "-m", "devtools.serve_local", "--port", str(self.port)]
         with open(output, "wb") as out:
-            self.process = subprocess.Popen(command, cwd=ROOT, env={**base, **env, "PYTHONUNBUFFERED": "1"},
-                                            stdout=out, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env={**base, **env, "PYTHONUNBUFFERED": "1"},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -48,12 +53,13 @@ class LocalRun:
                     return
             except OSError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"serve_local did not start: {output.read_text()[-2000:]}")
+                    raise RuntimeError(f"serve_local did not start: {output.read_text()[-2000:]}") from None
                 time.sleep(0.1)
 
     def post(self) -> int:
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/", data=b'{"kind": "burst"}',
-                                         method="POST")
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/", data=b'{"kind": "burst"}', method="POST"
+        )
         try:
             with urllib.request.urlopen(request, timeout=30) as reply:
                 function_harness.capture.add(reply.read().decode())
@@ -98,12 +104,14 @@ def test_threads_follow_the_pool_size(events_db, tmp_path):
 
 
 def test_more_threads_than_the_pool_is_said_plainly_and_answers_503_where_cloud_run_would_queue(
-        events_db, tmp_path):
+    events_db, tmp_path
+):
     statuses, output = burst_on_a_local_run(events_db, {"THREADS": "4"}, tmp_path / "local.log")
     assert "warning: serving with WORKERS=1 x THREADS=4 against DB_POOL_SIZE=1" in output
     assert "may wait on the pool and get 503 where Cloud Run would queue it" in output
     assert 503 in statuses and 201 in statuses
     assert len(events_db.rows()) == statuses.count(201)
-    unavailable = [json.loads(line) for line in output.splitlines()
-                   if line.startswith("{") and '"POST / 503"' in line]
+    unavailable = [
+        json.loads(line) for line in output.splitlines() if line.startswith("{") and '"POST / 503"' in line
+    ]
     assert len(unavailable) == statuses.count(503)

@@ -25,7 +25,9 @@ def test_insert_waiting_on_a_lock_is_a_503_from_the_server_and_stores_nothing(ev
     held, other = str(uuid.uuid4()), str(uuid.uuid4())
     with ids_held_by_another_transaction(events_db, held):
         started = time.monotonic()
-        reply = client.post("/", json=[{"id": other, "kind": "behind-a-lock"}, {"id": held, "kind": "behind-a-lock"}])
+        reply = client.post(
+            "/", json=[{"id": other, "kind": "behind-a-lock"}, {"id": held, "kind": "behind-a-lock"}]
+        )
         elapsed = time.monotonic() - started
     time.sleep(0.3)  # an INSERT still running on the server would commit now that the lock is gone
 
@@ -42,8 +44,9 @@ def test_insert_waiting_on_a_lock_is_a_503_from_the_server_and_stores_nothing(ev
 
 
 def test_repeated_lock_timeouts_never_hold_more_server_connections_than_the_pool(events_db, monkeypatch):
-    _, client = load_function(monkeypatch, DATABASE_URL=events_db.dsn(), DB_TIMEOUT=str(DB_TIMEOUT),
-                              DB_POOL_SIZE="1")
+    _, client = load_function(
+        monkeypatch, DATABASE_URL=events_db.dsn(), DB_TIMEOUT=str(DB_TIMEOUT), DB_POOL_SIZE="1"
+    )
     held = str(uuid.uuid4())
     with ConnectionSampler(events_db) as sampler, ids_held_by_another_transaction(events_db, held):
         statuses = [client.post("/", json={"id": held}).status_code for _ in range(3)]
@@ -97,8 +100,9 @@ def test_failure_before_the_insert_was_sent_is_not_an_unknown_outcome(events_db,
 def wait_until_waiting_on_a_lock(events_db, backend: int, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if events_db.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid",
-                             pid=backend) == [["Lock"]]:
+        if events_db.execute(
+            "SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid", pid=backend
+        ) == [["Lock"]]:
             return
         time.sleep(0.01)
     raise AssertionError("the function's INSERT never waited on the lock")

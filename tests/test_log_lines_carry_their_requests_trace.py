@@ -8,10 +8,10 @@ share the thread that served them: nothing may carry over from one to the next.
 import re
 
 import pytest
+from function_harness import FunctionServer
 
 from core.logs import trace_fields
 from core.service import Headers
-from function_harness import FunctionServer
 
 PROJECT = "events-project"
 TRACE = "projects/events-project/traces/"
@@ -58,8 +58,10 @@ def test_cloud_trace_context_span_id_is_converted_from_decimal_to_hex(server):
 
 
 def test_traceparent_wins_over_cloud_trace_context(server):
-    headers = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
-               "X-Cloud-Trace-Context": "105445aa7843bc8bf206b12000100000/1;o=1"}
+    headers = {
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
+        "X-Cloud-Trace-Context": "105445aa7843bc8bf206b12000100000/1;o=1",
+    }
     _, [line] = lines_of(server, "GET", None, headers)
     assert line[TRACE_FIELD].endswith("0af7651916cd43dd8448eb211c80319c")
     assert line[SAMPLED_FIELD] is False
@@ -72,8 +74,12 @@ def test_a_request_without_trace_headers_carries_none_after_one_with_them(server
 
 
 def test_request_line_is_a_complete_http_request(server):
-    headers = {"User-Agent": "Google-Cloud-Scheduler", "X-Forwarded-For": "198.51.100.7, 203.0.113.9",
-               "X-Forwarded-Proto": "https", "Content-Type": "application/json"}
+    headers = {
+        "User-Agent": "Google-Cloud-Scheduler",
+        "X-Forwarded-For": "198.51.100.7, 203.0.113.9",
+        "X-Forwarded-Proto": "https",
+        "Content-Type": "application/json",
+    }
     reply, [line] = lines_of(server, body=b'{"kind": "traced"}', headers=headers, path="/?source=cron")
     assert reply.status == 201
     http = line["httpRequest"]
@@ -93,12 +99,17 @@ def test_without_a_proxy_the_remote_ip_is_the_peer_and_the_url_as_served(server)
     assert line["httpRequest"]["requestUrl"] == f"http://127.0.0.1:{server.port}/"
 
 
-@pytest.mark.parametrize("headers", [
-    {},
-    {"traceparent": "00-00000000000000000000000000000000-b7ad6b7169203331-01"},  # an all-zero id is invalid
-    {"traceparent": "garbage"},
-    {"X-Cloud-Trace-Context": "not-a-trace"},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {
+            "traceparent": "00-00000000000000000000000000000000-b7ad6b7169203331-01"
+        },  # an all-zero id is invalid
+        {"traceparent": "garbage"},
+        {"X-Cloud-Trace-Context": "not-a-trace"},
+    ],
+)
 def test_no_valid_trace_header_means_no_trace_fields(headers):
     assert trace_fields(Headers(headers.items()), PROJECT) == {}
 

@@ -31,4 +31,6 @@ def test_worker_memory_stays_under_160_mib_after_every_batch_size_twice(events_d
     assert all(value < LIMIT_MIB for value in rss_mib), f"worker RSS after each pass: {rss_mib} MiB"
     # The second pass reuses what the first built: no growth beyond noise.
     assert rss_mib[1] - rss_mib[0] < 16, f"worker RSS after each pass: {rss_mib} MiB"
-    assert events_db.execute("SELECT count(*) FROM events", database="app")[0][0] == 1 + 2 * sum(range(1, 501))
+    assert events_db.execute("SELECT count(*) FROM events", database="app")[0][0] == 1 + 2 * sum(
+        range(1, 501)
+    )

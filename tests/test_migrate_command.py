@@ -8,8 +8,14 @@ from function_harness import ROOT
 
 
 def migrate(env):
-    return subprocess.run([sys.executable, "-m", "db", "migrate"], cwd=ROOT, capture_output=True,
-                          text=True, env={**os.environ, **env}, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "db", "migrate"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=60,
+    )
 
 
 def test_migrate_creates_the_table_and_is_idempotent(fresh_database):

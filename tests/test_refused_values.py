@@ -6,7 +6,6 @@ The values next to them that are fine are accepted, so the rules are not too bro
 import uuid
 
 import pytest
-
 from function_harness import load_function
 
 SCHEDULE_TIME = "2026-11-25T09:00:00Z"
@@ -65,7 +64,9 @@ def test_kind_that_is_not_a_readable_label_is_refused(client, events_db, kind):
     assert message.startswith("events[1].kind must")
 
 
-@pytest.mark.parametrize("job_name", ["nightly\x85", "\x9bjob", "   "], ids=["C1 control", "CSI", "only spaces"])
+@pytest.mark.parametrize(
+    "job_name", ["nightly\x85", "\x9bjob", "   "], ids=["C1 control", "CSI", "only spaces"]
+)
 def test_scheduler_job_name_follows_the_kind_rule(client, events_db, job_name):
     headers = {"X-CloudScheduler-JobName": job_name, "X-CloudScheduler-ScheduleTime": SCHEDULE_TIME}
     message = refusal(client.post("/", data=b"", headers=headers), events_db)
@@ -79,7 +80,7 @@ def test_body_of_json_null_is_refused(client, events_db, body):
 
 
 def test_null_event_in_a_batch_is_refused(client, events_db):
-    assert "events[1] must be a JSON object" in refusal(client.post("/", data=b'[{}, null]'), events_db)
+    assert "events[1] must be a JSON object" in refusal(client.post("/", data=b"[{}, null]"), events_db)
 
 
 def test_readable_kinds_and_ids_in_any_hex_form_are_accepted(client, events_db):

@@ -15,8 +15,9 @@ SLOW_EXIT = 0.15  # seconds the old backend is kept from running, as on a satura
 
 
 def test_recycled_connection_has_left_the_server_before_its_replacement_connects(events_db, monkeypatch):
-    _, client = load_function(monkeypatch, DATABASE_URL=events_db.dsn(), DB_POOL_SIZE="1",
-                              DB_POOL_RECYCLE=str(RECYCLE))
+    _, client = load_function(
+        monkeypatch, DATABASE_URL=events_db.dsn(), DB_POOL_SIZE="1", DB_POOL_RECYCLE=str(RECYCLE)
+    )
     assert client.post("/", json={"kind": "first"}).status_code == 201
     [old_backend] = events_db.backend_pids()
     time.sleep(RECYCLE + 0.1)  # the next checkout replaces the connection

@@ -19,8 +19,11 @@ def test_answers_that_need_no_database_after_a_201_on_the_same_thread_opened_not
     with FunctionServer(env, tmp_path / "function.log") as server:
         first = server.request(body=b'{"kind": "opens"}')
         assert first.status == 201
-        for method, body, path, status in (("POST", b'{"kind": ', "/", 400), ("PUT", b"{}", "/", 405),
-                                           ("GET", None, "/foo", 404)):
+        for method, body, path, status in (
+            ("POST", b'{"kind": ', "/", 400),
+            ("PUT", b"{}", "/", 405),
+            ("GET", None, "/foo", 404),
+        ):
             before = len(server.log_lines())
             assert server.request(method, body, path=path).status == status
             line = request_line(server.log_lines()[before:])

@@ -19,8 +19,13 @@ def engine(events_db):
     from db.dsn import parse_dsn
 
     target = parse_dsn(events_db.dsn())
-    engine = sqlalchemy.create_engine(target.url, connect_args=target.connect_args,
-                                      isolation_level="AUTOCOMMIT", pool_size=1, max_overflow=0)
+    engine = sqlalchemy.create_engine(
+        target.url,
+        connect_args=target.connect_args,
+        isolation_level="AUTOCOMMIT",
+        pool_size=1,
+        max_overflow=0,
+    )
     yield engine
     engine.dispose()
 

@@ -44,36 +44,46 @@ def _ask(sock: socket.socket, *pieces: bytes) -> bytes:
 
 
 def test_one_question_in_several_writes_is_one_round_trip(line_server):
-    with RoundTripProxy("127.0.0.1", line_server) as proxy:
-        with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
-            assert _ask(sock, b"he", b"l", b"lo\n") == b"got hello\n"
-            assert proxy.round_trips == 1
-            assert _ask(sock, b"again\n") == b"got again\n"
-            assert _ask(sock, b"and ", b"again\n") == b"got and again\n"
-            assert proxy.round_trips == 3
-            assert proxy.connections == 1
+    with (
+        RoundTripProxy("127.0.0.1", line_server) as proxy,
+        socket.create_connection(("127.0.0.1", proxy.port)) as sock,
+    ):
+        assert _ask(sock, b"he", b"l", b"lo\n") == b"got hello\n"
+        assert proxy.round_trips == 1
+        assert _ask(sock, b"again\n") == b"got again\n"
+        assert _ask(sock, b"and ", b"again\n") == b"got and again\n"
+        assert proxy.round_trips == 3
+        assert proxy.connections == 1
 
 
 def test_counts_add_up_over_connections_and_reset_starts_from_zero(line_server):
-    with RoundTripProxy("127.0.0.1", line_server) as proxy:
-        with socket.create_connection(("127.0.0.1", proxy.port)) as first, \
-                socket.create_connection(("127.0.0.1", proxy.port)) as second:
-            _ask(first, b"a\n")
-            _ask(second, b"b\n")
-            _ask(first, b"c\n")
-            assert (proxy.round_trips, proxy.connections) == (3, 2)
-            proxy.reset()
-            assert (proxy.round_trips, proxy.connections) == (0, 0)
-            _ask(second, b"d\n")
-            assert proxy.round_trips == 1
+    with (
+        RoundTripProxy("127.0.0.1", line_server) as proxy,
+        socket.create_connection(("127.0.0.1", proxy.port)) as first,
+        socket.create_connection(("127.0.0.1", proxy.port)) as second,
+    ):
+        _ask(first, b"a\n")
+        _ask(second, b"b\n")
+        _ask(first, b"c\n")
+        assert (proxy.round_trips, proxy.connections) == (3, 2)
+        proxy.reset()
+        assert (proxy.round_trips, proxy.connections) == (0, 0)
+        _ask(second, b"d\n")
+        assert proxy.round_trips == 1
 
 
 def test_postgresql_protocol_flights(postgres):
     """A simple query and a named prepared statement wait once each; pg8000's
     unnamed statement with parameters waits three times (Parse, Describe, Bind/Execute)."""
     with RoundTripProxy("127.0.0.1", postgres.port) as proxy:
-        connection = pg8000.native.Connection("app", password=postgres.app_password, host="127.0.0.1",
-                                              port=proxy.port, database="app", ssl_context=False)
+        connection = pg8000.native.Connection(
+            "app",
+            password=postgres.app_password,
+            host="127.0.0.1",
+            port=proxy.port,
+            database="app",
+            ssl_context=False,
+        )
         try:
             assert proxy.round_trips > 1  # start-up and SCRAM authentication
             proxy.reset()
@@ -95,12 +105,21 @@ def test_postgresql_protocol_flights(postgres):
 
 def test_a_connection_the_server_ends_is_ended_for_the_client(postgres):
     with RoundTripProxy("127.0.0.1", postgres.port) as proxy:
-        connection = pg8000.native.Connection("app", password=postgres.app_password, host="127.0.0.1",
-                                              port=proxy.port, database="app", ssl_context=False,
-                                              application_name="proxy-kill-test", timeout=10)
+        connection = pg8000.native.Connection(
+            "app",
+            password=postgres.app_password,
+            host="127.0.0.1",
+            port=proxy.port,
+            database="app",
+            ssl_context=False,
+            application_name="proxy-kill-test",
+            timeout=10,
+        )
         assert proxy.open_connections == 1
-        postgres.execute("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
-                         "WHERE application_name = 'proxy-kill-test'")
+        postgres.execute(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+            "WHERE application_name = 'proxy-kill-test'"
+        )
         with pytest.raises((pg8000.native.InterfaceError, pg8000.native.DatabaseError)):
             connection.run("SELECT 1")
         with contextlib.suppress(pg8000.native.InterfaceError):

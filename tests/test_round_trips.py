@@ -12,9 +12,9 @@ import json
 import uuid
 
 import pytest
+from function_harness import FunctionServer, load_function
 
 from devtools.round_trip_proxy import RoundTripProxy
-from function_harness import FunctionServer, load_function
 
 WARM_ROUND_TRIPS = 2  # the pre-ping, then Bind/Execute/Sync
 
@@ -84,11 +84,16 @@ def test_a_statement_the_server_forgot_is_prepared_again_and_the_request_succeed
     reply = client.post("/", json={"kind": "prepared-again"})
     assert reply.status_code == 201, reply.get_data(as_text=True)
     assert client.post("/", json={"kind": "steady"}).status_code == 201
-    assert sorted(row["kind"] for row in events_db.rows().values()) == ["prepared", "prepared-again", "steady"]
+    assert sorted(row["kind"] for row in events_db.rows().values()) == [
+        "prepared",
+        "prepared-again",
+        "steady",
+    ]
 
 
-def test_a_schema_change_of_the_result_type_is_prepared_again_never_a_500(fresh_database, events_server,
-                                                                         monkeypatch):
+def test_a_schema_change_of_the_result_type_is_prepared_again_never_a_500(
+    fresh_database, events_server, monkeypatch
+):
     module, client = load_function(monkeypatch, DATABASE_URL=fresh_database)
     from db.migrate import apply_schema
 
@@ -100,5 +105,9 @@ def test_a_schema_change_of_the_result_type_is_prepared_again_never_a_500(fresh_
     events_server.execute("ALTER TABLE events ALTER COLUMN id TYPE text USING id::text", database=database)
     reply = client.post("/", json={"kind": "after"})
     assert reply.status_code == 201, reply.get_data(as_text=True)
-    assert module.runtime.database().run(
-        lambda connection: connection.exec_driver_sql("SELECT count(*) FROM events").scalar()) == 2
+    assert (
+        module.runtime.database().run(
+            lambda connection: connection.exec_driver_sql("SELECT count(*) FROM events").scalar()
+        )
+        == 2
+    )

@@ -2,7 +2,6 @@
 header (it was a 500 with OverflowError); the first and last instants inside are stored."""
 
 import pytest
-
 from function_harness import load_function
 
 
@@ -13,15 +12,21 @@ def client(events_db, monkeypatch):
 
 
 def deliver(client, schedule_time: str):
-    return client.post("/", data=b"", headers={"X-CloudScheduler-JobName": "edge",
-                                                "X-CloudScheduler-ScheduleTime": schedule_time})
+    return client.post(
+        "/",
+        data=b"",
+        headers={"X-CloudScheduler-JobName": "edge", "X-CloudScheduler-ScheduleTime": schedule_time},
+    )
 
 
-@pytest.mark.parametrize("schedule_time", [
-    "9999-12-31T23:59:59-01:00",  # 10000-01-01T00:59:59Z
-    "0001-01-01T00:30:00+01:00",  # 0000-12-31T23:30:00Z
-    "9999-12-31T23:59:59.999999-00:01",
-])
+@pytest.mark.parametrize(
+    "schedule_time",
+    [
+        "9999-12-31T23:59:59-01:00",  # 10000-01-01T00:59:59Z
+        "0001-01-01T00:30:00+01:00",  # 0000-12-31T23:30:00Z
+        "9999-12-31T23:59:59.999999-00:01",
+    ],
+)
 def test_time_outside_the_calendar_in_utc_is_a_400(client, events_db, schedule_time):
     reply = deliver(client, schedule_time)
     assert reply.status_code == 400
@@ -29,10 +34,15 @@ def test_time_outside_the_calendar_in_utc_is_a_400(client, events_db, schedule_t
     assert events_db.rows() == {}
 
 
-@pytest.mark.parametrize("schedule_time, stored", [
-    ("9999-12-31T23:59:59Z", "9999-12-31 23:59:59"),
-    ("0001-01-01T00:30:00+00:30", "0001-01-01 00:00:00"),
-])
+@pytest.mark.parametrize(
+    "schedule_time, stored",
+    [
+        ("9999-12-31T23:59:59Z", "9999-12-31 23:59:59"),
+        ("0001-01-01T00:30:00+00:30", "0001-01-01 00:00:00"),
+    ],
+)
 def test_first_and_last_instants_of_the_calendar_are_stored(client, events_db, schedule_time, stored):
     assert deliver(client, schedule_time).status_code == 201
-    assert events_db.execute("SELECT (scheduled_at AT TIME ZONE 'UTC')::text FROM events", database="app") == [[stored]]
+    assert events_db.execute(
+        "SELECT (scheduled_at AT TIME ZONE 'UTC')::text FROM events", database="app"
+    ) == [[stored]]

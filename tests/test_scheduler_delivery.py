@@ -9,12 +9,13 @@ from core.events import parse_events
 from core.outcomes import RequestRejected
 from core.scheduler import delivery_from_headers
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 
 
 def scheduler_headers(job="nightly-report", time="2026-11-25T09:00:00.52Z"):
-    return Headers({"X-CloudScheduler-JobName": job, "X-CloudScheduler-ScheduleTime": time,
-                    "X-CloudScheduler": "true"})
+    return Headers(
+        {"X-CloudScheduler-JobName": job, "X-CloudScheduler-ScheduleTime": time, "X-CloudScheduler": "true"}
+    )
 
 
 def test_ordinary_request_is_not_a_delivery():
@@ -65,17 +66,31 @@ def test_many_fractional_digits_are_accepted():
     assert delivery.schedule_time.microsecond == 123456
 
 
-@pytest.mark.parametrize("headers, names", [
-    (Headers({"X-CloudScheduler-JobName": "j"}), "without X-CloudScheduler-ScheduleTime"),
-    (Headers({"X-CloudScheduler-ScheduleTime": "2026-11-25T09:00:00Z"}), "without X-CloudScheduler-JobName"),
-    (scheduler_headers(time="yesterday"), "must be an RFC 3339 time"),
-    (scheduler_headers(time="2026-11-25 09:00:00"), "must be an RFC 3339 time"),
-    (scheduler_headers(time="2026-13-45T09:00:00Z"), "not a valid date"),
-    (scheduler_headers(job=""), "must be a string of 1 to 100 characters"),
-    (scheduler_headers(job="j" * 101), "must be a string of 1 to 100 characters"),
-    (Headers([("X-CloudScheduler-JobName", "a"), ("X-CloudScheduler-JobName", "b"),
-              ("X-CloudScheduler-ScheduleTime", "2026-11-25T09:00:00Z")]), "more than once"),
-])
+@pytest.mark.parametrize(
+    "headers, names",
+    [
+        (Headers({"X-CloudScheduler-JobName": "j"}), "without X-CloudScheduler-ScheduleTime"),
+        (
+            Headers({"X-CloudScheduler-ScheduleTime": "2026-11-25T09:00:00Z"}),
+            "without X-CloudScheduler-JobName",
+        ),
+        (scheduler_headers(time="yesterday"), "must be an RFC 3339 time"),
+        (scheduler_headers(time="2026-11-25 09:00:00"), "must be an RFC 3339 time"),
+        (scheduler_headers(time="2026-13-45T09:00:00Z"), "not a valid date"),
+        (scheduler_headers(job=""), "must be a string of 1 to 100 characters"),
+        (scheduler_headers(job="j" * 101), "must be a string of 1 to 100 characters"),
+        (
+            Headers(
+                [
+                    ("X-CloudScheduler-JobName", "a"),
+                    ("X-CloudScheduler-JobName", "b"),
+                    ("X-CloudScheduler-ScheduleTime", "2026-11-25T09:00:00Z"),
+                ]
+            ),
+            "more than once",
+        ),
+    ],
+)
 def test_forged_or_partial_headers_are_rejected(headers, names):
     with pytest.raises(RequestRejected) as raised:
         delivery_from_headers(headers)

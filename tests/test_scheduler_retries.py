@@ -3,7 +3,6 @@
 import concurrent.futures
 
 import pytest
-
 from function_harness import FunctionServer
 
 HEADERS = {
@@ -16,7 +15,9 @@ HEADERS = {
 
 @pytest.fixture
 def server(events_db, tmp_path):
-    with FunctionServer({"DATABASE_URL": events_db.dsn(), "DB_POOL_SIZE": "2"}, tmp_path / "f.log") as running:
+    with FunctionServer(
+        {"DATABASE_URL": events_db.dsn(), "DB_POOL_SIZE": "2"}, tmp_path / "f.log"
+    ) as running:
         yield running
 
 

@@ -5,12 +5,22 @@ import json
 import logging
 
 import pytest
-
-from core import logs
 from function_harness import ROOT, FunctionServer, known_secrets
 
-REQUEST_LINE_KEYS = {"severity", "message", "time", "logger", "status", "rows", "duration_ms",
-                     "new_connection", "pool_wait_ms", "httpRequest"}
+from core import logs
+
+REQUEST_LINE_KEYS = {
+    "severity",
+    "message",
+    "time",
+    "logger",
+    "status",
+    "rows",
+    "duration_ms",
+    "new_connection",
+    "pool_wait_ms",
+    "httpRequest",
+}
 HTTP_REQUEST_KEYS = {"requestMethod", "requestUrl", "status", "userAgent", "remoteIp", "latency"}
 
 
@@ -27,8 +37,12 @@ def common_word_dsn(events_db):
 def test_password_that_is_a_field_name_leaves_every_field_intact(common_word_dsn, tmp_path):
     env = {"DATABASE_URL": common_word_dsn, "PYTHONPATH": str(ROOT)}
     # A library beside the function logs the DSN: that value must still be scrubbed.
-    with FunctionServer(env, tmp_path / "function.log", separate_streams=True,
-                        source=ROOT / "tests" / "handler_whose_library_logs_the_dsn.py") as server:
+    with FunctionServer(
+        env,
+        tmp_path / "function.log",
+        separate_streams=True,
+        source=ROOT / "tests" / "handler_whose_library_logs_the_dsn.py",
+    ) as server:
         assert server.request(body=b'{"kind": "common-word password"}').status == 201
         assert server.request("GET").status == 200
     request_lines = [entry for entry in server.log_lines() if "httpRequest" in entry]
@@ -40,8 +54,9 @@ def test_password_that_is_a_field_name_leaves_every_field_intact(common_word_dsn
     text = server.stdout_text()
     assert "[redacted]" not in {key for line in server.log_lines() for key in line}
     assert '"status": 201' in text
-    library_lines = [entry["message"] for entry in server.log_lines()
-                     if entry["logger"] == "a.careless.library"]
+    library_lines = [
+        entry["message"] for entry in server.log_lines() if entry["logger"] == "a.careless.library"
+    ]
     assert library_lines and all(message.endswith(" [redacted]") for message in library_lines)
     assert server.stderr_text() == ""
 
@@ -53,7 +68,8 @@ def test_a_secret_is_redacted_as_a_value_and_kept_as_a_key(capsys):
     known_secrets.add(secret)
     logs.redact(secret)
     logging.getLogger("some.component").info(
-        "counted", extra={"fields": {secret: {"nested": [f"before {secret} after"]}}})
+        "counted", extra={"fields": {secret: {"nested": [f"before {secret} after"]}}}
+    )
     [line] = [json.loads(text) for text in capsys.readouterr().out.splitlines() if "some.component" in text]
     assert line[secret] == {"nested": ["before [redacted] after"]}
 

@@ -61,9 +61,16 @@ def test_wrong_password_in_an_unchanged_secret_is_a_503(events_db, secret_manage
     assert "not-the-password" not in capsys.readouterr().out
 
 
-def test_missing_secret_is_a_503_naming_the_secret_then_recovers(events_db, secret_manager, monkeypatch, capsys):
-    _, client = load_function(monkeypatch, **{**secret_env(secret_manager), "DATABASE_URL_SECRET":
-                                              f"projects/{PROJECT}/secrets/absent/versions/latest"})
+def test_missing_secret_is_a_503_naming_the_secret_then_recovers(
+    events_db, secret_manager, monkeypatch, capsys
+):
+    _, client = load_function(
+        monkeypatch,
+        **{
+            **secret_env(secret_manager),
+            "DATABASE_URL_SECRET": f"projects/{PROJECT}/secrets/absent/versions/latest",
+        },
+    )
     reply = client.post("/", json={"kind": "x"})
     assert reply.status_code == 503
     assert reply.headers["Retry-After"]

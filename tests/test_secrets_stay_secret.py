@@ -7,9 +7,8 @@ prove that check sees real output, and that the scrubber works whoever logs.
 import json
 import logging
 
-import pytest
-
 import function_harness
+import pytest
 from function_harness import load_function
 
 
@@ -27,7 +26,7 @@ def test_any_log_line_mentioning_the_dsn_or_password_is_scrubbed(events_db, monk
     _, client = load_function(monkeypatch, DATABASE_URL=dsn)
     client.get("/")  # the function has read the DSN now
     logging.getLogger("some.library").warning("connecting with %s (password %s)", dsn, events_db.app_password)
-    [line] = [json.loads(l) for l in capsys.readouterr().out.splitlines() if "some.library" in l]
+    [line] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "some.library" in line]
     assert line["message"] == "connecting with [redacted] (password [redacted])"
 
 
@@ -49,5 +48,5 @@ def test_secrets_with_json_special_characters_are_scrubbed_too(capsys):
     function_harness.known_secrets.add(secret)
     logs.redact(secret)
     logging.getLogger("some.library").warning("value=%s", secret)
-    [line] = [l for l in capsys.readouterr().out.splitlines() if "some.library" in l]
+    [line] = [line for line in capsys.readouterr().out.splitlines() if "some.library" in line]
     assert json.loads(line)["message"] == "value=[redacted]"

@@ -16,8 +16,13 @@ WORKERS = ("alice", "bob")
 
 def test_write_skew_conflict_is_retried_until_both_transactions_commit_once(events_db):
     target = parse_dsn(events_db.dsn())
-    engine = sqlalchemy.create_engine(target.url, connect_args=target.connect_args,
-                                      isolation_level="AUTOCOMMIT", pool_size=2, max_overflow=0)
+    engine = sqlalchemy.create_engine(
+        target.url,
+        connect_args=target.connect_args,
+        isolation_level="AUTOCOMMIT",
+        pool_size=2,
+        max_overflow=0,
+    )
     barrier = threading.Barrier(len(WORKERS), timeout=10)
     attempts = collections.Counter()
     failures = []

@@ -15,7 +15,6 @@ import threading
 import time
 
 import pytest
-
 from function_harness import FunctionServer
 
 ROLE, PASSWORD = "shutdown_probe", "Shutdown-Probe-Pw-5e21"
@@ -34,8 +33,8 @@ def probe_role(events_db):
 
 def backends_waiting_on_a_lock(events_db) -> int:
     return events_db.execute(
-        "SELECT count(*) FROM pg_stat_activity WHERE usename = :role AND wait_event_type = 'Lock'",
-        role=ROLE)[0][0]
+        "SELECT count(*) FROM pg_stat_activity WHERE usename = :role AND wait_event_type = 'Lock'", role=ROLE
+    )[0][0]
 
 
 def wait_until(condition, timeout: float, what: str) -> None:
@@ -47,20 +46,32 @@ def wait_until(condition, timeout: float, what: str) -> None:
 
 
 def test_sigterm_lets_in_flight_requests_finish_then_closes_the_pool_cleanly(events_db, probe_role, tmp_path):
-    env = {"DATABASE_URL": probe_role, "DB_POOL_SIZE": str(POOL_SIZE), "THREADS": str(POOL_SIZE),
-           "LOG_EXECUTION_ID": "true"}
+    env = {
+        "DATABASE_URL": probe_role,
+        "DB_POOL_SIZE": str(POOL_SIZE),
+        "THREADS": str(POOL_SIZE),
+        "LOG_EXECUTION_ID": "true",
+    }
     server = FunctionServer(env, tmp_path / "function.log", separate_streams=True).start()
     log_mark = events_db.log_position()
     statuses: list[int] = []
     try:
         with events_db.block_inserts() as blocker:
-            clients = [threading.Thread(target=lambda n=n: statuses.append(
-                server.request(body=json.dumps({"kind": "in-flight", "payload": {"n": n}}).encode()).status))
-                for n in range(POOL_SIZE)]
+            clients = [
+                threading.Thread(
+                    target=lambda n=n: statuses.append(
+                        server.request(
+                            body=json.dumps({"kind": "in-flight", "payload": {"n": n}}).encode()
+                        ).status
+                    )
+                )
+                for n in range(POOL_SIZE)
+            ]
             for client in clients:
                 client.start()
-            wait_until(lambda: backends_waiting_on_a_lock(events_db) == POOL_SIZE, 15,
-                       "every INSERT to be in flight")
+            wait_until(
+                lambda: backends_waiting_on_a_lock(events_db) == POOL_SIZE, 15, "every INSERT to be in flight"
+            )
 
             server.terminate()
             sigterm_at = time.monotonic()
@@ -77,8 +88,10 @@ def test_sigterm_lets_in_flight_requests_finish_then_closes_the_pool_cleanly(eve
     assert len(events_db.rows()) == POOL_SIZE
     assert exit_code == 0
     assert LOCK_HELD_AFTER_SIGTERM <= shutdown_seconds < CLOUD_RUN_GRACE_SECONDS
-    print(f"\nshutdown took {shutdown_seconds:.2f} s after SIGTERM "
-          f"({shutdown_seconds - LOCK_HELD_AFTER_SIGTERM:.2f} s after the requests could finish)")
+    print(
+        f"\nshutdown took {shutdown_seconds:.2f} s after SIGTERM "
+        f"({shutdown_seconds - LOCK_HELD_AFTER_SIGTERM:.2f} s after the requests could finish)"
+    )
 
     # The pool was closed after the last request's line, once, in the worker.
     messages = [entry["message"] for entry in server.log_lines()]

@@ -29,7 +29,9 @@ def test_verify_full_refuses_a_certificate_from_another_ca(tls_events_server, ot
     # The client gave up during the handshake: the server never authenticated it.
     assert server.connections_opened(since=mark) == 0
     assert "certificate verify failed" in capsys.readouterr().out
-    assert server.execute("SELECT count(*) FROM events WHERE kind = 'must-not-store'", database="app") == [[0]]
+    assert server.execute("SELECT count(*) FROM events WHERE kind = 'must-not-store'", database="app") == [
+        [0]
+    ]
 
 
 def test_verify_full_refuses_a_certificate_for_another_host_name(tls_events_server, monkeypatch, capsys):
@@ -43,7 +45,8 @@ def test_verify_full_refuses_a_certificate_for_another_host_name(tls_events_serv
 def test_verify_ca_accepts_the_other_host_name(tls_events_server, monkeypatch):
     server, tls = tls_events_server
     module, client = load_function(
-        monkeypatch, DATABASE_URL=tls_dsn(server, "127.0.0.1", tls.ca_cert, sslmode="verify-ca"))
+        monkeypatch, DATABASE_URL=tls_dsn(server, "127.0.0.1", tls.ca_cert, sslmode="verify-ca")
+    )
     assert client.get("/").status_code == 200
     module.runtime.database().dispose()
 

@@ -2,7 +2,6 @@
 without touching the database (not even building the engine)."""
 
 import pytest
-
 from function_harness import FunctionServer
 
 
@@ -13,8 +12,10 @@ def server(events_server, tmp_path_factory):
         yield running
 
 
-@pytest.mark.parametrize("method, path", [("GET", "/foo"), ("POST", "/foo"), ("GET", "/healthz"),
-                                          ("HEAD", "/foo/"), ("PUT", "/events")])
+@pytest.mark.parametrize(
+    "method, path",
+    [("GET", "/foo"), ("POST", "/foo"), ("GET", "/healthz"), ("HEAD", "/foo/"), ("PUT", "/events")],
+)
 def test_other_paths_are_404_json_without_a_database_connection(server, events_db, method, path):
     reply = server.request(method, b'{"kind": "lost"}' if method in ("POST", "PUT") else None, path=path)
     assert reply.status == 404

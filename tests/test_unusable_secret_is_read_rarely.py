@@ -11,7 +11,6 @@ import uuid
 
 import grpc
 import pytest
-
 from function_harness import load_function
 
 PROJECT = "demo-project"
@@ -52,11 +51,17 @@ def make_unusable(secret_manager, events_db, how) -> None:
 
 
 @pytest.mark.parametrize("how", UNUSABLE.values(), ids=UNUSABLE.keys())
-def test_unusable_secret_is_read_at_most_once_per_interval_then_recovers(events_db, secret_manager, monkeypatch, how):
+def test_unusable_secret_is_read_at_most_once_per_interval_then_recovers(
+    events_db, secret_manager, monkeypatch, how
+):
     make_unusable(secret_manager, events_db, how)
-    _, client = load_function(monkeypatch, DATABASE_URL_SECRET=f"projects/{PROJECT}/secrets/{SECRET}/versions/latest",
-                              SECRET_MANAGER_EMULATOR_HOST=secret_manager.host,
-                              SECRET_RETRY_INTERVAL=str(RETRY_INTERVAL), DB_TIMEOUT="2")
+    _, client = load_function(
+        monkeypatch,
+        DATABASE_URL_SECRET=f"projects/{PROJECT}/secrets/{SECRET}/versions/latest",
+        SECRET_MANAGER_EMULATOR_HOST=secret_manager.host,
+        SECRET_RETRY_INTERVAL=str(RETRY_INTERVAL),
+        DB_TIMEOUT="2",
+    )
     started = time.monotonic()
     for _ in range(REQUESTS):
         reply = client.post("/", json={"kind": "unusable-secret"})
