@@ -36,8 +36,8 @@
 #   --runtime R              RUNTIME            Python runtime (default python313, the tested Python)
 #   --memory M               MEMORY             memory per instance, 128Mi to 32Gi (default 256Mi)
 #   --cpu C                  CPU                vCPUs per instance: 0.08 to 0.999, or 1, 2, 4, 6, 8
-#                                               (default: the platform's share for the memory, 0.167 at
-#                                               256Mi; 1 when the pool size is above 1)
+#                                               (default 0.333 up to 512Mi; above that the platform's
+#                                               share for the memory; 1 when the pool size is above 1)
 #   --secret-delivery MODE   SECRET_DELIVERY    file: Cloud Run mounts the secret's latest version at
 #                                               /etc/secrets/dsn (DATABASE_URL_FILE); client: the
 #                                               function reads it with the Secret Manager client
@@ -77,10 +77,15 @@
 set -euo pipefail
 
 # ---------------------------------------------------------------- defaults, in one place
-# Memory, CPU and secret delivery are the cold-start measurements' to set (issue 11).
-DEFAULT_RUNTIME="python313"   # the Python the tests run on (issue 9)
+# Memory, CPU and secret delivery follow the benchmark's cold-start and cost tables (README,
+# "Benchmark"); the runtime is the Python the tests run on (scripts/bootstrap.sh).
+DEFAULT_RUNTIME="python313"
 DEFAULT_MEMORY="256Mi"
-DEFAULT_CPU=""                # empty: the platform's share for the memory
+# 0.333 vCPU with 256 MiB, not the platform's 0.167: a cold start is CPU-bound and
+# costs the same CPU-seconds at any share, so it finishes in half the time for about
+# the same price per cold start (README, "Benchmark"). Used when neither --cpu nor a --memory
+# above 512Mi is given and the instance serves one request at a time.
+DEFAULT_CPU="0.333"
 DEFAULT_SECRET_DELIVERY="file"
 # Where the secret file is mounted. Google recommends /etc/secrets and reserves /cloudsql,
 # /dev/log, /pod, /proc and /var/log; the mount hides whatever the image has in that directory.
@@ -116,7 +121,7 @@ ATTEMPT_DEADLINE="${ATTEMPT_DEADLINE:-}"
 INGRESS="${INGRESS:-all}"
 RUNTIME="${RUNTIME:-${DEFAULT_RUNTIME}}"
 MEMORY="${MEMORY:-${DEFAULT_MEMORY}}"
-CPU="${CPU:-${DEFAULT_CPU}}"
+CPU="${CPU:-}"  # empty: DEFAULT_CPU or the platform share, decided in check_resources
 SECRET_DELIVERY="${SECRET_DELIVERY:-${DEFAULT_SECRET_DELIVERY}}"
 SECRET_LOCATIONS="${SECRET_LOCATIONS:-}"
 VPC_CONNECTOR="${VPC_CONNECTOR:-}"
@@ -232,6 +237,9 @@ check_resources() {
   if [ -z "${CPU}" ] && [ "${POOL_SIZE}" -gt 1 ]; then
     CPU=1
     CPU_WHY="--pool-size ${POOL_SIZE} serves requests concurrently, which needs a whole vCPU"
+  elif [ -z "${CPU}" ] && [ "${MEMORY_MIB}" -le 512 ]; then
+    CPU="${DEFAULT_CPU}"
+    CPU_WHY="the default: half the cold start of the platform's share, at about the same cost"
   fi
   [ -n "${CPU}" ] || return 0
   local millis
@@ -293,7 +301,10 @@ read_dsn() {
   DSN="${DATABASE_URL:-}"
   if [ "${DSN_FROM_STDIN}" = true ]; then
     IFS= read -r DSN || [ -n "${DSN}" ] || die "--dsn-stdin: nothing on standard input"
+    [ -n "${DSN}" ] || die "--dsn-stdin: the first line of standard input is empty"
   fi
+  # The DSN is passed on stdin where it is needed, never inherited by gcloud or Python.
+  export -n DATABASE_URL 2>/dev/null || true
 }
 
 # The function's own DSN translation, on the DSN from standard input.

@@ -67,10 +67,15 @@ def outcome_for_error(exc: BaseException, *, statement_sent: bool = False) -> Ou
     if isinstance(exc, (errors.ConfigurationError, errors.SecretUnavailable)):
         logger.error("database configuration unavailable: %s", exc)
         return unavailable()
-    if errors.is_data_exception(exc):
+    if errors.is_data_exception(exc) and statement_sent:
+        # Only a value the request sent is the request's fault; the same class
+        # while connecting (a bad `-c` setting in the DSN's options) is the deployment's.
         message = errors.server_message(exc)
         logger.warning("the database refused a value: %s", message)
         return Outcome(400, {"error": f"the database refused a value: {message}"})
+    if errors.is_data_exception(exc):
+        logger.error("the database refused a connection setting: %s", errors.server_message(exc))
+        return unavailable()
     fix = errors.operator_fix(exc)
     if fix is not None:
         logger.error("database fault %s: %s; fix: %s", errors.sqlstate(exc), errors.server_message(exc), fix)

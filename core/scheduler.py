@@ -13,7 +13,7 @@ import dataclasses
 import datetime
 import re
 import uuid
-from collections.abc import Mapping
+from typing import Protocol
 
 from core.outcomes import RequestRejected
 from core.rules import kind_problem
@@ -37,11 +37,16 @@ class SchedulerDelivery:
         return str(uuid.uuid5(DELIVERY_NAMESPACE, key))
 
 
-def delivery_from_headers(headers: Mapping[str, str] | object) -> SchedulerDelivery | None:
+class HeaderValues(Protocol):
+    """Request headers by name, every value of a repeated header (core.service.Headers)."""
+
+    def getlist(self, name: str) -> list[str]: ...
+
+
+def delivery_from_headers(headers: HeaderValues) -> SchedulerDelivery | None:
     """The delivery these request headers describe, None for an ordinary request.
 
-    `headers` is a Werkzeug header map (`getlist` gives every value of a
-    repeated header). Forged or half-present headers are rejected, not guessed at.
+    Forged or half-present headers are rejected, not guessed at.
     """
     job_name = _single_header(headers, JOB_NAME_HEADER)
     schedule_time = _single_header(headers, SCHEDULE_TIME_HEADER)
@@ -82,7 +87,7 @@ def parse_rfc3339(value: str) -> datetime.datetime:
         ) from None
 
 
-def _single_header(headers, name: str) -> str | None:
+def _single_header(headers: HeaderValues, name: str) -> str | None:
     values = headers.getlist(name)
     if not values:
         return None

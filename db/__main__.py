@@ -1,7 +1,7 @@
 """Command line: `python -m db migrate` applies the schema to the configured database.
 
-The database is the one the function would use: DATABASE_URL, or the Secret
-Manager version named by DATABASE_URL_SECRET.
+The database is the one the function would use: DATABASE_URL, the file named by
+DATABASE_URL_FILE, or the Secret Manager version named by DATABASE_URL_SECRET.
 """
 
 from __future__ import annotations

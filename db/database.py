@@ -67,19 +67,20 @@ class Database:
     def run(self, work: Callable[[Connection], T], run_stats: stats.RunStats | None = None) -> T:
         """Run `work` on a pooled connection; `run_stats` collects what it cost.
 
-        If the database refuses the connection string (a rejected password, a
-        database that does not exist) and the DSN can be read again, read it; if
-        it changed, rebuild the engine and run `work` once more (the failure
-        happened while connecting, before `work` sent anything, so running it
-        again is safe).
+        If connecting fails (a rejected password, a database that does not
+        exist, a wrong host, a CA that does not verify) and the DSN can be read
+        again, read it, at most every SECRET_RETRY_INTERVAL; if it changed,
+        rebuild the engine and run `work` once more (nothing was sent yet, so
+        running it again is safe). A fixed secret thus reaches running instances.
         """
+        record = run_stats if run_stats is not None else stats.RunStats()
         engine = self.engine()
         try:
-            return self._run_on(engine, work, run_stats)
-        except sqlalchemy.exc.DBAPIError as err:
-            if not (errors.is_dsn_refused(err) and self._refresh(engine)):
+            return self._run_on(engine, work, record)
+        except sqlalchemy.exc.DBAPIError:
+            if record.statement_sent or not self._refresh(engine):
                 raise
-        return self._run_on(self.engine(), work, run_stats)
+        return self._run_on(self.engine(), work, record)
 
     def dispose(self) -> bool:
         """Close every pooled connection cleanly (a Terminate message, then the socket).
@@ -128,7 +129,7 @@ class Database:
         return dsn
 
     def _refresh(self, failed: Engine) -> bool:
-        """Re-read the DSN after the database refused it; True if the engine changed."""
+        """Re-read the DSN after connecting with it failed; True if the engine changed."""
         if not self._source.rereadable:
             return False
         with self._lock:
@@ -140,12 +141,12 @@ class Database:
             dsn = self._read_dsn()
             if dsn == self._dsn:
                 logger.warning(
-                    "the database refused the connection string and %s has not changed",
+                    "connecting with the connection string failed and %s has not changed",
                     self._source.describe(),
                 )
                 return False
             logger.warning(
-                "the database refused the connection string; using the new value of %s",
+                "connecting with the connection string failed; using the new value of %s",
                 self._source.describe(),
             )
             self._engine = self._build(dsn)

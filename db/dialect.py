@@ -123,9 +123,6 @@ class PreparingConnection(pg8000.dbapi.Connection):
             # here, not on every execution (it was a fifth of a warm invocation's CPU).
             statement, _ = pg8000.dbapi.convert_paramstyle(pg8000.dbapi.paramstyle, operation, args)
             entry = self.prepared[operation] = (statement, *self.prepare_statement(statement, ()))
-            record = stats.record()
-            if record is not None:
-                record.prepared = True
         statement, name, columns, input_funcs = entry
         # The dialect's paramstyle is "format": the values are the arguments, in order.
         params = make_params(self.py_types, args)
@@ -250,6 +247,16 @@ class PG8000CockroachDialect(PGDialect_pg8000):
 
     supports_statement_cache = True
 
+    def initialize(self, connection: Any) -> None:
+        # The set-up queries SQLAlchemy sends on an engine's first connection are
+        # not the request's statements: a connection lost during them leaves
+        # nothing of the request's in doubt, so they are kept out of its RunStats.
+        token = stats.current.set(None)
+        try:
+            super().initialize(connection)
+        finally:
+            stats.current.reset(token)
+
     def _get_server_version_info(self, connection: Any) -> tuple[int, ...]:
         version = connection.exec_driver_sql("select version()").scalar()
         setting = None
@@ -268,7 +275,10 @@ class PG8000CockroachDialect(PGDialect_pg8000):
             raise pg8000.dbapi.InterfaceError(f"could not connect ({type(err).__name__}: {err})") from err
         except AttributeError as err:
             # pg8000 raises this when the server asks for a password and the
-            # DSN's is empty: a configuration fault, not a bug.
+            # DSN's is empty: a configuration fault, not a bug. Any other
+            # AttributeError is a bug, and stays one.
+            if kwargs.get("password"):
+                raise
             raise pg8000.dbapi.InterfaceError(
                 "could not connect: the server asks for a password and the connection string has no password; "
                 "put the user's password in the connection string (percent-encoded)"

@@ -21,10 +21,6 @@ class SecretUnavailable(Exception):
 
 # The server restarted the transaction: safe to run it again from the start.
 SERIALIZATION_FAILURE = "40001"
-# The database refused the connection string itself: a rotated password
-# (invalid_password, invalid_authorization_specification) or a database that
-# does not exist. Reading the secret again may fix it.
-DSN_REFUSED = frozenset({"28P01", "28000", "3D000"})
 # Faults of the database or the path to it, not of the request: answer 503 and
 # let the caller retry. Class 08 connection exceptions, 53 insufficient
 # resources (53300 too many connections), 57 operator intervention (shutdown,
@@ -70,10 +66,6 @@ def server_message(exc: BaseException) -> str:
     if isinstance(fields, dict) and isinstance(fields.get("M"), str):
         return fields["M"]
     return str(orig)
-
-
-def is_dsn_refused(exc: BaseException) -> bool:
-    return sqlstate(exc) in DSN_REFUSED
 
 
 def is_data_exception(exc: BaseException) -> bool:

@@ -48,7 +48,7 @@ def _number(
     default: float,
     *,
     minimum: float,
-    maximum: float = float("inf"),
+    maximum: float,
     integer: bool = False,
 ) -> float:
     raw = _text(environ, name)
@@ -157,12 +157,16 @@ class Settings:
             pool_size=int(
                 _number(env, "DB_POOL_SIZE", defaults.pool_size, minimum=1, maximum=1000, integer=True)
             ),
-            pool_timeout=_number(env, "DB_POOL_TIMEOUT", defaults.pool_timeout, minimum=0.1),
-            pool_recycle=int(_number(env, "DB_POOL_RECYCLE", defaults.pool_recycle, minimum=1, integer=True)),
-            db_timeout=_number(env, "DB_TIMEOUT", defaults.db_timeout, minimum=0.5),
-            secret_timeout=_number(env, "SECRET_TIMEOUT", defaults.secret_timeout, minimum=0.1),
+            # Every range is finite: no setting may turn a wait into a hang, and the
+            # function's limit (3,600 s for 2nd gen) bounds every timeout.
+            pool_timeout=_number(env, "DB_POOL_TIMEOUT", defaults.pool_timeout, minimum=0.1, maximum=3600),
+            pool_recycle=int(
+                _number(env, "DB_POOL_RECYCLE", defaults.pool_recycle, minimum=1, maximum=86400, integer=True)
+            ),
+            db_timeout=_number(env, "DB_TIMEOUT", defaults.db_timeout, minimum=0.5, maximum=3600),
+            secret_timeout=_number(env, "SECRET_TIMEOUT", defaults.secret_timeout, minimum=0.1, maximum=3600),
             secret_retry_interval=_number(
-                env, "SECRET_RETRY_INTERVAL", defaults.secret_retry_interval, minimum=0.1
+                env, "SECRET_RETRY_INTERVAL", defaults.secret_retry_interval, minimum=0.1, maximum=3600
             ),
             body_timeout=_body_timeout(env),
             google_cloud_project=cls.project_from_environment(env),

@@ -18,7 +18,6 @@ class RunStats:
     connect_ms: float = 0.0  # TCP, TLS and authentication, when new_connection
     ping_ms: float = 0.0  # the pool's pre-ping of a reused connection
     checkout_ms: float = 0.0  # engine.connect() in all: wait + ping + connect + set-up
-    prepared: bool = False  # a statement was prepared on the connection for this work
     # The INSERT was sent: from here on, a lost connection leaves its outcome unknown.
     statement_sent: bool = False
     # perf_counter() when the checkout began, and when the pool handed over a
@@ -38,9 +37,11 @@ class RunStats:
     def pool_wait_ms(self) -> float:
         """Time spent waiting for a free pooled connection, and nothing else
         (a new connection's set-up after it connects is not waiting)."""
-        if self.checkout_started is not None and self.slot_granted is not None:
-            return max(0.0, round((self.slot_granted - self.checkout_started) * 1000, 3))
-        return max(0.0, round(self.checkout_ms - self.connect_ms - self.ping_ms, 3))
+        # The pool always pre-pings or connects before handing a connection
+        # over, so a checkout that succeeded always granted a slot.
+        if self.checkout_started is None or self.slot_granted is None:
+            return 0.0
+        return max(0.0, round((self.slot_granted - self.checkout_started) * 1000, 3))
 
 
 current: contextvars.ContextVar[RunStats | None] = contextvars.ContextVar("db_run_stats", default=None)

@@ -41,7 +41,7 @@ def uploaded_files() -> set[str]:
 def problem(dsn: str, uploaded: Callable[[], set[str]] = uploaded_files) -> str | None:
     """Why the deployed function could not use `dsn`, or None."""
     from db.dsn import parse_dsn
-    from db.settings import ConfigurationError
+    from db.errors import ConfigurationError
 
     try:
         parse_dsn(dsn)

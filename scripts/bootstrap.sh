@@ -10,7 +10,9 @@ set -euo pipefail
 
 PROJECT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON_MINOR="3.13"
-VENV="${VENV:-${PROJECT_ROOT}/.venv}"
+# EVENTS_VENV moves the virtual environment (a name of its own: a generic VENV
+# inherited from the shell must never decide what is recreated below).
+VENV="${EVENTS_VENV:-${PROJECT_ROOT}/.venv}"
 
 find_python() {
   # An explicit PYTHON wins; then python3.13 on PATH; then pyenv's installs.
@@ -49,6 +51,8 @@ EOF
     exit 1
   fi
   if [ -e "${VENV}" ]; then
+    # Only a virtual environment is ever removed, never a folder that merely has its name.
+    [ -f "${VENV}/pyvenv.cfg" ] || { echo "error: ${VENV} exists and is not a virtual environment" >&2; exit 1; }
     echo "recreating ${VENV} with Python ${PYTHON_MINOR} (it has Python $(venv_minor))" >&2
     rm -rf "${VENV}"
   else

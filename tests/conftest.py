@@ -88,4 +88,3 @@ def secret_manager(_secret_manager_server):
     emulator.start()  # a test that stopped it may have failed before starting it again
     emulator.reset()
     return emulator
-

@@ -38,15 +38,16 @@ def test_an_event_is_stored_through_the_core_alone(runtime, events_db, capsys):
 
 def test_health_unknown_paths_and_methods(runtime, events_db):
     assert service.handle(runtime, request("GET")).status == 200
+    fresh = Runtime(environ={"DATABASE_URL": events_db.dsn()})  # an instance that has not connected
     events_db.reset_connection_log()
-    missing = service.handle(runtime, request("GET", path="/other"))
+    missing = service.handle(fresh, request("GET", path="/other"))
     assert (missing.status, missing.body["error"]) == (
         404,
         "there is nothing at /other; the function answers at /",
     )
-    refused = service.handle(runtime, request("PUT"))
+    refused = service.handle(fresh, request("PUT"))
     assert refused.status == 405 and refused.headers["Allow"] == "GET, HEAD, POST"
-    assert events_db.connections_opened() == 0
+    assert events_db.connections_opened() == 0 and not fresh.started
 
 
 def test_faults_become_503_with_retry_after_not_exceptions(events_db):

@@ -1,6 +1,6 @@
-"""Memory and CPU (issue 11): --memory (default 256Mi) and --cpu (default unset: the
-platform's share for the memory) reach the function; combinations Cloud Run refuses stop
-deploy.sh before any gcloud command, with a message."""
+"""Memory and CPU (issue 11): --memory (default 256Mi) and --cpu (default 0.333 up to
+512Mi, else the platform's share for the memory) reach the function; combinations Cloud
+Run refuses stop deploy.sh before any gcloud command, with a message."""
 
 import os
 
@@ -21,10 +21,17 @@ def service_config(scenario_name: str) -> dict:
     return create.body["serviceConfig"]
 
 
-def test_by_default_256mi_and_the_platforms_cpu_share():
+def test_by_default_256mi_and_a_third_of_a_vcpu():
     service = service_config("new_project")
-    assert service["availableMemory"] == "256Mi"
-    assert "availableCpu" not in service
+    assert (service["availableMemory"], service["availableCpu"]) == ("256Mi", "0.333")
+
+
+def test_more_memory_without_a_cpu_gets_the_platforms_share_for_it():
+    env = {**{k: v for k, v in os.environ.items() if k != "DATABASE_URL"}, "DATABASE_URL": DSN}
+    result = run_deploy(env, "--project", PROJECT, "--dry-run", "--memory", "1Gi")
+    assert result.returncode == 0, result.stderr
+    deploy = next(line for line in result.stdout.splitlines() if "functions deploy" in line)
+    assert "--memory 1Gi " in deploy and "--cpu" not in deploy
 
 
 def test_memory_cpu_and_pool_size_are_passed_on():
