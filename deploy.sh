@@ -244,7 +244,8 @@ check_resources() {
   [ -n "${CPU}" ] || return 0
   local millis
   if [[ "${CPU}" =~ ^0?\.([0-9]{1,3})$ ]]; then
-    millis=$((10#$(printf '%-3s' "${BASH_REMATCH[1]}" | tr ' ' 0)))
+    local digits="${BASH_REMATCH[1]}00"  # thousandths: .5 -> 500, .333 -> 333
+    millis=$((10#${digits:0:3}))
   elif [[ "${CPU}" =~ ^[12468]$ ]]; then
     millis=$((CPU * 1000))
   else
