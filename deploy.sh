@@ -239,7 +239,7 @@ check_resources() {
     CPU_WHY="--pool-size ${POOL_SIZE} serves requests concurrently, which needs a whole vCPU"
   elif [ -z "${CPU}" ] && [ "${MEMORY_MIB}" -le 512 ]; then
     CPU="${DEFAULT_CPU}"
-    CPU_WHY="the default: half the cold start of the platform's share, at about the same cost"
+    CPU_WHY="the default: half the platform share's cold start, at about the same cost per cold start"
   fi
   [ -n "${CPU}" ] || return 0
   local millis

@@ -59,6 +59,10 @@ class FunctionServer:
     separate_streams, stdout goes there and stderr to LOG_PATH.stderr, to tell
     which stream a line reached.
     wrap: turns the command line into the one to run (e.g. CpuQuota.command).
+    port: where to listen (default: a free port); inherit_output: write to this
+    process's terminal instead of a file; new_session: a process group of its
+    own, so a Ctrl-C reaches only the caller, which stops the server in order
+    (the local run, devtools.serve_local).
     """
 
     def __init__(
@@ -70,8 +74,13 @@ class FunctionServer:
         source: pathlib.Path = ROOT / "main.py",
         wrap: Callable[[list[str]], list[str]] | None = None,
         separate_streams: bool = False,
+        port: int | None = None,
+        inherit_output: bool = False,
+        new_session: bool = False,
     ):
-        self.port = free_port()
+        self.port = port or free_port()
+        self._inherit_output = inherit_output
+        self._new_session = new_session
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log_path = log_path
         self.stderr_path = (
@@ -102,7 +111,7 @@ class FunctionServer:
             "--port",
             str(self.port),
         ]
-        stdout, stderr = subprocess.DEVNULL, subprocess.STDOUT
+        stdout, stderr = (None, None) if self._inherit_output else (subprocess.DEVNULL, subprocess.STDOUT)
         if self.log_path is not None:
             stdout = open(self.log_path, "ab")  # noqa: SIM115 - open for the server's life, closed by stop()
             self._outputs.append(stdout)
@@ -111,7 +120,12 @@ class FunctionServer:
             self._outputs.append(stderr)
         self.spawned_at = time.perf_counter()
         self._process = subprocess.Popen(
-            self._wrap(command), cwd=ROOT, env=self._env, stdout=stdout, stderr=stderr
+            self._wrap(command),
+            cwd=ROOT,
+            env=self._env,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=self._new_session,
         )
         return self
 
@@ -145,8 +159,8 @@ class FunctionServer:
         if self._process is not None:
             self._process.terminate()
 
-    def wait(self, timeout: float) -> int:
-        """The exit code, once the server has exited (TimeoutExpired after `timeout` s)."""
+    def wait(self, timeout: float | None) -> int:
+        """The exit code, once the server has exited (TimeoutExpired after `timeout` s; None: no limit)."""
         assert self._process is not None, "the server is not started"
         return self._process.wait(timeout=timeout)
 

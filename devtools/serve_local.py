@@ -24,11 +24,10 @@ import os
 import pathlib
 import signal
 import socket
-import subprocess
 import sys
-import time
 
 from db.migrate import apply_schema
+from devtools.function_server import FunctionServer
 from devtools.postgres import PostgresServer, traversable_by_others
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -57,17 +56,6 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def wait_until_listening(port: int, process: subprocess.Popen, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            with socket.create_connection((HOST, port), timeout=0.2):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 def show_events(server: PostgresServer, count: int) -> None:
@@ -106,24 +94,13 @@ def concurrency(env: dict[str, str]) -> tuple[dict[str, str], str]:
 def serve(args: argparse.Namespace, env: dict[str, str]) -> int:
     env, note = concurrency(env)
     print(note, flush=True)
-    function = subprocess.Popen(
-        [
-            str(pathlib.Path(sys.executable).with_name("functions-framework")),
-            "--target",
-            "handler",
-            "--source",
-            str(ROOT / "main.py"),
-            "--host",
-            HOST,
-            "--port",
-            str(args.port),
-        ],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
-    )  # Ctrl-C reaches us only; we stop it in order
+    # The same harness the tests and the benchmark use; its own session, so a
+    # Ctrl-C reaches only this process, which then stops the server in order.
+    function = FunctionServer(env, port=args.port, inherit_output=True, new_session=True)
     try:
-        if not wait_until_listening(args.port, function):
+        try:
+            function.start()
+        except RuntimeError:
             print("error: the function did not start; its output is above", file=sys.stderr)
             return 1
         url = f"http://{HOST}:{args.port}/"
@@ -135,15 +112,9 @@ def serve(args: argparse.Namespace, env: dict[str, str]) -> int:
             "  scripts/run-local.sh --show       (the newest events)\n",
             flush=True,
         )
-        return function.wait()
+        return function.wait(timeout=None)
     finally:
-        if function.poll() is None:
-            function.terminate()  # gunicorn: finish in-flight requests, then exit
-            try:
-                function.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                function.kill()
-                function.wait()
+        function.stop()  # SIGTERM: gunicorn finishes in-flight requests, then exits
 
 
 def main(argv: list[str] | None = None) -> int:
