@@ -23,15 +23,20 @@ Four things about the stock `postgresql+pg8000` dialect matter for a serverless 
 
 4. pg8000 runs every statement with parameters unnamed: Parse, then Describe
    and Bind, then Execute, each waiting for the server, so three network round
-   trips. A statement executed with the execution option `prepared=True` is
-   instead prepared once per connection (one round trip, on first use) and then
-   runs as Bind/Execute/Sync: one round trip. With the pool's pre-ping, a warm
-   invocation waits for two round trips, the least this design allows.
+   trips. `run_prepared` instead prepares a statement once per connection (one
+   round trip, on first use) and then runs it as Bind/Execute/Sync: one round
+   trip. With the pool's pre-ping, a warm invocation waits for two round trips,
+   the least this design allows.
+
+5. Once the round trips are down to two, a warm invocation's own CPU is most
+   of what is left, so `run_prepared` runs on the pooled connection's driver
+   connection directly, without SQLAlchemy's per-execution context and result
+   objects (they cost more CPU than the driver's whole Bind/Execute).
 
 The prepared path uses pg8000 methods that its own `native.PreparedStatement` uses
-(`prepare_statement`, `execute_named`) and the cursor's `_context`; pg8000 is
-pinned in requirements.txt, and tests/test_round_trips.py fails on an upgrade
-that changes them.
+(`prepare_statement`, `execute_named`); pg8000 is pinned in
+requirements.txt, and tests/test_round_trips.py fails on an upgrade that
+changes them.
 """
 
 from __future__ import annotations
@@ -41,20 +46,20 @@ import functools
 import re
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pg8000.dbapi
+import sqlalchemy.exc
 from pg8000.converters import make_params
 from pg8000.core import TERMINATE_MSG
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.postgresql.pg8000 import PGDialect_pg8000
+from sqlalchemy.engine import Connection
 
 from db import stats
 
 DRIVERNAME = "postgresql+pg8000_cockroachdb"
-# Execution option that asks for a per-connection prepared statement.
-PREPARED = "prepared"
 # SQLSTATEs after which a prepared statement is prepared again, once:
 # 0A000 "cached plan must not change result type" (PostgreSQL and CockroachDB,
 # after a schema change alters the statement's result columns) and 26000
@@ -66,26 +71,53 @@ REPREPARE = frozenset({"0A000", "26000"})
 CLOSE_WAIT = 0.25
 
 
-class PreparingCursor(pg8000.dbapi.Cursor):
-    """A pg8000 cursor that can run a statement through a named prepared statement."""
+def run_prepared(connection: Connection, statement: str, parameters: Sequence[Any]) -> list[list[Any]]:
+    """Run `statement` ("%s" placeholders) through the pooled connection's own
+    prepared statement and return its rows: one round trip once prepared.
 
-    def execute_prepared(self, operation: str, args: Any) -> None:
-        connection: PreparingConnection = self._c
-        if not connection._in_transaction and not connection.autocommit:
-            connection.execute_simple("begin transaction")
+    This goes straight to the driver connection, so it does itself the two things
+    SQLAlchemy's execution would: a failure that shows the connection is dead
+    invalidates it (the pool replaces it on the next checkout), and the driver's
+    error is raised as SQLAlchemy's DBAPIError, like every other database error.
+    """
+    dbapi_connection = connection.connection.dbapi_connection
+    if not isinstance(dbapi_connection, PreparingConnection):
+        raise TypeError(f"run_prepared needs a {DRIVERNAME} connection")
+    try:
         try:
-            context = connection.run_prepared(operation, args)
-        except pg8000.dbapi.DatabaseError as err:
-            # Outside a transaction a failed statement leaves nothing behind, so
-            # preparing again and running once more is safe; inside one, the
-            # transaction is aborted and the error is the caller's to handle.
-            if _sqlstate(err) not in REPREPARE or connection._in_transaction:
-                raise
-            connection.forget_prepared(operation, close=_sqlstate(err) != "26000")
-            context = connection.run_prepared(operation, args)
-        self._context = context
-        self._row_iter = None if context.rows is None else iter(context.rows)
-        self._input_oids = ()
+            return _run_or_prepare_again(dbapi_connection, statement, parameters)
+        except OSError as err:
+            raise _network_error(err) from err
+    except pg8000.dbapi.Error as err:
+        dialect = connection.dialect
+        disconnected = dialect.is_disconnect(err, dbapi_connection, None)
+        if disconnected:
+            connection.invalidate(err)
+        raise sqlalchemy.exc.DBAPIError.instance(
+            statement,
+            parameters,
+            err,
+            pg8000.dbapi.Error,
+            hide_parameters=True,
+            connection_invalidated=disconnected,
+            dialect=dialect,
+        ) from err
+
+
+def _run_or_prepare_again(connection: PreparingConnection, statement: str, parameters: Sequence[Any]) -> Any:
+    if not connection._in_transaction and not connection.autocommit:
+        connection.execute_simple("begin transaction")
+    try:
+        context = connection.run_prepared(statement, parameters)
+    except pg8000.dbapi.DatabaseError as err:
+        # Outside a transaction a failed statement leaves nothing behind, so
+        # preparing again and running once more is safe; inside one, the
+        # transaction is aborted and the error is the caller's to handle.
+        if _sqlstate(err) not in REPREPARE or connection._in_transaction:
+            raise
+        connection.forget_prepared(statement, close=_sqlstate(err) != "26000")
+        context = connection.run_prepared(statement, parameters)
+    return context.rows or []
 
 
 class PreparingConnection(pg8000.dbapi.Connection):
@@ -109,9 +141,6 @@ class PreparingConnection(pg8000.dbapi.Connection):
             raise
         # operation text -> (its "$n" form, statement name, result columns, input converters)
         self.prepared: dict[str, tuple[str, bytes, Any, Any]] = {}
-
-    def cursor(self) -> PreparingCursor:
-        return PreparingCursor(self)
 
     def run_prepared(self, operation: str, args: Any) -> Any:
         """Bind/Execute/Sync on this connection's prepared statement for `operation`
@@ -200,10 +229,14 @@ def _disconnect_on_socket_error(method: Callable[..., Any]) -> Callable[..., Any
         try:
             return method(*args, **kwargs)
         except OSError as err:
-            # "network error" is the text PGDialect_pg8000.is_disconnect looks for.
-            raise pg8000.dbapi.InterfaceError(f"network error ({type(err).__name__}: {err})") from err
+            raise _network_error(err) from err
 
     return wrapper
+
+
+def _network_error(err: OSError) -> pg8000.dbapi.InterfaceError:
+    # "network error" is the text PGDialect_pg8000.is_disconnect looks for.
+    return pg8000.dbapi.InterfaceError(f"network error ({type(err).__name__}: {err})")
 
 
 def _nodelay_socket(kwargs: dict[str, Any]) -> socket.socket:
@@ -300,17 +333,10 @@ class PG8000CockroachDialect(PGDialect_pg8000):
                 record.ping_ms = round((time.perf_counter() - started) * 1000, 3)
 
     def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
-        if (
-            context is not None
-            and context.execution_options.get(PREPARED)
-            and isinstance(cursor, PreparingCursor)
-        ):
-            cursor.execute_prepared(statement, parameters)
-        else:
-            record = stats.record()
-            if record is not None:
-                record.statement_sent = True
-            cursor.execute(statement, parameters)
+        record = stats.record()
+        if record is not None:
+            record.statement_sent = True
+        cursor.execute(statement, parameters)
 
     def do_close(self, dbapi_connection: Any) -> None:
         try:

@@ -8,7 +8,7 @@ PostgreSQL both have). Because the text never depends on the batch size:
   multi-row VALUES list cached one compiled statement of up to 2,000 bind
   parameters per batch size seen: hundreds of MiB after a few hundred sizes);
 - each pooled connection prepares it once and then runs it in a single round
-  trip for any batch (db.dialect, execution option `prepared`);
+  trip for any batch (db.dialect.run_prepared);
 - payload numbers stay exact: the payload goes from JSON text to JSONB, whose
   numbers are decimals, without passing through a float.
 """
@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Dialect
 
-from db.dialect import PREPARED
+from db.dialect import run_prepared
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +42,7 @@ INSERT_EVENTS = text(
     "SELECT CAST(e->>'id' AS UUID), e->>'kind', e->'payload', CAST(e->>'scheduled_at' AS TIMESTAMPTZ) "
     "FROM jsonb_array_elements(CAST(:events AS JSONB)) AS e "
     "ON CONFLICT (id) DO NOTHING RETURNING id"
-).execution_options(**{PREPARED: True})
+)
 
 
 def insert_events(connection: Connection, records: Sequence[EventRecord]) -> set[str]:
@@ -55,20 +55,13 @@ def insert_events(connection: Connection, records: Sequence[EventRecord]) -> set
     """
     if not records:
         return set()
-    rows = connection.exec_driver_sql(
-        _driver_sql(connection.dialect), (batch_document(records),), execution_options={PREPARED: True}
-    )
+    rows = run_prepared(connection, _driver_sql(connection.dialect), (batch_document(records),))
     return {str(row[0]) for row in rows}
 
 
 @functools.cache
 def _driver_sql(dialect: Dialect) -> str:
-    """INSERT_EVENTS as the driver takes it ("%s" for pg8000), rendered once per dialect.
-
-    Executed as driver SQL, the statement skips SQLAlchemy's per-execution
-    compiled-cache lookup of a text() construct (its cache key is rebuilt each
-    time): about a tenth of the function's own CPU per warm invocation.
-    """
+    """INSERT_EVENTS as the driver takes it ("%s" for pg8000), rendered once per dialect."""
     return str(INSERT_EVENTS.compile(dialect=dialect))
 
 
