@@ -1,7 +1,7 @@
 """What one invocation costs, side by side with the alternatives and the floor, in one run.
 
-    .venv/bin/python -m devtools.benchmark            # about 7 minutes; JSON in .bench/results.json
-    .venv/bin/python -m devtools.benchmark --quick    # a smoke run, under a minute
+    .venv/bin/python -m devtools.benchmark            # about 12 minutes; JSON in .bench/results.json
+    .venv/bin/python -m devtools.benchmark --quick    # a smoke run, about a minute
     .venv/bin/python -m devtools.benchmark --tables   # the README's tables, from .bench/results.json
 
 Everything runs against a local PostgreSQL (Debian's build when installed, else the
@@ -28,6 +28,12 @@ What it measures:
   connection string, with where the time goes (devtools.cold_start_probe) and
   what the function imports beyond hello world (`python -X importtime`), all
   under the quota;
+- the same served cold start in CPU instructions, for hello world and the three
+  modes, counted by valgrind (cachegrind) with PYTHONHASHSEED=0, twice: the
+  gunicorn worker's count, which includes the master's up to the fork, so the
+  path from process start to the first answer (and the worker's exit). Unlike
+  the time, which moves by ±10 % from run to run on a shared machine, the count
+  repeats to within 0.02 %, whatever else the machine does;
 - one worker's memory (THREADS=1, pool 1) after a batch of every size 1..500, twice;
 - connections opened over 10,000 invocations, and batch ingest rates.
 """
@@ -44,6 +50,7 @@ import os
 import pathlib
 import platform
 import re
+import shutil
 import socket
 import ssl
 import statistics
@@ -453,10 +460,16 @@ def http_latency(bench: Bench, rounds: int, per_round: int) -> dict:
     }
 
 
+def served_target(mode: str) -> tuple[str, pathlib.Path, bytes]:
+    """The target, source and first request body of a cold start in `mode`."""
+    if mode == "hello":
+        return "hello", HELLO_SOURCE, b""
+    return "handler", ROOT / "main.py", b'{"kind": "cold-start"}'
+
+
 def cold_start_once(bench: Bench, mode: str, share: float, warm_requests: int) -> dict:
     """One served cold start, then a few warm requests on the same instance."""
-    target, source = ("hello", HELLO_SOURCE) if mode == "hello" else ("handler", ROOT / "main.py")
-    body = b"" if mode == "hello" else b'{"kind": "cold-start"}'
+    target, source, body = served_target(mode)
     with cpu_quota.quota(share) as quota:
         server = FunctionServer(bench.mode_env(mode), target=target, source=source, wrap=quota.command)
         try:
@@ -471,7 +484,7 @@ def cold_start_once(bench: Bench, mode: str, share: float, warm_requests: int) -
 
 def probe_once(bench: Bench, mode: str, share: float) -> dict:
     """devtools.cold_start_probe under the same quota: seconds per phase."""
-    target, source = ("hello", HELLO_SOURCE) if mode == "hello" else ("handler", ROOT / "main.py")
+    target, source, _ = served_target(mode)
     env = {**environment_without_function_settings(), **bench.mode_env(mode)}
     with cpu_quota.quota(share) as quota:
         spawned_at = time.perf_counter()
@@ -564,6 +577,100 @@ def cold_start(
         "quota_unavailable_because": why_not,
         "runs": runs,
         "shares": shares,
+        "modes": modes,
+        "cells": cells,
+    }
+
+
+# Counts instructions only (no cache simulation), in every process the command starts.
+CACHEGRIND = ("valgrind", "--tool=cachegrind", "--cache-sim=no", "--trace-children=yes")
+_SUMMARY_LINE = re.compile(r"^summary: (\d+)$", re.MULTILINE)
+
+
+def valgrind_unavailable() -> str | None:
+    """None when valgrind can count instructions here; otherwise why not."""
+    if shutil.which(CACHEGRIND[0]) is None:
+        return "valgrind is not installed"
+    return None
+
+
+def critical_path_instructions(counts_dir: pathlib.Path, master_pid: int) -> int | None:
+    """The instructions of the gunicorn worker, from the cachegrind files (cg.PID) of one server.
+
+    A forked process inherits valgrind's counter, so the worker's count is the
+    master's up to the fork plus the worker's own: the path from process start
+    to the answer. The master's count goes on with its arbiter loop, which runs
+    as long as the server does, and is left out. None while the worker's file
+    is not written yet (valgrind writes it when the process exits).
+    """
+    workers = {}
+    for path in counts_dir.glob("cg.*"):
+        pid = int(path.name.removeprefix("cg."))
+        if pid != master_pid:
+            found = _SUMMARY_LINE.findall(path.read_text())
+            workers[pid] = int(found[-1]) if found else None
+    if len(workers) > 1:
+        raise RuntimeError(f"expected one gunicorn worker under valgrind, found {sorted(workers)}")
+    return next(iter(workers.values()), None)
+
+
+def instructions_once(bench: Bench, mode: str) -> int:
+    """One served cold start under cachegrind: the worker's instructions to the first 2xx and its exit."""
+    target, source, body = served_target(mode)
+    counts_dir = pathlib.Path(tempfile.mkdtemp(prefix=f"cachegrind-{mode}-", dir=bench.workdir))
+    server = FunctionServer(
+        {**bench.mode_env(mode), "PYTHONHASHSEED": "0"},  # the same hashes, the same instructions
+        counts_dir / "server.log",
+        target=target,
+        source=source,
+        wrap=lambda command: [*CACHEGRIND, f"--cachegrind-out-file={counts_dir}/cg.%p", *command],
+    )
+    try:
+        server.spawn()
+        server.wait_first_success("POST", body, timeout=300)
+    finally:
+        server.stop()
+    assert server.pid is not None
+    deadline = time.monotonic() + 60
+    while (count := critical_path_instructions(counts_dir, server.pid)) is None:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no instruction count from the worker in {counts_dir}")
+        time.sleep(0.1)
+    return count
+
+
+def cold_start_instructions(bench: Bench, modes: list[str], runs: int = 2) -> dict:
+    """Every mode's served cold start in CPU instructions, `runs` times (the counts repeat)."""
+    why_not = valgrind_unavailable()
+    if why_not is not None:
+        return {"unavailable_because": why_not, "modes": modes}
+    compile_sources()
+    version = subprocess.run(
+        [CACHEGRIND[0], "--version"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    counts: dict[str, list[int]] = collections.defaultdict(list)
+    for run in range(runs):
+        for mode in modes:
+            progress(f"  cold start under valgrind {run + 1}/{runs}: {mode}")
+            counts[mode].append(instructions_once(bench, mode))
+    cells = {
+        mode: {
+            "instructions": round(statistics.median(counts[mode])),
+            "runs": counts[mode],
+            "spread_percent": round((max(counts[mode]) - min(counts[mode])) / min(counts[mode]) * 100, 4),
+        }
+        for mode in modes
+    }
+    if "hello" in cells:
+        for cell in cells.values():
+            cell["ratio_to_hello"] = round(cell["instructions"] / cells["hello"]["instructions"], 2)
+    return {
+        "unavailable_because": None,
+        "tool": " ".join([version, *CACHEGRIND[1:]]),
+        "environment": {"PYTHONHASHSEED": "0"},
+        "counted": "the gunicorn worker: the master from process start to the fork, then the worker "
+        "to the first 2xx answer and its exit",
+        "runs": runs,
         "modes": modes,
         "cells": cells,
     }
@@ -803,7 +910,12 @@ def markdown(results: dict) -> str:
 
     cold = results.get("cold_start")
     if cold:
-        out += _cold_start_tables(cold, results.get("import_times"))
+        out += _cold_start_tables(cold)
+    instructions = results.get("cold_start_instructions")
+    if instructions:
+        out += _instruction_table(instructions)
+    if cold:
+        out += _cold_start_cost_tables(cold, results.get("import_times"))
 
     mem = results.get("memory")
     if mem:
@@ -829,7 +941,8 @@ def markdown(results: dict) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def _cold_start_tables(cold: dict, imports: dict | None) -> list[str]:
+def _cold_start_tables(cold: dict) -> list[str]:
+    """The cold start in ms, per share and mode, and where it goes."""
     shares, modes, cells = cold["shares"], cold["modes"], cold["cells"]
     quota = (
         "each in a cgroup CPU quota at the share"
@@ -890,7 +1003,37 @@ def _cold_start_tables(cold: dict, imports: dict | None) -> list[str]:
             + " |"
         )
         out.append("")
+    return out
 
+
+def _instruction_table(section: dict) -> list[str]:
+    """The cold start in CPU instructions, per mode."""
+    if section["unavailable_because"]:
+        return [f"Cold start in CPU instructions: not measured ({section['unavailable_because']}).", ""]
+    cells = section["cells"]
+    out = [
+        "| cold start in CPU instructions (valgrind; process start to the first 2xx answer, on the "
+        "answering worker's path) | instructions | × hello world |",
+        "|---|---|---|",
+    ]
+    out += [
+        f"| {MODES[mode]} | {cells[mode]['instructions'] / 1e6:,.0f} M | {cells[mode].get('ratio_to_hello', '')} |"
+        for mode in section["modes"]
+    ]
+    spread = max(cell["spread_percent"] for cell in cells.values())
+    out += [
+        "",
+        f"Counted by {section['tool']}, with PYTHONHASHSEED=0; the worker's count includes the "
+        f"master's up to the fork. {section['runs']} runs a mode, which differ by at most {spread:g} %.",
+        "",
+    ]
+    return out
+
+
+def _cold_start_cost_tables(cold: dict, imports: dict | None) -> list[str]:
+    """What the function imports beyond hello world, the secret delivery modes, and the price."""
+    shares, modes, cells = cold["shares"], cold["modes"], cold["cells"]
+    out: list[str] = []
     if imports:
         out += [
             f"| imported beyond hello world (`python -X importtime`, self times, at {_share_label(imports['share'])}"
@@ -950,6 +1093,7 @@ SECTIONS = (
     "warm_latency",
     "http",
     "cold_start",
+    "cold_start_instructions",
     "import_times",
     "memory",
     "connections",
@@ -960,7 +1104,7 @@ SECTIONS = (
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.benchmark", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--quick", action="store_true", help="fewer samples and cells (a smoke run, under a minute)"
+        "--quick", action="store_true", help="fewer samples and cells (a smoke run, about a minute)"
     )
     parser.add_argument(
         "--json",
@@ -987,7 +1131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--modes",
         type=lambda text: text.split(","),
-        help=f"cold start: these modes only (comma-separated, of {', '.join(MODES)})",
+        help=f"cold start (timed and in instructions): these modes only (comma-separated, of {', '.join(MODES)})",
     )
     parser.add_argument("--runs", type=int, help="cold start: runs per cell (default 5, 1 with --quick)")
     args = parser.parse_args(argv)
@@ -1045,6 +1189,9 @@ def main(argv: list[str] | None = None) -> int:
             ),
             "cold_start": lambda: results.__setitem__(
                 "cold_start", cold_start(bench, shares, modes, runs=args.runs or (1 if quick else 5))
+            ),
+            "cold_start_instructions": lambda: results.__setitem__(
+                "cold_start_instructions", cold_start_instructions(bench, modes)
             ),
             "import_times": lambda: results.__setitem__("import_times", import_times(0.167, runs=5)),
             "memory": lambda: results.__setitem__(
