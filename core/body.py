@@ -23,12 +23,12 @@ from collections.abc import Callable
 from typing import IO
 
 from core.outcomes import RequestRejected
-from db.settings import Settings
+from db.settings import DEFAULTS
 
 MAX_BODY_BYTES = 1024 * 1024
 # Seconds for the whole body: 1 MiB in 10 s is 100 KiB/s, far below any client
 # that is really sending.
-BODY_TIME_LIMIT = Settings.body_timeout
+BODY_TIME_LIMIT = DEFAULTS.body_timeout
 _CHUNK = 64 * 1024
 _CLOSE = {"Connection": "close"}
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 
 from db.errors import ConfigurationError, SecretUnavailable
-from db.settings import Settings
+from db.settings import DEFAULTS, Settings
 
 SECRET_NAME = re.compile(r"projects/[^/\s]+/secrets/[^/\s]+/versions/[^/\s]+")
 
@@ -34,7 +34,7 @@ class DsnSource:
         dsn: str = "",
         path: str = "",
         secret_name: str = "",
-        timeout: float = Settings.secret_timeout,
+        timeout: float = DEFAULTS.secret_timeout,
         emulator_host: str = "",
     ):
         if sum(bool(value) for value in (dsn, path, secret_name)) != 1:

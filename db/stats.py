@@ -9,21 +9,32 @@ so nothing carries over from one request to the next.
 from __future__ import annotations
 
 import contextvars
-import dataclasses
 
 
-@dataclasses.dataclass
 class RunStats:
-    new_connection: bool = False  # this work opened a server connection
-    connect_ms: float = 0.0  # TCP, TLS and authentication, when new_connection
-    ping_ms: float = 0.0  # the pool's pre-ping of a reused connection
-    checkout_ms: float = 0.0  # engine.connect() in all: wait + ping + connect + set-up
-    # The INSERT was sent: from here on, a lost connection leaves its outcome unknown.
-    statement_sent: bool = False
-    # perf_counter() when the checkout began, and when the pool handed over a
-    # connection slot: the moment the pre-ping or a new connection started.
-    checkout_started: float | None = None
-    slot_granted: float | None = None
+    # A plain class with slots, not a dataclass: a dataclass's methods are
+    # generated and compiled at import, which every cold start pays.
+    __slots__ = (
+        "new_connection",
+        "connect_ms",
+        "ping_ms",
+        "checkout_ms",
+        "statement_sent",
+        "checkout_started",
+        "slot_granted",
+    )
+
+    def __init__(self) -> None:
+        self.new_connection = False  # this work opened a server connection
+        self.connect_ms = 0.0  # TCP, TLS and authentication, when new_connection
+        self.ping_ms = 0.0  # the pool's pre-ping of a reused connection
+        self.checkout_ms = 0.0  # engine.connect() in all: wait + ping + connect + set-up
+        # The INSERT was sent: from here on, a lost connection leaves its outcome unknown.
+        self.statement_sent = False
+        # perf_counter() when the checkout began, and when the pool handed over a
+        # connection slot: the moment the pre-ping or a new connection started.
+        self.checkout_started: float | None = None
+        self.slot_granted: float | None = None
 
     def begin_checkout(self, at: float) -> None:
         self.checkout_started, self.slot_granted = at, None
