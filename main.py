@@ -69,15 +69,48 @@ def handler(request: flask.Request) -> flask.Response:
         service.Request(
             method=request.method,
             path=request.path,
-            headers=service.Headers(request.headers.items()),
+            headers=EnvironHeaders(request.environ),
             read_body=lambda: _read_body(request),
             url=_request_url(request.environ),
             remote_ip=request.remote_addr or "",
         ),
     )
     return flask.Response(
-        json.dumps(outcome.body), status=outcome.status, headers=outcome.headers, mimetype="application/json"
+        json.dumps(outcome.body),
+        status=outcome.status,
+        headers=outcome.headers,
+        content_type="application/json",
     )
+
+
+class EnvironHeaders:
+    """The request's headers, read from the WSGI environ when the core asks for one.
+
+    The core looks up a handful of headers by name; building werkzeug's header
+    list (every header, names re-cased) for each request cost more CPU than
+    those lookups. The server has already joined a repeated header into one
+    value, as werkzeug's list would show it.
+    """
+
+    __slots__ = ("_environ",)
+
+    def __init__(self, environ: dict):
+        self._environ = environ
+
+    def get(self, name: str, default: str = "") -> str:
+        value = self._environ.get(_environ_key(name))
+        return default if value is None else value
+
+    def getlist(self, name: str) -> list[str]:
+        value = self._environ.get(_environ_key(name))
+        return [] if value is None else [value]
+
+
+def _environ_key(name: str) -> str:
+    # WSGI (PEP 3333): HTTP_ and the name in upper case with "_" for "-", but
+    # Content-Type and Content-Length without the prefix.
+    key = name.upper().replace("-", "_")
+    return key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{key}"
 
 
 def _read_body(request: flask.Request) -> bytes:

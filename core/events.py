@@ -128,14 +128,17 @@ def _payload_json(value: Any, where: str) -> str:
         return "{}"
     if not isinstance(value, dict):
         raise RequestRejected(400, f"{where}payload must be a JSON object")
-    printed = _check_document(value, f"{where}payload")
+    printed, has_decimal = _check_document(value, f"{where}payload")
     if printed > MAX_PAYLOAD_BYTES:
         raise RequestRejected(
             400,
             f"{where}payload is {printed} bytes as the database prints it back; "
             f"the limit is {MAX_PAYLOAD_BYTES}",
         )
-    return _to_json(value)
+    if has_decimal:
+        return _to_json(value)
+    # No fractional numbers: json.dumps writes the same text as _to_json, in C.
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _to_json(value: Any) -> str:
@@ -153,14 +156,16 @@ def _to_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _check_document(document: Any, where: str) -> int:
+def _check_document(document: Any, where: str) -> tuple[int, bool]:
     """Depth, text and number checks over a whole JSON document, without recursion.
 
     Returns the document's size in bytes as PostgreSQL prints JSONB back
     (`payload::text`): ", " and ": " between items, numbers in full without an
-    exponent. Paths in messages are built only for the value being refused.
+    exponent; and whether it holds a fractional number (a Decimal).
+    Paths in messages are built only for the value being refused.
     """
     size = 0
+    has_decimal = False
     stack: list[tuple[Any, int, tuple]] = [(document, 1, ())]
     while stack:
         value, depth, path = stack.pop()
@@ -169,6 +174,7 @@ def _check_document(document: Any, where: str) -> int:
         elif isinstance(value, bool) or value is None:
             size += 4 if value in (True, None) else 5
         elif isinstance(value, (int, Decimal)):
+            has_decimal = has_decimal or isinstance(value, Decimal)
             length = _printed_length(value)
             if length > MAX_NUMBER_CHARS:
                 raise RequestRejected(
@@ -188,7 +194,7 @@ def _check_document(document: Any, where: str) -> int:
             else:
                 children = [(child, depth + 1, (*path, i)) for i, child in enumerate(value)]
             stack.extend(reversed(children))  # popped in document order: the first bad value is named
-    return size
+    return size, has_decimal
 
 
 def _printed_length(number: int | Decimal) -> int:

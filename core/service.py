@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from core import logs
 from core.events import parse_events
@@ -28,6 +28,14 @@ logger = logging.getLogger("events")
 
 PATH = "/"
 ALLOWED_METHODS = ("GET", "HEAD", "POST")
+
+
+class RequestHeaders(Protocol):
+    """What the core asks of a request's headers: values by case-insensitive name."""
+
+    def get(self, name: str, default: str = "") -> str: ...
+
+    def getlist(self, name: str) -> list[str]: ...
 
 
 class Headers:
@@ -51,7 +59,7 @@ class Headers:
 class Request(NamedTuple):
     method: str
     path: str
-    headers: Headers
+    headers: RequestHeaders
     # Called only for a request that has a body to store (POST to the path), so
     # no other request waits for one.
     read_body: Callable[[], bytes] = lambda: b""
@@ -83,7 +91,9 @@ def health(runtime: Runtime, run_stats: RunStats | None = None) -> Outcome:
     return Outcome(200, {"status": "ok"})
 
 
-def ingest(runtime: Runtime, body: bytes, headers: Headers, run_stats: RunStats | None = None) -> Outcome:
+def ingest(
+    runtime: Runtime, body: bytes, headers: RequestHeaders, run_stats: RunStats | None = None
+) -> Outcome:
     """Validate and store a body's events; repeated ids are stored once and counted as duplicates."""
     records = parse_events(body, delivery_from_headers(headers))
     # An id repeated inside one request is stored once (the first occurrence).
