@@ -169,12 +169,28 @@ class RequestScope:
         _request_fields.reset(self._token)
 
 
+# The last second formatted, and its text: lines written in the same second
+# share it, so a line formats only its microseconds (a fifth of the formatter's CPU otherwise).
+_second_text: tuple[int, str] = (-1, "")
+
+
+def _rfc3339(created: float) -> str:
+    """`created` (seconds since the epoch) in UTC, as datetime.isoformat() writes it."""
+    global _second_text
+    second = int(created)
+    cached = _second_text
+    if cached[0] != second:
+        text = datetime.datetime.fromtimestamp(second, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        cached = _second_text = (second, text)
+    return f"{cached[1]}.{int((created - second) * 1_000_000):06d}+00:00"
+
+
 class CloudLoggingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "severity": record.levelname,
             "message": record.getMessage(),
-            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(),
+            "time": _rfc3339(record.created),
             "logger": record.name,
         }
         entry.update(_request_fields.get())
