@@ -29,11 +29,12 @@ What it measures:
   what the function imports beyond hello world (`python -X importtime`), all
   under the quota;
 - the same served cold start in CPU instructions, for hello world and the three
-  modes, counted by valgrind (cachegrind) with PYTHONHASHSEED=0, twice: the
-  gunicorn worker's count, which includes the master's up to the fork, so the
-  path from process start to the first answer (and the worker's exit). Unlike
-  the time, which moves by ±10 % from run to run on a shared machine, the count
-  repeats to within 0.02 %, whatever else the machine does;
+  modes, counted by valgrind (callgrind) with PYTHONHASHSEED=0, twice: the
+  gunicorn worker's count, dumped right after the first answer, which includes
+  the master's up to the fork, so the path from process start to the first
+  answer and nothing after it. Unlike the time, which moves by ±10 % from run
+  to run on a shared machine, the count repeats to within about 0.1 %, whatever
+  else the machine does;
 - one worker's memory (THREADS=1, pool 1) after a batch of every size 1..500, twice;
 - connections opened over 10,000 invocations, and batch ingest rates.
 """
@@ -592,59 +593,61 @@ def cold_start(
 
 
 # Counts instructions only (no cache simulation), in every process the command starts.
-CACHEGRIND = ("valgrind", "--tool=cachegrind", "--cache-sim=no", "--trace-children=yes")
-_SUMMARY_LINE = re.compile(r"^summary: (\d+)$", re.MULTILINE)
+CALLGRIND = ("valgrind", "--tool=callgrind", "--trace-children=yes")
+_TOTALS_LINE = re.compile(r"^totals: (\d+)$", re.MULTILINE)
 
 
 def valgrind_unavailable() -> str | None:
     """None when valgrind can count instructions here; otherwise why not."""
-    if shutil.which(CACHEGRIND[0]) is None:
-        return "valgrind is not installed"
+    for tool in (CALLGRIND[0], "callgrind_control"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
     return None
 
 
-def critical_path_instructions(counts_dir: pathlib.Path, master_pid: int) -> int | None:
-    """The instructions of the gunicorn worker, from the cachegrind files (cg.PID) of one server.
+def dumped_instructions(counts_dir: pathlib.Path, pid: int) -> int | None:
+    """The instructions in process `pid`'s first callgrind dump (file cg.PID.1), None until written.
 
-    A forked process inherits valgrind's counter, so the worker's count is the
-    master's up to the fork plus the worker's own: the path from process start
-    to the answer. The master's count goes on with its arbiter loop, which runs
-    as long as the server does, and is left out. None while the worker's file
-    is not written yet (valgrind writes it when the process exits).
+    A forked process inherits valgrind's counter, so a gunicorn worker's first
+    dump counts the master from process start to the fork, then the worker up
+    to the dump: the path to the first answer when the dump follows it. Nothing
+    the processes do afterwards (the master's arbiter loop, the worker's exit,
+    where an interpreter's last garbage collection alone is tens of millions)
+    is in it.
     """
-    workers = {}
-    for path in counts_dir.glob("cg.*"):
-        pid = int(path.name.removeprefix("cg."))
-        if pid != master_pid:
-            found = _SUMMARY_LINE.findall(path.read_text())
-            workers[pid] = int(found[-1]) if found else None
-    if len(workers) > 1:
-        raise RuntimeError(f"expected one gunicorn worker under valgrind, found {sorted(workers)}")
-    return next(iter(workers.values()), None)
+    path = counts_dir / f"cg.{pid}.1"
+    found = _TOTALS_LINE.findall(path.read_text()) if path.exists() else []
+    return int(found[-1]) if found else None
 
 
 def instructions_once(bench: Bench, mode: str) -> int:
-    """One served cold start under cachegrind: the worker's instructions to the first 2xx and its exit."""
+    """One served cold start under callgrind: the worker's instructions to the first 2xx."""
     target, source, body = served_target(mode)
-    counts_dir = pathlib.Path(tempfile.mkdtemp(prefix=f"cachegrind-{mode}-", dir=bench.workdir))
+    counts_dir = pathlib.Path(tempfile.mkdtemp(prefix=f"callgrind-{mode}-", dir=bench.workdir))
     server = FunctionServer(
         {**bench.mode_env(mode), "PYTHONHASHSEED": "0"},  # the same hashes, the same instructions
         counts_dir / "server.log",
         target=target,
         source=source,
-        wrap=lambda command: [*CACHEGRIND, f"--cachegrind-out-file={counts_dir}/cg.%p", *command],
+        wrap=lambda command: [*CALLGRIND, f"--callgrind-out-file={counts_dir}/cg.%p", *command],
     )
     try:
         server.spawn()
         server.wait_first_success("POST", body, timeout=300)
+        workers = server.worker_pids()
+        if len(workers) != 1:
+            raise RuntimeError(f"expected one gunicorn worker under valgrind, found {workers}")
+        [worker] = workers
+        subprocess.run(
+            ["callgrind_control", "--dump", str(worker)], capture_output=True, check=True, timeout=120
+        )
+        deadline = time.monotonic() + 60
+        while (count := dumped_instructions(counts_dir, worker)) is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no instruction count from the worker in {counts_dir}")
+            time.sleep(0.1)
     finally:
         server.stop()
-    assert server.pid is not None
-    deadline = time.monotonic() + 60
-    while (count := critical_path_instructions(counts_dir, server.pid)) is None:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"no instruction count from the worker in {counts_dir}")
-        time.sleep(0.1)
     return count
 
 
@@ -655,7 +658,7 @@ def cold_start_instructions(bench: Bench, modes: list[str], runs: int = 2) -> di
         return {"unavailable_because": why_not, "modes": modes}
     compile_sources()
     version = subprocess.run(
-        [CACHEGRIND[0], "--version"], capture_output=True, text=True, check=True
+        [CALLGRIND[0], "--version"], capture_output=True, text=True, check=True
     ).stdout.strip()
     counts: dict[str, list[int]] = collections.defaultdict(list)
     for run in range(runs):
@@ -675,10 +678,10 @@ def cold_start_instructions(bench: Bench, modes: list[str], runs: int = 2) -> di
             cell["ratio_to_hello"] = round(cell["instructions"] / cells["hello"]["instructions"], 2)
     return {
         "unavailable_because": None,
-        "tool": " ".join([version, *CACHEGRIND[1:]]),
+        "tool": " ".join([version, *CALLGRIND[1:]]) + ", counts dumped by callgrind_control --dump",
         "environment": {"PYTHONHASHSEED": "0"},
         "counted": "the gunicorn worker: the master from process start to the fork, then the worker "
-        "to the first 2xx answer and its exit",
+        "to the first 2xx answer (a callgrind dump right after it)",
         "runs": runs,
         "modes": modes,
         "cells": cells,
@@ -1032,8 +1035,9 @@ def _instruction_table(section: dict) -> list[str]:
     spread = max(cell["spread_percent"] for cell in cells.values())
     out += [
         "",
-        f"Counted by {section['tool']}, with PYTHONHASHSEED=0; the worker's count includes the "
-        f"master's up to the fork. {section['runs']} runs a mode, which differ by at most {spread:g} %.",
+        f"Counted by {section['tool']}, with PYTHONHASHSEED=0, right after the first answer; the "
+        f"worker's count includes the master's up to the fork. {section['runs']} runs a mode, which "
+        f"differ by at most {spread:g} %.",
         "",
     ]
     return out
