@@ -15,35 +15,20 @@ atexit runs in the worker after its request threads have been joined.
 
 from __future__ import annotations
 
-import gc
+import atexit
+import json
+import socket
+import sys
+from typing import TextIO
 
-# Cold start: the imports below (SQLAlchemy, pg8000 and what they import) create
-# a few hundred thousand objects that live as long as the instance. Left on, the
-# cyclic garbage collector scans them again and again while they load, and again
-# in gunicorn's worker. Paused for the imports, then told to leave what they made
-# alone for good (gc.freeze, which Python's documentation advises before a
-# pre-fork server forks): 2 % fewer instructions to the first answer, and an
-# instance that exits (on scale-in) with 80 % fewer, since the interpreter's last
-# collection skips them too (README, "Cold start").
-gc.disable()
-try:
-    import atexit
-    import json
-    import socket
-    import sys
-    from typing import TextIO
+import flask
+import functions_framework
+from functions_framework.execution_id import LoggingHandlerAddExecutionId
 
-    import flask
-    import functions_framework
-    from functions_framework.execution_id import LoggingHandlerAddExecutionId
-
-    from core import logs, service
-    from core.body import read_body
-    from core.runtime import Runtime
-    from db.settings import Settings
-finally:
-    gc.freeze()
-    gc.enable()
+from core import logs, service
+from core.body import read_body
+from core.runtime import Runtime
+from db.settings import Settings
 
 
 def _process_stdout() -> TextIO:

@@ -1,6 +1,6 @@
 """SQLAlchemy's pg8000 dialect, made to work on CockroachDB, to fail cleanly and to save round trips.
 
-Four things about the stock `postgresql+pg8000` dialect matter for a serverless function:
+Five things about the stock `postgresql+pg8000` dialect matter for a serverless function:
 
 1. CockroachDB's `version()` says "CockroachDB CCL v24.3.1 (...)", which the
    PostgreSQL dialect cannot parse: it raises AssertionError on the first
@@ -34,9 +34,9 @@ Four things about the stock `postgresql+pg8000` dialect matter for a serverless 
    objects (they cost more CPU than the driver's whole Bind/Execute).
 
 The prepared path uses pg8000 methods that its own `native.PreparedStatement` uses
-(`prepare_statement`, `execute_named`); pg8000 is pinned in
-requirements.txt, and tests/test_round_trips.py fails on an upgrade that
-changes them.
+(`prepare_statement`, `execute_named`), and the pre-ping pg8000's
+`execute_simple` (see do_ping); pg8000 is pinned in requirements.txt, and
+tests/test_round_trips.py fails on an upgrade that changes them.
 """
 
 from __future__ import annotations
