@@ -15,20 +15,35 @@ atexit runs in the worker after its request threads have been joined.
 
 from __future__ import annotations
 
-import atexit
-import json
-import socket
-import sys
-from typing import TextIO
+import gc
 
-import flask
-import functions_framework
-from functions_framework.execution_id import LoggingHandlerAddExecutionId
+# Cold start: the imports below (SQLAlchemy, pg8000 and what they import) create
+# a few hundred thousand objects that live as long as the instance. Left on, the
+# cyclic garbage collector scans them again and again while they load, and again
+# in gunicorn's worker. Paused for the imports, then told to leave what they made
+# alone for good (gc.freeze, which Python's documentation advises before a
+# pre-fork server forks): 2 % fewer instructions to the first answer, and an
+# instance that exits (on scale-in) with 80 % fewer, since the interpreter's last
+# collection skips them too (README, "Cold start").
+gc.disable()
+try:
+    import atexit
+    import json
+    import socket
+    import sys
+    from typing import TextIO
 
-from core import logs, service
-from core.body import read_body
-from core.runtime import Runtime
-from db.settings import Settings
+    import flask
+    import functions_framework
+    from functions_framework.execution_id import LoggingHandlerAddExecutionId
+
+    from core import logs, service
+    from core.body import read_body
+    from core.runtime import Runtime
+    from db.settings import Settings
+finally:
+    gc.freeze()
+    gc.enable()
 
 
 def _process_stdout() -> TextIO:

@@ -9,6 +9,7 @@ the harness the benchmark uses too), its log lines captured.
 
 from __future__ import annotations
 
+import gc
 import json
 import pathlib
 import sys
@@ -116,6 +117,11 @@ def dispose_instances() -> None:
     while _loaded_instances:
         module = _loaded_instances.pop()
         module.runtime.close()
+    # Importing main.py freezes every object the process holds (gc.freeze, for
+    # the cold start). In production an instance is a process of its own; here
+    # every test shares one, so unfreeze: garbage an earlier test left (an engine
+    # left to the collector, with its open connection) must stay collectable.
+    gc.unfreeze()
 
 
 class FunctionServer(function_server.FunctionServer):
