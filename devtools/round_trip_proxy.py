@@ -46,11 +46,15 @@ class _Link:
         self.directions_done = 0
 
     def close(self) -> None:
+        # shutdown() first: close() alone, while the other pipe thread is blocked
+        # in recv() on the socket, neither wakes that thread nor sends a FIN (the
+        # blocked call keeps the socket alive), so PostgreSQL would keep the backend.
         for sock in (self.client, self.server):
             try:
-                sock.close()
+                sock.shutdown(socket.SHUT_RDWR)
             except OSError:
-                pass
+                pass  # not connected any more
+            sock.close()
 
 
 class RoundTripProxy:

@@ -43,6 +43,19 @@ def _ask(sock: socket.socket, *pieces: bytes) -> bytes:
     return answer
 
 
+def _connect_through(proxy: RoundTripProxy, postgres, application_name: str) -> pg8000.native.Connection:
+    return pg8000.native.Connection(
+        "app",
+        password=postgres.app_password,
+        host="127.0.0.1",
+        port=proxy.port,
+        database="app",
+        ssl_context=False,
+        application_name=application_name,
+        timeout=10,
+    )
+
+
 def test_one_question_in_several_writes_is_one_round_trip(line_server):
     with (
         RoundTripProxy("127.0.0.1", line_server) as proxy,
@@ -76,14 +89,7 @@ def test_postgresql_protocol_flights(postgres):
     """A simple query and a named prepared statement wait once each; pg8000's
     unnamed statement with parameters waits three times (Parse, Describe, Bind/Execute)."""
     with RoundTripProxy("127.0.0.1", postgres.port) as proxy:
-        connection = pg8000.native.Connection(
-            "app",
-            password=postgres.app_password,
-            host="127.0.0.1",
-            port=proxy.port,
-            database="app",
-            ssl_context=False,
-        )
+        connection = _connect_through(proxy, postgres, "proxy-flights-test")
         try:
             assert proxy.round_trips > 1  # start-up and SCRAM authentication
             proxy.reset()
@@ -105,16 +111,7 @@ def test_postgresql_protocol_flights(postgres):
 
 def test_a_connection_the_server_ends_is_ended_for_the_client(postgres):
     with RoundTripProxy("127.0.0.1", postgres.port) as proxy:
-        connection = pg8000.native.Connection(
-            "app",
-            password=postgres.app_password,
-            host="127.0.0.1",
-            port=proxy.port,
-            database="app",
-            ssl_context=False,
-            application_name="proxy-kill-test",
-            timeout=10,
-        )
+        connection = _connect_through(proxy, postgres, "proxy-kill-test")
         assert proxy.open_connections == 1
         postgres.execute(
             "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
@@ -128,3 +125,19 @@ def test_a_connection_the_server_ends_is_ended_for_the_client(postgres):
         while proxy.open_connections and time.monotonic() < deadline:
             time.sleep(0.01)
         assert proxy.open_connections == 0
+
+
+def test_stopping_the_proxy_ends_the_servers_side_of_every_connection(postgres):
+    """stop() ends the server connections even while the proxy waits on them: a
+    backend left open would count against the next test's connections."""
+    proxy = RoundTripProxy("127.0.0.1", postgres.port).start()
+    connection = _connect_through(proxy, postgres, "proxy-stop-test")
+    count = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'proxy-stop-test'"
+    assert postgres.execute(count) == [[1]]
+    proxy.stop()  # the client's connection is still open, and the server's side idle
+    deadline = time.monotonic() + 5
+    while postgres.execute(count) != [[0]] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert postgres.execute(count) == [[0]]
+    with contextlib.suppress(pg8000.native.InterfaceError):
+        connection.close()
