@@ -36,6 +36,7 @@ try:
     import flask
     import functions_framework
     from functions_framework.execution_id import LoggingHandlerAddExecutionId
+    from werkzeug.wsgi import get_content_length
 
     from core import logs, service
     from core.body import read_body
@@ -117,12 +118,19 @@ def _environ_key(name: str) -> str:
 def _read_body(request: flask.Request) -> bytes:
     # Parsed as JSON whatever the Content-Type: Cloud Scheduler's HTTP targets
     # send application/octet-stream unless the job sets a header.
-    sock = request.environ.get("gunicorn.socket")  # the client's socket, under gunicorn
+    environ = request.environ
+    if environ.get("wsgi.input_terminated"):
+        # gunicorn, the Functions Framework's server, ends the input stream with
+        # the body (chunked or not), and werkzeug would hand over that very
+        # stream: read it directly, without building werkzeug's header view and
+        # stream lookups for it (half of what the adapter cost per invocation).
+        stream, declared_length = environ["wsgi.input"], get_content_length(environ)
+    else:  # another server: werkzeug's stream stops at the Content-Length
+        stream, declared_length = request.stream, request.content_length
+    sock = environ.get("gunicorn.socket")  # the client's socket, under gunicorn
     # At the time limit, shutting the socket's reading side ends a read blocked on the client.
     cut_off = (lambda: sock.shutdown(socket.SHUT_RD)) if sock is not None else None
-    return read_body(
-        request.stream, request.content_length, time_limit=runtime.body_time_limit, cut_off=cut_off
-    )
+    return read_body(stream, declared_length, time_limit=runtime.body_time_limit, cut_off=cut_off)
 
 
 def _request_url(environ: dict) -> str:

@@ -34,6 +34,14 @@ _secrets_lock = threading.Lock()
 # Every known secret in one pattern, longest first (so a DSN is replaced whole
 # before the password inside it): one scan of each value, however many secrets.
 _secrets_pattern: re.Pattern[str] | None = None
+# Every known secret as it appears inside a JSON string of an encoded line. JSON
+# escapes character by character, so a value that holds a secret gives a line
+# that holds its encoded form: looking for these few substrings in the finished
+# line (C's substring search) tells whether any value needs scrubbing, for a
+# fifth of what walking the values and running the pattern over them cost.
+_secrets_in_line: tuple[str, ...] = ()
+# Built once: json.dumps with any argument builds a new encoder on every call.
+_LINE_ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)
 
 TRACE_FIELD = "logging.googleapis.com/trace"
 SPAN_FIELD = "logging.googleapis.com/spanId"
@@ -67,39 +75,17 @@ def redact(value: str) -> None:
         forms |= {
             json.dumps(form, ensure_ascii=ascii_only)[1:-1] for form in forms for ascii_only in (False, True)
         }
-        global _secrets_pattern
+        global _secrets_pattern, _secrets_in_line
         with _secrets_lock:
             _secrets.update(forms)
             ordered = sorted(_secrets, key=len, reverse=True)
             _secrets_pattern = re.compile("|".join(map(re.escape, ordered)))
+            _secrets_in_line = tuple({_LINE_ENCODER.encode(secret)[1:-1] for secret in ordered})
 
 
 def scrub(text: str) -> str:
     pattern = _secrets_pattern
     return pattern.sub(REDACTED, text) if pattern is not None else text
-
-
-def _holds_secret(value: Any, pattern: re.Pattern[str]) -> bool:
-    """Whether any value (never a key) in `value` holds a secret.
-
-    Every string value is collected, without recursion, and searched in one
-    pass, joined by NUL, which no secret contains (PostgreSQL refuses it in a
-    password, and a DSN cannot hold it): no match can span two values.
-    """
-    texts: list[str] = []
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        kind = type(item)
-        if kind is str:
-            texts.append(item)
-        elif kind is dict:
-            stack.extend(item.values())
-        elif kind is list or kind is tuple:
-            stack.extend(item)
-        elif item is not None and kind not in (int, float, bool):
-            texts.append(str(item))  # encoded with str() below
-    return pattern.search("\x00".join(texts)) is not None
 
 
 def _scrub_values(value: Any) -> Any:
@@ -198,14 +184,15 @@ class CloudLoggingFormatter(logging.Formatter):
         if record.exc_info:
             # Only for bugs (500): faults are logged without a traceback.
             entry["stack_trace"] = self.formatException(record.exc_info)
-        pattern = _secrets_pattern
-        if pattern is not None and _holds_secret(entry, pattern):
-            # Scrub the values, never the keys. (Checked on the values, not on the
-            # encoded line: a value that is itself JSON is escaped twice there.)
-            return json.dumps(
-                _scrub_values(entry), default=lambda value: scrub(str(value)), ensure_ascii=False
-            )
-        return json.dumps(entry, default=str, ensure_ascii=False)  # the usual case: nothing to scrub
+        line = _LINE_ENCODER.encode(entry)
+        for secret in _secrets_in_line:
+            if secret in line:
+                # Scrub the values, never the keys. (A match may also be a key, or
+                # span an escape: the values decide, and are scrubbed, not the line.)
+                return json.dumps(
+                    _scrub_values(entry), default=lambda value: scrub(str(value)), ensure_ascii=False
+                )
+        return line  # the usual case: nothing to scrub
 
 
 def current_stdout() -> TextIO:

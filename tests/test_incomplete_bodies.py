@@ -68,6 +68,39 @@ def test_chunked_body_cut_off_mid_chunk_is_400(server, events_db):
     assert events_db.rows() == {}
 
 
+def post_chunked(server, body: bytes, size: int) -> tuple[int, dict]:
+    """POST `body` in chunks of `size` bytes, without a Content-Length; (status, JSON reply)."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        pieces = (body[i : i + size] for i in range(0, len(body), size))
+        connection.request(
+            "POST", "/", body=pieces, headers={"Content-Type": "application/json"}, encode_chunked=True
+        )
+        reply = connection.getresponse()
+        text = reply.read().decode()
+    finally:
+        connection.close()
+    capture.add(text)
+    return reply.status, json.loads(text)
+
+
+def test_complete_chunked_body_is_stored(server, events_db):
+    """Without a Content-Length the body ends where the chunks end (gunicorn's stream, read directly)."""
+    body = json.dumps([{"kind": "chunked", "payload": {"n": n}} for n in range(40)]).encode()
+    status, reply = post_chunked(server, body, 100)
+    assert status == 201, reply
+    assert reply["inserted"] == 40
+    assert [row["kind"] for row in events_db.rows().values()] == ["chunked"] * 40
+
+
+def test_chunked_body_over_the_limit_is_413(server, events_db):
+    body = json.dumps({"kind": "too-big", "payload": {"text": "x" * (1024 * 1024)}}).encode()
+    status, reply = post_chunked(server, body, 64 * 1024)
+    assert status == 413
+    assert "larger than the limit" in reply["error"]
+    assert events_db.rows() == {}
+
+
 def test_body_one_byte_short_is_408_at_the_time_limit(server, events_db):
     body = b'{"kind": "one-byte-short"}'
     started = time.monotonic()

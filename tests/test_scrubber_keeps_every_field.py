@@ -84,3 +84,38 @@ def test_a_secret_inside_a_json_document_a_library_logs_is_redacted(capsys):
     [text] = [text for text in capsys.readouterr().out.splitlines() if "some.library" in text]
     assert json.loads(text)["message"] == 'sending {"password": "[redacted]"}'
     assert "back" not in text and "slash" not in text
+
+
+class _Described:
+    def __init__(self, text: str):
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@pytest.mark.secret_logged_on_purpose("some.component")
+@pytest.mark.parametrize(
+    "secret",
+    ["Plain-Secret-4a2f", 'with"quote-4a2f', "with\\backslash-4a2f", "tab\there-4a2f", "ünïcode-4a2f"],
+)
+def test_a_secret_in_any_kind_of_value_is_redacted(capsys, secret):
+    """The formatter looks for each secret in the encoded line, where JSON has escaped
+    it: every escaped form is found, in a string, a list, a tuple or an object's str()."""
+    logs.configure()
+    known_secrets.add(secret)
+    logs.redact(secret)
+    fields = {
+        "text": f"line one\nthen {secret}",
+        "list": [1, [f"{secret}"]],
+        "tuple": ("a", secret),
+        "object": _Described(f"<{secret}>"),
+    }
+    logging.getLogger("some.component").info("fields", extra={"fields": fields})
+    [text] = [text for text in capsys.readouterr().out.splitlines() if "some.component" in text]
+    line = json.loads(text)
+    assert line["text"] == "line one\nthen [redacted]"
+    assert line["list"] == [1, ["[redacted]"]]
+    assert line["tuple"] == ["a", "[redacted]"]
+    assert line["object"] == "<[redacted]>"
+    assert "4a2f" not in text
