@@ -64,6 +64,10 @@ def _decode(body: bytes) -> Any:
         text = body.decode("utf-8")
     except UnicodeDecodeError as err:
         raise RequestRejected(400, f"the body is not valid UTF-8 (byte {err.start})") from None
+    if text.startswith("\ufeff"):
+        raise RequestRejected(
+            400, "the body starts with a byte order mark (U+FEFF); send the JSON without it"
+        )
     try:
         return _DECODER.decode(text)
     except json.JSONDecodeError as err:

@@ -54,6 +54,7 @@ def test_unicode_text_is_kept_exactly():
     [
         (b"{", "not valid JSON"),
         (b"\xff\xfe{}", "not valid UTF-8"),
+        (b'\xef\xbb\xbf{"kind": "x"}', "starts with a byte order mark"),
         (b"42", "must be a JSON object"),
         (b'"text"', "must be a JSON object"),
         (b"[]", "1 to 500 events, got 0"),
