@@ -17,6 +17,7 @@ from __future__ import annotations
 import pytest
 from app_fixtures import *  # noqa: F401,F403 - fixtures are found by name
 from function_harness import known_secrets
+from gcloud_standin import SCENARIOS
 
 from devtools.certs import make_ca, make_server_cert
 from devtools.postgres import PostgresServer
@@ -88,3 +89,15 @@ def secret_manager(_secret_manager_server):
     emulator.start()  # a test that stopped it may have failed before starting it again
     emulator.reset()
     return emulator
+
+
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected what they deselect
+def pytest_collection_modifyitems(items):
+    """Tests that read deploy.sh scenarios run last, and the scenarios start now, in the
+    background at the lowest CPU priority (gcloud_standin.Scenarios): by the time those
+    tests run, their scenarios have run beside the rest of the suite."""
+    uses_scenarios = [getattr(getattr(item, "module", None), "SCENARIOS", None) is not None for item in items]
+    if any(uses_scenarios):
+        order = dict(zip(map(id, items), uses_scenarios, strict=True))
+        items.sort(key=lambda item: order[id(item)])  # stable: each group keeps its order
+        SCENARIOS.start()

@@ -840,12 +840,25 @@ def gcloud_env(config_dir: pathlib.Path, standin: GoogleCloudStandIn | None, log
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
+# How commands run in the background run: at the lowest CPU priority (coreutils' nice).
+BACKGROUND_PRIORITY = ("nice", "-n", "19")
+
+
 def run_deploy(
-    env: dict, *args: str, stdin: str | None = None, timeout: float = 240, merged: bool = False
+    env: dict,
+    *args: str,
+    stdin: str | None = None,
+    timeout: float = 240,
+    merged: bool = False,
+    background: bool = False,
 ) -> subprocess.CompletedProcess:
-    """deploy.sh, run as a user would: stdout and stderr kept apart, or `merged` in order."""
+    """deploy.sh, run as a user would: stdout and stderr kept apart, or `merged` in order.
+    `background`: at the lowest CPU priority (nice 19), so that it takes only the CPU
+    that the tests running beside it leave idle."""
     return subprocess.run(
-        [str(ROOT / "deploy.sh"), *args],
+        [*BACKGROUND_PRIORITY, str(ROOT / "deploy.sh"), *args]
+        if background
+        else [str(ROOT / "deploy.sh"), *args],
         cwd=ROOT,
         env=env,
         input=stdin,
@@ -901,7 +914,7 @@ class Scenario:
 
     def run_gcloud(self, *args: str) -> subprocess.CompletedProcess:
         self.gcloud = subprocess.run(
-            ["gcloud", *args], env=self.env, capture_output=True, text=True, timeout=180
+            [*BACKGROUND_PRIORITY, "gcloud", *args], env=self.env, capture_output=True, text=True, timeout=180
         )
         return self.gcloud
 
@@ -909,7 +922,7 @@ class Scenario:
         self, *args: str, env: dict | None = None, stdin: str | None = None, merged: bool = False
     ) -> Run:
         first = len(self.standin.requests)
-        result = run_deploy({**self.env, **(env or {})}, *args, stdin=stdin, merged=merged)
+        result = run_deploy({**self.env, **(env or {})}, *args, stdin=stdin, merged=merged, background=True)
         run = Run(args, result, self.standin.requests[first:], copy.deepcopy(self.standin.resources))
         self.runs.append(run)
         return run
@@ -959,11 +972,14 @@ class Scenarios:
     """deploy.sh scenarios, each run once per test process, two at a time.
 
     A scenario is a function returning a Scenario; test modules define theirs
-    with `@SCENARIOS.define` and read results with `SCENARIOS.result(name)`. The
-    first result asked for starts every defined scenario (they are all defined by
-    then: pytest imports every test module before running any), dependencies
-    first, on two worker threads: deploy.sh spends its time in gcloud's start-up,
-    so two runs at once take the time of one on two cores.
+    with `@SCENARIOS.define` and read results with `SCENARIOS.result(name)`.
+    `start()` (conftest.py calls it once collection is done, when a selected test
+    uses scenarios; the first `result` otherwise) runs every defined scenario,
+    dependencies first, on two worker threads: deploy.sh spends its time in
+    gcloud's start-up, so two runs at once take the time of one on two cores.
+    Their commands run at the lowest CPU priority, so the other tests, which
+    conftest.py runs first, go at their own speed while the scenarios take the
+    CPU those tests leave idle (they mostly wait on servers and timeouts).
     """
 
     def __init__(self, workers: int = 2) -> None:
@@ -981,12 +997,14 @@ class Scenarios:
 
         return register
 
-    def result(self, name: str) -> Scenario:
+    def start(self) -> None:
+        """Start every defined scenario that has not started yet; returns at once."""
         with self._lock:
-            if name not in self._futures:
-                for pending in self._in_order():
-                    self._submit(pending)
-                self._submit(name)
+            for pending in self._in_order():
+                self._submit(pending)
+
+    def result(self, name: str) -> Scenario:
+        self.start()
         return self._futures[name].result()
 
     def _in_order(self) -> list[str]:
