@@ -91,13 +91,26 @@ def secret_manager(_secret_manager_server):
     return emulator
 
 
-@pytest.hookimpl(trylast=True)  # after -k and -m have deselected what they deselect
+@pytest.hookimpl(trylast=True)  # after -k, -m and --lf have deselected what they deselect
 def pytest_collection_modifyitems(items):
-    """Tests that read deploy.sh scenarios run last, and the scenarios start now, in the
-    background at the lowest CPU priority (gcloud_standin.Scenarios): by the time those
-    tests run, their scenarios have run beside the rest of the suite."""
-    uses_scenarios = [getattr(getattr(item, "module", None), "SCENARIOS", None) is not None for item in items]
-    if any(uses_scenarios):
-        order = dict(zip(map(id, items), uses_scenarios, strict=True))
-        items.sort(key=lambda item: order[id(item)])  # stable: each group keeps its order
+    """Tests that read deploy.sh scenarios run last, so their scenarios, started once
+    collection is done (below), run in the background beside the rest of the suite."""
+    uses_scenarios = {id(item): _uses_scenarios(item) for item in items}
+    items.sort(key=lambda item: uses_scenarios[id(item)])  # stable: each group keeps its order
+
+
+def pytest_collection_finish(session):
+    """Start the scenarios (gcloud_standin.Scenarios, at a low CPU priority) when a
+    selected test reads them, unless only collecting or collection failed."""
+    if session.config.option.collectonly or session.testsfailed:
+        return
+    if any(_uses_scenarios(item) for item in session.items):
         SCENARIOS.start()
+
+
+def pytest_sessionfinish(session):
+    SCENARIOS.stop()  # a run that ended early does not wait for scenarios nobody reads
+
+
+def _uses_scenarios(item) -> bool:
+    return getattr(getattr(item, "module", None), "SCENARIOS", None) is not None

@@ -840,8 +840,9 @@ def gcloud_env(config_dir: pathlib.Path, standin: GoogleCloudStandIn | None, log
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-# How commands run in the background run: at the lowest CPU priority (coreutils' nice).
-BACKGROUND_PRIORITY = ("nice", "-n", "19")
+# How commands run in the background run: at a low CPU priority (coreutils' nice). At
+# nice 10 a command gets about a tenth of a core from a busy test, so it never starves.
+BACKGROUND_PRIORITY = ("nice", "-n", "10")
 
 
 def run_deploy(
@@ -853,8 +854,8 @@ def run_deploy(
     background: bool = False,
 ) -> subprocess.CompletedProcess:
     """deploy.sh, run as a user would: stdout and stderr kept apart, or `merged` in order.
-    `background`: at the lowest CPU priority (nice 19), so that it takes only the CPU
-    that the tests running beside it leave idle."""
+    `background`: at a low CPU priority (BACKGROUND_PRIORITY), so that it takes mostly
+    the CPU that the tests running beside it leave idle."""
     return subprocess.run(
         [*BACKGROUND_PRIORITY, str(ROOT / "deploy.sh"), *args]
         if background
@@ -977,9 +978,10 @@ class Scenarios:
     uses scenarios; the first `result` otherwise) runs every defined scenario,
     dependencies first, on two worker threads: deploy.sh spends its time in
     gcloud's start-up, so two runs at once take the time of one on two cores.
-    Their commands run at the lowest CPU priority, so the other tests, which
-    conftest.py runs first, go at their own speed while the scenarios take the
-    CPU those tests leave idle (they mostly wait on servers and timeouts).
+    Their commands run at a low CPU priority, so the other tests, which
+    conftest.py runs first, go at nearly their own speed while the scenarios take
+    the CPU those tests leave idle (they mostly wait on servers and timeouts).
+    `stop()` drops the scenarios not yet started (a run that ends early).
     """
 
     def __init__(self, workers: int = 2) -> None:
@@ -1006,6 +1008,10 @@ class Scenarios:
     def result(self, name: str) -> Scenario:
         self.start()
         return self._futures[name].result()
+
+    def stop(self) -> None:
+        """Cancel the scenarios still waiting for a worker; those running finish."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _in_order(self) -> list[str]:
         """Independent scenarios first, in definition order; those that wait for another last,

@@ -12,7 +12,7 @@ import json
 import urllib.error
 import urllib.request
 
-from function_harness import FunctionServer, free_port
+from function_harness import capture, free_port
 from gcloud_standin import (
     PROJECT,
     REGION,
@@ -23,6 +23,8 @@ from gcloud_standin import (
     scenario,
     scratch_dir,
 )
+
+from devtools.function_server import FunctionServer
 
 
 @SCENARIOS.define()
@@ -41,6 +43,8 @@ def database_refuses_the_function() -> Scenario:
     standin.seed_function(REGION, "events")
     log = scratch_dir() / "function.log"
     closed_port = free_port()  # nothing listens: the connection is refused
+    # devtools' FunctionServer, not the harness's: this scenario runs in the background,
+    # during other tests, so its log joins the leak check in its own test (below).
     server = FunctionServer(
         {
             "DATABASE_URL": f"postgresql://app:unused@127.0.0.1:{closed_port}/app?sslmode=disable",
@@ -69,6 +73,7 @@ def database_refuses_the_function() -> Scenario:
     finally:
         server.stop()
     world.extra["function_log"] = seen
+    world.extra["function_log_path"] = log
     return world
 
 
@@ -101,6 +106,7 @@ def test_403_while_iam_propagates_is_retried_until_200():
 
 def test_503_shows_the_functions_last_error_and_the_likely_causes():
     world = SCENARIOS.result("database_refuses_the_function")
+    capture.log_files.append(world.extra["function_log_path"])  # for this test's leak check
     [run] = world.runs
     assert run.returncode == 1
     errors = [line["message"] for line in world.extra["function_log"] if line.get("severity") == "ERROR"]
