@@ -71,7 +71,10 @@ def redact(value: str) -> None:
     DSN), or escaped for JSON (a library may log a JSON document, with or
     without non-ASCII characters escaped as \\uXXXX)."""
     if value:
-        forms = {value, quote(value, safe="")}
+        # surrogateescape: a value read from the environment keeps bytes that are not
+        # UTF-8 as lone surrogates, which strict encoding refuses; percent-encoded,
+        # they are the original bytes, as a library re-encoding the value would print them.
+        forms = {value, quote(value, safe="", errors="surrogateescape")}
         forms |= {
             json.dumps(form, ensure_ascii=ascii_only)[1:-1] for form in forms for ascii_only in (False, True)
         }

@@ -51,6 +51,13 @@ class ConnectionTarget(NamedTuple):
 def parse_dsn(dsn: str) -> ConnectionTarget:
     """Parse a connection string; raise ConfigurationError naming what is wrong."""
     dsn = dsn.strip()
+    try:
+        dsn.encode("utf-8")
+    except UnicodeEncodeError as err:  # bytes that were not UTF-8, kept by os.environ as surrogates
+        raise ConfigurationError(
+            f"the connection string is not valid UTF-8 (character {err.start + 1}); write it in UTF-8, "
+            "percent-encoding special characters in the password"
+        ) from None
     scheme, sep, _ = dsn.partition("://")
     if not sep or scheme.lower() not in SCHEMES:
         raise ConfigurationError(

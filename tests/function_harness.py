@@ -76,7 +76,11 @@ class KnownSecrets:
 
     def plain(self) -> set[str]:
         """Each secret as is and percent-encoded (inside a DSN)."""
-        return self._values | {urllib.parse.quote(value, safe="") for value in self._values}
+        # surrogateescape: a secret holding bytes that are not UTF-8 (as os.environ keeps
+        # them) is percent-encoded as those bytes, as core.logs.redact encodes it.
+        return self._values | {
+            urllib.parse.quote(value, safe="", errors="surrogateescape") for value in self._values
+        }
 
     def every_form(self) -> set[str]:
         """Also escaped for JSON, as they would appear inside a JSON line."""
