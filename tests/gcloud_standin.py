@@ -840,8 +840,8 @@ def gcloud_env(config_dir: pathlib.Path, standin: GoogleCloudStandIn | None, log
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-# How commands run in the background run: at a low CPU priority (coreutils' nice). At
-# nice 10 a command gets about a tenth of a core from a busy test, so it never starves.
+# The priority of the background scenarios' commands (coreutils' nice). At nice 10 a
+# command still gets about a tenth of a core beside a busy test, so it never starves.
 BACKGROUND_PRIORITY = ("nice", "-n", "10")
 
 
