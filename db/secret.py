@@ -1,6 +1,6 @@
 """Where the connection string comes from: the environment, a mounted secret file, or Secret Manager.
 
-In the order they are looked at (db.settings reads the variables):
+In the order they are looked at (config.py reads the variables):
 
 - `DATABASE_URL`: the string itself (local runs, or a secret the platform injects
   as an environment variable, which then changes only with a new revision).
@@ -20,7 +20,6 @@ from __future__ import annotations
 import re
 
 from db.errors import ConfigurationError, SecretUnavailable
-from db.settings import DEFAULTS, Settings
 
 SECRET_NAME = re.compile(r"projects/[^/\s]+/secrets/[^/\s]+/versions/[^/\s]+")
 
@@ -34,7 +33,7 @@ class DsnSource:
         dsn: str = "",
         path: str = "",
         secret_name: str = "",
-        timeout: float = DEFAULTS.secret_timeout,
+        timeout: float = 5.0,
         emulator_host: str = "",
     ):
         if sum(bool(value) for value in (dsn, path, secret_name)) != 1:
@@ -50,23 +49,6 @@ class DsnSource:
         self._timeout = timeout
         self._emulator_host = emulator_host
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> DsnSource:
-        if settings.database_url:
-            return cls(dsn=settings.database_url)
-        if settings.database_url_file:
-            return cls(path=settings.database_url_file)
-        if settings.database_url_secret:
-            return cls(
-                secret_name=settings.database_url_secret,
-                timeout=settings.secret_timeout,
-                emulator_host=settings.secret_manager_emulator_host,
-            )
-        raise ConfigurationError(
-            "set DATABASE_URL to a connection string, DATABASE_URL_FILE to a file holding one "
-            "(a mounted secret), or DATABASE_URL_SECRET to the Secret Manager version that holds one"
-        )
-
     @property
     def rereadable(self) -> bool:
         return not self._dsn
@@ -81,10 +63,19 @@ class DsnSource:
 
     def read(self) -> str:
         if self._dsn:
-            return self._dsn
-        if self.path:
-            return read_file(self.path)
-        return read_secret(self.secret_name, timeout=self._timeout, emulator_host=self._emulator_host)
+            value = self._dsn
+        elif self.path:
+            value = read_file(self.path)
+        else:
+            value = read_secret(self.secret_name, timeout=self._timeout, emulator_host=self._emulator_host)
+        # Named here, before the DSN parser would only say what a DSN must start with.
+        if not value:
+            raise SecretUnavailable(f"{self.describe()} is empty")
+        if value.startswith("\ufeff"):
+            raise SecretUnavailable(
+                f"{self.describe()} begins with a byte order mark (U+FEFF): save it without one"
+            )
+        return value
 
 
 def read_file(path: str) -> str:

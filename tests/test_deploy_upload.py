@@ -22,10 +22,17 @@ def test_upload_holds_only_the_function_code(tmp_path):
         check=True,
     )
     files = set(result.stdout.split())
-    assert {"main.py", "requirements.txt", "db/schema.sql", "db/database.py", "core/events.py"} <= files
+    assert {
+        "main.py",
+        "config.py",
+        "requirements.txt",
+        "db/schema.sql",
+        "db/database.py",
+        "core/events.py",
+    } <= files
     for path in files:
         top = path.split("/", 1)[0]
-        assert top in ("main.py", "requirements.txt", "core", "db"), f"{path} would be uploaded"
+        assert top in ("main.py", "config.py", "requirements.txt", "core", "db"), f"{path} would be uploaded"
         assert "__pycache__" not in path
     # The development side of the tree is there, but stays home. (deploy.sh's
     # upload is checked too, by tests/test_deploy_script.py: gcloud's zipper for
