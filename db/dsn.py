@@ -154,6 +154,10 @@ def _ssl_context(sslmode: str, params: dict[str, str]) -> ssl.SSLContext | bool:
         context = ssl.create_default_context(cafile=_readable_file("sslrootcert", rootcert))
     except ssl.SSLError:
         raise ConfigurationError("sslrootcert: the file holds no PEM certificate") from None
+    # 3.13's strict mode refuses certificates libpq accepts (a CA without keyUsage): cleared, as PyMySQL does.
+    context.verify_flags &= ~ssl.VERIFY_X509_STRICT
+    # Nor does libpq trust a certificate in sslrootcert that is not a self-signed root (3.13 would).
+    context.verify_flags &= ~ssl.VERIFY_X509_PARTIAL_CHAIN
     if sslmode == "require":
         # Encrypt, verify nothing: what libpq's require means without a root cert.
         context.check_hostname = False
