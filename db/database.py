@@ -19,7 +19,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 from db import errors, stats
-from db.dsn import parse_dsn
+from db.dsn import parse_dsn, startup_options
 from db.secret import DsnSource
 from db.settings import Settings
 
@@ -162,10 +162,8 @@ class Database:
         # Set at connection start-up (pg8000's startup message carries it), so it
         # costs no statement and no round trip; CockroachDB and PostgreSQL both
         # read session settings from the `options` startup parameter's `-c`.
-        startup = dict(connect_args.get("startup_params", {}))
-        timeout = f"-c statement_timeout={statement_timeout_ms(settings)}"
-        startup["options"] = f"{startup['options']} {timeout}" if startup.get("options") else timeout
-        connect_args["startup_params"] = startup
+        options, timeout_ms, timeout_source = startup_options(target, statement_timeout_ms(settings))
+        connect_args["startup_params"] = {"options": options}
         engine = sqlalchemy.create_engine(
             target.url,
             connect_args={**connect_args, "timeout": settings.db_timeout},
@@ -194,7 +192,12 @@ class Database:
         )
         event.listen(engine, "connect", self._count_connection)
         self._dsn = dsn
-        logger.info("database engine created for %s", target.describe())
+        logger.info(
+            "database engine created for %s; statement_timeout %d ms, from %s",
+            target.describe(),
+            timeout_ms,
+            timeout_source,
+        )
         return engine
 
     def _count_connection(self, dbapi_connection: object, record: object) -> None:
