@@ -107,6 +107,15 @@ def test_the_engine_connects_with_an_options_value_ending_in_a_backslash(postgre
     assert shown == ("abc", str(statement_timeout_ms(settings)))
 
 
+def test_the_engine_refuses_options_that_cannot_be_merged_as_a_configuration_error(postgres):
+    """What the function answers 503 for, its log line naming `options`."""
+    dsn = dsn_with_options(postgres, "-c%20statement_timeout%3D5S")
+    database = Database(Settings(), DsnSource(dsn=dsn))
+    with pytest.raises(ConfigurationError, match="^connection parameter 'options': ") as refused:
+        database.run(lambda connection: None)
+    assert postgres.app_password not in str(refused.value)
+
+
 def test_a_shorter_statement_timeout_in_the_dsn_is_kept(postgres):
     dsn = dsn_with_options(postgres, "-c%20statement_timeout%3D100")
     options, timeout, source = startup_options(parse_dsn(dsn), FUNCTION_TIMEOUT_MS)
