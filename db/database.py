@@ -17,7 +17,7 @@ import sqlalchemy
 from sqlalchemy.engine import Connection, Engine
 
 from db import faults
-from db.dsn import parse_dsn
+from db.dsn import parse_dsn, startup_options
 from db.errors import ConfigurationError, SecretUnavailable
 from db.secret import DsnSource
 
@@ -172,10 +172,8 @@ class Database:
         connect_args = dict(target.connect_args)
         # Set at connection start-up (the `options` startup parameter's `-c`), so it
         # costs no statement and no round trip, on CockroachDB and PostgreSQL alike.
-        startup = dict(connect_args.get("startup_params", {}))
-        timeout = f"-c statement_timeout={options.statement_timeout_ms}"
-        startup["options"] = f"{startup['options']} {timeout}" if startup.get("options") else timeout
-        connect_args["startup_params"] = startup
+        startup, timeout_ms, timeout_source = startup_options(target, options.statement_timeout_ms)
+        connect_args["startup_params"] = {"options": startup}
         engine = sqlalchemy.create_engine(
             target.url,
             connect_args={**connect_args, "timeout": options.db_timeout},
@@ -197,7 +195,12 @@ class Database:
             hide_parameters=True,
         )
         self._dsn = dsn
-        logger.info("database engine created for %s", target.describe())
+        logger.info(
+            "database engine created for %s; statement_timeout %d ms, from %s",
+            target.describe(),
+            timeout_ms,
+            timeout_source,
+        )
         return engine
 
 
