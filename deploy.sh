@@ -480,7 +480,7 @@ check_vpc_connector() {
   local state
   state="$(gcloud compute networks vpc-access connectors describe "${VPC_CONNECTOR##*/}" --region "${REGION}" \
     --project "${PROJECT}" --quiet --format 'value(state)' 2>/dev/null)" \
-    || die "no Serverless VPC Access connector '${VPC_CONNECTOR##*/}' in ${REGION}: create it first (README, Deploy: reaching the cluster)"
+    || die "no Serverless VPC Access connector '${VPC_CONNECTOR##*/}' in ${REGION}: create it first (docs/deploy.md, \"Reaching the cluster\")"
   [ "${state}" = READY ] || die "VPC connector ${VPC_CONNECTOR##*/} is ${state:-in an unknown state}, not READY"
   printf 'VPC connector: %s (READY), egress %s\n' "${VPC_CONNECTOR##*/}" "${EGRESS_SETTINGS}"
 }
@@ -710,7 +710,7 @@ explain_503() {
     --project "${PROJECT}" --limit 1 --freshness 1h --quiet --format 'value(jsonPayload.message,textPayload)' 2>/dev/null)" || line=""
   line="$(printf '%s' "${line}" | tr '\t' ' ' | sed 's/^ *//;s/ *$//')"  # one of the two fields is empty
   printf "the function's last ERROR log line: %s\n" "${line:-(none yet; logs can lag a minute)}"
-  local allowlist="the cluster refuses this function's address: CockroachDB Standard and Advanced accept only allowlisted addresses or private connectivity; egress through --vpc-connector with Cloud NAT on a static IP and allowlist that IP (README: reaching the cluster)"
+  local allowlist="the cluster refuses this function's address: CockroachDB Standard and Advanced accept only allowlisted addresses or private connectivity; egress through --vpc-connector with Cloud NAT on a static IP and allowlist that IP (docs/deploy.md, \"Reaching the cluster\")"
   local ca="the CA: sslrootcert must name a CA file shipped with the code (e.g. db/certs/ca.crt) or be sslrootcert=system"
   local secret="the secret: ${FUNCTION_NAME}-runtime must read ${SECRET}, and its latest version must hold the DSN"
   case "${line}" in

@@ -1130,7 +1130,7 @@ def constrained_org_with_options() -> Scenario:
 
 
 def first_run_transcript() -> str:
-    """What a first deploy into a new project prints (stdout and stderr in order), for the README."""
+    """What a first deploy into a new project prints (stdout and stderr in order), for docs/deploy.md."""
     world = scenario(new_project_standin())
     run = world.deploy("--project", PROJECT, env={"DATABASE_URL": DSN}, merged=True)
     world.standin.stop()

@@ -118,6 +118,8 @@ def test_dry_run_prints_every_command_and_never_the_dsn():
     assert any("scheduler jobs create http" in c for c in commands)
     assert PASSWORD not in result.stdout + result.stderr
     assert f"--region {REGION}" in result.stdout
+    # It asks Google nothing, and says which list a real run asks for the region.
+    assert f"a real run asks: gcloud functions regions list --gen2 --project {PROJECT}" in result.stdout
 
 
 def test_dsn_from_stdin_picks_the_region_and_is_never_printed():
