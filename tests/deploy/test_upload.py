@@ -1,11 +1,15 @@
-"""What `gcloud functions deploy` would upload: the function's code, nothing else."""
+"""What `gcloud functions deploy` uploads: the function's code, nothing else, as gcloud lists
+it and as deploy.sh's upload to the stand-in holds it."""
 
+import io
 import os
 import shutil
 import subprocess
+import zipfile
 
 import pytest
 from function_harness import ROOT
+from gcloud_standin import SCENARIOS
 
 
 @pytest.mark.skipif(
@@ -34,7 +38,15 @@ def test_upload_holds_only_the_function_code(tmp_path):
         top = path.split("/", 1)[0]
         assert top in ("main.py", "config.py", "requirements.txt", "core", "db"), f"{path} would be uploaded"
         assert "__pycache__" not in path
-    # The development side of the tree is there, but stays home. (deploy.sh's
-    # upload is checked too, by tests/test_deploy_script.py: gcloud's zipper for
-    # functions reads some patterns differently from this listing.)
+    # The development side of the tree is there, but stays home.
     assert (ROOT / "tests").is_dir() and (ROOT / "devtools").is_dir()
+
+
+def test_deploy_sh_uploads_the_function_code_only():
+    """What reached the stand-in: gcloud's zipper for functions reads some patterns
+    differently from the listing above."""
+    upload = next(iter(SCENARIOS.result("new_project").standin.uploads.values()))
+    # Files only: gcloud's zipper also writes (empty) entries for ignored folders.
+    names = {name for name in zipfile.ZipFile(io.BytesIO(upload)).namelist() if not name.endswith("/")}
+    assert {"main.py", "requirements.txt", "db/schema.sql", "core/events.py"} <= names
+    assert not any(name.startswith(("tests/", "devtools/", ".venv/", ".local/", "deploy")) for name in names)
