@@ -4,7 +4,7 @@
 finite range, and a value that is malformed or out of range is a
 ConfigurationError naming the variable and what it accepts: the instance then
 answers 503 with that message in its log, never runs on a silent default.
-docs/configuration.md describes each variable.
+The README's Configuration table describes each variable.
 """
 
 from __future__ import annotations
@@ -13,7 +13,11 @@ import os
 from collections.abc import Mapping
 from typing import NamedTuple
 
+from db.database import EngineOptions
 from db.errors import ConfigurationError
+from db.secret import SECRET_TIMEOUT
+
+_ENGINE = EngineOptions()  # the engine's defaults, named once, in db.database
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # functions-framework's own test for LOG_EXECUTION_ID, so the function labels its
@@ -29,14 +33,14 @@ class Config(NamedTuple):
     # host:port of a local server speaking the Secret Manager API (tests, local runs).
     secret_manager_emulator_host: str = ""
     # One connection per request an instance serves at once (the function's concurrency).
-    pool_size: int = 1
-    pool_timeout: float = 5.0
+    pool_size: int = _ENGINE.pool_size
+    pool_timeout: float = _ENGINE.pool_timeout
     # CockroachDB's best practice: a connection lives at most 30 minutes.
-    pool_recycle: int = 1800
+    pool_recycle: int = _ENGINE.pool_recycle
     # The driver's socket timeout; the server's statement_timeout is derived from it.
-    db_timeout: float = 10.0
-    secret_timeout: float = 5.0
-    secret_retry_interval: float = 5.0
+    db_timeout: float = _ENGINE.db_timeout
+    secret_timeout: float = SECRET_TIMEOUT
+    secret_retry_interval: float = _ENGINE.secret_retry_interval
     body_timeout: float = 10.0
     google_cloud_project: str = ""
     log_execution_id: bool = False
