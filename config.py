@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from db.database import EngineOptions
 from db.errors import ConfigurationError
-from db.secret import SECRET_TIMEOUT
+from db.secret import SECRET_TIMEOUT, DsnSource
 
 _ENGINE = EngineOptions()  # the engine's defaults, named once, in db.database
 
@@ -68,6 +68,32 @@ class Config(NamedTuple):
             google_cloud_project=_text(env, "GOOGLE_CLOUD_PROJECT"),
             log_execution_id=env.get("LOG_EXECUTION_ID") in _FRAMEWORK_TRUE_VALUES,
             log_level=_log_level(env),
+        )
+
+    def dsn_source(self) -> DsnSource:
+        """Where the connection string comes from: the first of the three variables that is set."""
+        if self.database_url:
+            return DsnSource(dsn=self.database_url)
+        if self.database_url_file:
+            return DsnSource(path=self.database_url_file)
+        if self.database_url_secret:
+            return DsnSource(
+                secret_name=self.database_url_secret,
+                timeout=self.secret_timeout,
+                emulator_host=self.secret_manager_emulator_host,
+            )
+        raise ConfigurationError(
+            "set DATABASE_URL to a connection string, DATABASE_URL_FILE to a file holding one "
+            "(a mounted secret), or DATABASE_URL_SECRET to the Secret Manager version that holds one"
+        )
+
+    def engine_options(self) -> EngineOptions:
+        return EngineOptions(
+            pool_size=self.pool_size,
+            pool_timeout=self.pool_timeout,
+            pool_recycle=self.pool_recycle,
+            db_timeout=self.db_timeout,
+            secret_retry_interval=self.secret_retry_interval,
         )
 
 
