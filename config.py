@@ -4,7 +4,7 @@
 finite range, and a value that is malformed or out of range is a
 ConfigurationError naming the variable and what it accepts: the instance then
 answers 503 with that message in its log, never runs on a silent default.
-docs/configuration.md describes each variable.
+The README's Configuration table describes each variable.
 """
 
 from __future__ import annotations
