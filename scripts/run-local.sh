@@ -6,9 +6,10 @@
 #
 #   --port PORT      HTTP port of the function (default 8080, or $PORT)
 #   --db-port PORT   port of the embedded PostgreSQL (default 54329)
-#   --data-dir DIR   the embedded PostgreSQL's folder (default .local/pgdata; as
-#                    root, when PostgreSQL's user `nobody` cannot reach the clone,
-#                    a folder under /var/tmp); a second local run needs its own
+#   --data-dir DIR   the embedded PostgreSQL's folder, relative to the project
+#                    (default .local/pgdata; as root, when PostgreSQL's user
+#                    `nobody` cannot reach the clone, a folder under /var/tmp);
+#                    a second local run needs its own
 #   --show [N]       print the newest N events (default 20) and exit; while a run
 #                    serves on DIR, it reads that run's database
 #
@@ -24,7 +25,7 @@ set -euo pipefail
 
 for argument in "$@"; do
   case "${argument}" in
-    -h|--help) sed -n '2,23s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;;
   esac
 done
 
