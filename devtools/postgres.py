@@ -58,8 +58,8 @@ import urllib.parse
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-# pg8000 is imported where it connects: the local runner's checks import this
-# module before the requirements are installed (scripts/run-local.sh).
+# Third-party modules are imported where used: the local runner's checks import
+# this module before the requirements are installed (scripts/run-local.sh).
 if TYPE_CHECKING:
     import pg8000.native
 

@@ -131,8 +131,8 @@ def clash(args: argparse.Namespace, external: bool) -> str | None:
             return "--show reads the local database; unset DATABASE_URL* to use it"
         return None if port_is_free(args.port) else f"port {args.port} is taken; choose another with --port"
     running = postmaster(args.data_dir)
-    pid_file = shown(cluster_folder(args.data_dir) / "postmaster.pid")
     if running is not None and not running.is_postgres:
+        pid_file = shown(cluster_folder(args.data_dir) / "postmaster.pid")
         return (
             f"{pid_file} names process {running.pid}, which is not PostgreSQL: the file is left from "
             f"a server that did not stop (a crash, or a restart of the machine). If no local run uses "
