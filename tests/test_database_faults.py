@@ -37,7 +37,7 @@ import pg8000.dbapi
 import pytest
 import sqlalchemy.exc
 from app_fixtures import apply_schema
-from fault_helpers import ConnectionSampler, error_lines, ids_held_by_another_transaction
+from fault_helpers import ConnectionSampler, error_lines, ids_held_by_another_transaction, wait_until_idle
 from function_harness import FunctionServer, load_function
 
 from core.outcomes import outcome_for_error
@@ -112,7 +112,7 @@ def test_insert_waiting_on_a_lock_is_a_503_from_the_server_and_stores_nothing(ev
             "/", json=[{"id": other, "kind": "behind-a-lock"}, {"id": held, "kind": "behind-a-lock"}]
         )
         elapsed = time.monotonic() - started
-    time.sleep(0.3)  # an INSERT still running on the server would commit now that the lock is gone
+    wait_until_idle(events_db)  # a still-running INSERT would commit (the lock is gone) before this returns
 
     assert reply.status_code == 503
     assert reply.headers["Retry-After"] == "5"
@@ -133,7 +133,7 @@ def test_repeated_lock_timeouts_never_hold_more_server_connections_than_the_pool
     held = str(uuid.uuid4())
     with ConnectionSampler(events_db) as sampler, ids_held_by_another_transaction(events_db, held):
         statuses = [client.post("/", json={"id": held}).status_code for _ in range(3)]
-    time.sleep(0.3)
+    wait_until_idle(events_db)  # no INSERT still running: the table holds all it will
     assert statuses == [503] * 3
     assert len(sampler.counts) > 10 and sampler.most == 1
     assert events_db.connection_count() == 1
