@@ -14,6 +14,8 @@ can, a way to cut the client off; the rules are the same for every platform:
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -35,23 +37,20 @@ def read_body(
 ) -> bytes:
     """The whole body, or RequestRejected.
 
-    `cut_off()`, called from a timer thread at the time limit, must end a read
-    blocked on the client (a socket's `shutdown(SHUT_RD)`): a socket timeout
+    `cut_off()`, called from the watchdog thread at the time limit, must end a
+    read blocked on the client (a socket's `shutdown(SHUT_RD)`): a socket timeout
     bounds each read, not the body, and a trickling client would never hit it.
     """
     if declared_length is not None and declared_length > MAX_BODY_BYTES:
         raise RequestRejected(413, f"the body is {declared_length} bytes; the limit is {MAX_BODY_BYTES}")
     wanted = MAX_BODY_BYTES + 1 if declared_length is None else declared_length
     deadline = time.monotonic() + time_limit
-    timer = threading.Timer(time_limit, _quietly, (cut_off,)) if cut_off is not None else None
-    if timer is not None:
-        timer.daemon = True
-        timer.start()
+    watch = _watchdog.watch(deadline, cut_off) if cut_off is not None else None
     try:
         body, failure = _read(stream, wanted, deadline)
     finally:
-        if timer is not None:
-            timer.cancel()
+        if watch is not None:
+            watch.cancel()
     check_size(body)
     if failure is None and (declared_length is None or len(body) == declared_length):
         return body
@@ -69,11 +68,54 @@ def check_size(body: bytes) -> bytes:
     return body
 
 
-def _quietly(cut_off: Callable[[], None]) -> None:
-    try:
-        cut_off()
-    except OSError:
-        pass  # the connection is already gone: nothing left to cut
+class _Watch:
+    def __init__(self, cut_off: Callable[[], None]):
+        self.cut_off: Callable[[], None] | None = cut_off
+
+    def cancel(self) -> None:
+        self.cut_off = None  # the body is read: the entry waits out its deadline, holding nothing
+
+
+class _Watchdog:
+    """One thread that cuts off every body still being read at its deadline.
+
+    One thread for the process, started on first use (in the worker gunicorn
+    forks), rather than a timer thread per request: starting a thread costs a
+    request more than reading its body does.
+    """
+
+    def __init__(self) -> None:
+        self._wake = threading.Condition()
+        self._pending: list[tuple[float, int, _Watch]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, deadline: float, cut_off: Callable[[], None]) -> _Watch:
+        watch = _Watch(cut_off)
+        with self._wake:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="body-watchdog", daemon=True)
+                self._thread.start()
+            heapq.heappush(self._pending, (deadline, next(self._order), watch))
+            if self._pending[0][2] is watch:
+                self._wake.notify()  # it is now the earliest deadline
+        return watch
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._pending or self._pending[0][0] > time.monotonic():
+                    self._wake.wait(self._pending[0][0] - time.monotonic() if self._pending else None)
+                _, _, watch = heapq.heappop(self._pending)
+            cut_off, watch.cut_off = watch.cut_off, None
+            if cut_off is not None:
+                try:
+                    cut_off()
+                except OSError:
+                    pass  # the connection is already gone: nothing left to cut
+
+
+_watchdog = _Watchdog()
 
 
 def _read(stream: IO[bytes], wanted: int, deadline: float) -> tuple[bytes, str | None]:

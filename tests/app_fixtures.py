@@ -10,13 +10,30 @@ import json
 import logging
 
 import function_harness
+import pg8000.native
 import pytest
 from function_harness import KnownSecrets, known_secrets
 
 from core.logs import CloudLoggingFormatter
+from db.dsn import parse_dsn
 from db.migrate import apply_schema
 
 _database_names = itertools.count(1)
+
+
+def driver_connection(dsn: str, **overrides) -> pg8000.native.Connection:
+    """A plain pg8000 connection made from what db.dsn makes of `dsn` (its TLS context,
+    its options), without the function's engine."""
+    target = parse_dsn(dsn)
+    url = target.url
+    return pg8000.native.Connection(
+        url.username,
+        password=url.password,
+        host=url.host,
+        port=url.port,
+        database=url.database,
+        **{**target.connect_args, **overrides},
+    )
 
 
 class EventsDatabase:

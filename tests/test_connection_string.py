@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pg8000.exceptions
 import pg8000.native
 import pytest
+from app_fixtures import driver_connection
 from function_harness import ROOT, known_secrets, load_function
 from sqlalchemy import text
 
@@ -194,17 +195,7 @@ def dsn_with_options(server, encoded_options: str) -> str:
 
 
 def connect(dsn: str, options: str) -> pg8000.native.Connection:
-    target = parse_dsn(dsn)
-    url = target.url
-    return pg8000.native.Connection(
-        url.username,
-        password=url.password,
-        host=url.host,
-        port=url.port,
-        database=url.database,
-        startup_params={"options": options},
-        **target.connect_args,
-    )
+    return driver_connection(dsn, startup_params={"options": options})
 
 
 def verbatim(dsn: str) -> str:

@@ -14,11 +14,10 @@ certificates' style.
 
 import ssl
 
-import pg8000.native
 import pytest
+from app_fixtures import driver_connection
 from function_harness import load_function
 
-from db.dsn import parse_dsn
 from devtools.certs import make_ca, make_server_cert
 from devtools.postgres import PostgresServer
 
@@ -117,17 +116,7 @@ def serving_an_expired_certificate(hand_made_tls, hand_made_ca, tmp_path):
 
 
 def connect(server, host, ca_path, sslmode="verify-full"):
-    target = parse_dsn(server.dsn(host=host, sslmode=sslmode, sslrootcert=str(ca_path)))
-    url = target.url
-    return pg8000.native.Connection(
-        url.username,
-        password=url.password,
-        host=url.host,
-        port=url.port,
-        database=url.database,
-        timeout=10,
-        **target.connect_args,
-    )
+    return driver_connection(server.dsn(host=host, sslmode=sslmode, sslrootcert=str(ca_path)), timeout=10)
 
 
 def encrypted(connection) -> bool:

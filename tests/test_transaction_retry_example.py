@@ -22,18 +22,20 @@ from examples.transaction_retry import run_transaction
 FAIL_WITH = "DO $$ BEGIN RAISE EXCEPTION 'restart transaction' USING ERRCODE = '{code}'; END $$"
 
 
-@pytest.fixture
-def engine(events_db):
-    from db.dsn import parse_dsn
-
-    target = parse_dsn(events_db.dsn())
-    engine = sqlalchemy.create_engine(
+def autocommit_engine(dsn: str, pool_size: int = 1) -> sqlalchemy.Engine:
+    target = parse_dsn(dsn)
+    return sqlalchemy.create_engine(
         target.url,
         connect_args=target.connect_args,
         isolation_level="AUTOCOMMIT",
-        pool_size=1,
+        pool_size=pool_size,
         max_overflow=0,
     )
+
+
+@pytest.fixture
+def engine(events_db):
+    engine = autocommit_engine(events_db.dsn())
     yield engine
     engine.dispose()
 
@@ -117,14 +119,7 @@ WORKERS = ("alice", "bob")
 
 
 def test_write_skew_conflict_is_retried_until_both_transactions_commit_once(events_db):
-    target = parse_dsn(events_db.dsn())
-    engine = sqlalchemy.create_engine(
-        target.url,
-        connect_args=target.connect_args,
-        isolation_level="AUTOCOMMIT",
-        pool_size=2,
-        max_overflow=0,
-    )
+    engine = autocommit_engine(events_db.dsn(), pool_size=len(WORKERS))
     barrier = threading.Barrier(len(WORKERS), timeout=10)
     attempts = collections.Counter()
     failures = []
