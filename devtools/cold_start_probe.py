@@ -12,17 +12,18 @@ phase, wall seconds and CPU seconds of this process.
     framework         what the `functions-framework` command imports before
                       it loads the function (its CLI, Flask, gunicorn)
     function imports  functions_framework.create_app: importing the source
-    secret            the instance's Database reading its DSN and building the
-                      engine: runtime.database().engine()
-    connect           the first connection: TCP, TLS, SCRAM, the dialect's
-                      set-up queries: runtime.database().run(nothing)
+    connect           the instance's Database reading its DSN, building the
+                      engine and opening the first connection (TCP, TLS,
+                      SCRAM, the dialect's set-up queries):
+                      runtime.database().run(nothing)
     first statement   core.service.ingest of one event: validation, the INSERT
                       prepared and run
 
-The last three only for the events function (`--target handler`). Everything goes
-through public interfaces: the module's `runtime`, Database.engine() and
-run(), core.service.ingest. What the served cold start adds to these phases is
-the server: gunicorn's start, the worker's fork, and the HTTP request.
+The last two only for the events function (`--target handler`); other targets
+are imported only. Everything goes through public interfaces: the module's
+`runtime`, Database.run(), core.service.ingest. What the served cold start adds
+to these phases is the server: gunicorn's start, the worker's fork, and the
+HTTP request.
 """
 
 import time
@@ -67,11 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         from core import service
 
         runtime = sys.modules["main"].runtime
-        runtime.database().engine()
-        phase("secret")
         runtime.database().run(lambda connection: None)
         phase("connect")
-        outcome = service.ingest(runtime, args.body.encode(), service.Headers([]))
+        outcome = service.ingest(runtime, args.body.encode(), None, {})
         if outcome.status >= 300:
             raise SystemExit(f"the first statement failed: {outcome.status} {outcome.body}")
         phase("first statement")
