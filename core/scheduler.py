@@ -30,10 +30,11 @@ RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[
 class SchedulerDelivery(NamedTuple):
     job_name: str
     schedule_time: datetime.datetime  # aware, UTC
+    key: str = ""
 
     def event_id(self, index: int) -> str:
         """The id of the index-th event of this delivery, the same on every retry."""
-        key = f"{self.job_name}\n{self.schedule_time.isoformat()}\n{index}"
+        key = f"{self.key or self.job_name}\n{self.schedule_time.isoformat()}\n{index}"
         return str(uuid.uuid5(DELIVERY_NAMESPACE, key))
 
 

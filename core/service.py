@@ -17,10 +17,11 @@ from collections.abc import Callable, Iterable
 from typing import NamedTuple, Protocol
 
 from core import logs
+from core.body import MAX_BODY_BYTES
 from core.events import parse_events
 from core.outcomes import Outcome, RequestRejected, outcome_for_error
 from core.runtime import Runtime
-from core.scheduler import delivery_from_headers
+from core.scheduler import SchedulerDelivery, delivery_from_headers
 from db.events import EventRecord, insert_events
 from db.stats import RunStats
 
@@ -67,6 +68,7 @@ class Request(NamedTuple):
     # server saw it, and the address of the peer that connected.
     url: str = ""
     remote_ip: str = ""
+    delivery: SchedulerDelivery | None = None
 
 
 def handle(runtime: Runtime, request: Request) -> Outcome:
@@ -92,10 +94,14 @@ def health(runtime: Runtime, run_stats: RunStats | None = None) -> Outcome:
 
 
 def ingest(
-    runtime: Runtime, body: bytes, headers: RequestHeaders, run_stats: RunStats | None = None
+    runtime: Runtime,
+    body: bytes,
+    headers: RequestHeaders,
+    run_stats: RunStats | None = None,
+    delivery: SchedulerDelivery | None = None,
 ) -> Outcome:
     """Validate and store a body's events; repeated ids are stored once and counted as duplicates."""
-    records = parse_events(body, delivery_from_headers(headers))
+    records = parse_events(body, delivery or delivery_from_headers(headers))
     # An id repeated inside one request is stored once (the first occurrence).
     first_by_id: dict[str, EventRecord] = {}
     for record in records:
@@ -113,7 +119,10 @@ def _route(runtime: Runtime, request: Request, run_stats: RunStats) -> Outcome:
     if request.method in ("GET", "HEAD"):
         return health(runtime, run_stats)
     if request.method == "POST":
-        return ingest(runtime, request.read_body(), request.headers, run_stats)
+        body = request.read_body()
+        if len(body) > MAX_BODY_BYTES:
+            raise RequestRejected(413, f"the body is larger than the limit of {MAX_BODY_BYTES} bytes")
+        return ingest(runtime, body, request.headers, run_stats, request.delivery)
     raise RequestRejected(
         405,
         f"method {request.method} is not allowed; use POST to record events, GET for health",

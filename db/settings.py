@@ -21,6 +21,7 @@ VARIABLES = (
     "DATABASE_URL",
     "DATABASE_URL_FILE",
     "DATABASE_URL_SECRET",
+    "DATABASE_URL_SECRET_ARN",
     "SECRET_MANAGER_EMULATOR_HOST",
     "DB_POOL_SIZE",
     "DB_POOL_TIMEOUT",
@@ -77,6 +78,8 @@ class Settings(NamedTuple):
     database_url: str = ""
     database_url_file: str = ""
     database_url_secret: str = ""
+    # An AWS Secrets Manager secret's ARN, read with boto3 (AWS Lambda).
+    database_url_secret_arn: str = ""
     # host:port of a local server speaking the Secret Manager API (tests, local runs).
     secret_manager_emulator_host: str = ""
     # Connections in the pool. Must equal the number of requests one instance
@@ -154,6 +157,7 @@ class Settings(NamedTuple):
             database_url=_text(env, "DATABASE_URL"),
             database_url_file=_text(env, "DATABASE_URL_FILE"),
             database_url_secret=_text(env, "DATABASE_URL_SECRET"),
+            database_url_secret_arn=_text(env, "DATABASE_URL_SECRET_ARN"),
             secret_manager_emulator_host=_text(env, "SECRET_MANAGER_EMULATOR_HOST"),
             pool_size=int(
                 _number(env, "DB_POOL_SIZE", defaults.pool_size, minimum=1, maximum=1000, integer=True)
