@@ -1,0 +1,46 @@
+"""The AWS Lambda entry point: an event in, the core's answer out (handler aws.lambda_function.lambda_handler).
+
+As thin as main.py: aws/lambda_events.py translates the events, core/ does the
+work. The instance's Runtime (engine, pool of 1, 30-minute recycle, pre-ping)
+is created here, outside the handler, so every invocation on an execution
+environment reuses it: CockroachDB's serverless best practice.
+
+SnapStart: Lambda snapshots the environment after this module is imported and
+restores copies of it. Before the snapshot the runtime closes its connections
+and forgets the DSN, so neither a connection nor the secret's value is in the
+snapshot; the first request after a restore reads the secret and connects once.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+from snapshot_restore_py import register_after_restore, register_before_snapshot
+
+from aws import lambda_events
+from core import logs, service
+from core.runtime import Runtime
+from db.settings import Settings
+
+# The runtime's own root handler would write every line a second time, in its text format.
+logging.getLogger().handlers.clear()
+logs.configure(Settings.log_level_from_environment())
+runtime = Runtime()
+
+
+@register_before_snapshot
+def _before_snapshot() -> None:
+    runtime.close()
+
+
+@register_after_restore
+def _after_restore() -> None:
+    # Every copy restored from one snapshot would draw the same `random` numbers
+    # (retry jitter); event ids come from os.urandom, which the kernel keeps unique.
+    random.seed()
+
+
+def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
+    return lambda_events.answer(event, lambda request: service.handle(runtime, request))
