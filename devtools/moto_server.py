@@ -115,6 +115,17 @@ class MotoServer:
             "AWS_EC2_METADATA_DISABLED": "true",
         }
 
+    def client(self, service: str, region: str = "us-east-1"):
+        """A boto3 client for this server (the test's own, to set up and inspect resources)."""
+        import boto3
+
+        env = self.client_environment(region)
+        return boto3.session.Session(
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            region_name=region,
+        ).client(service, endpoint_url=self.url)
+
     def calls(self) -> list[Call]:
         """Every request served since the last reset, in order."""
         if not self.recording.exists():
