@@ -85,7 +85,7 @@ class LambdaRuntimeApi:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> LambdaRuntimeApi:
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
         return self
 

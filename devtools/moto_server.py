@@ -33,6 +33,7 @@ ACCOUNT_ID = "123456789012"  # moto's default account
 
 class Call(NamedTuple):
     service: str  # the signing name: secretsmanager, lambda, iam, scheduler, ...
+    region: str  # the signing region
     operation: str  # "GetSecretValue", or "POST /2015-03-31/functions" for REST APIs
     method: str
     path: str
@@ -66,6 +67,7 @@ class MotoServer:
         self.stop()
 
     def start(self, timeout: float = 30.0) -> None:
+        self.recording.write_text("")
         env = {"MOTO_ENABLE_RECORDING": "True", "MOTO_RECORDER_FILEPATH": str(self.recording), "PATH": ""}
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
@@ -143,7 +145,7 @@ def _call(entry: dict) -> Call:
     raw = base64.b64decode(body) if entry.get("body_encoded") else body.encode()
     # The credential scope names the service: Credential=KEY/DATE/REGION/SERVICE/aws4_request.
     scope = headers.get("authorization", "").split("Credential=", 1)[-1].split(",", 1)[0].split("/")
-    service = scope[3] if len(scope) > 3 else "unknown"
+    region, service = (scope[2], scope[3]) if len(scope) > 3 else ("unknown", "unknown")
     path = urllib.parse.urlsplit(entry["url"]).path
     target = headers.get("x-amz-target")
     if target:  # the JSON protocol: Service.Operation
@@ -152,4 +154,4 @@ def _call(entry: dict) -> Call:
         operation = dict(urllib.parse.parse_qsl(raw.decode())).get("Action", "")
     else:  # REST: the method and path say what it is
         operation = f"{entry['method']} {urllib.parse.unquote(path)}"
-    return Call(service, operation, entry["method"], path, raw)
+    return Call(service, region, operation, entry["method"], path, raw)

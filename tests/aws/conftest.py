@@ -32,6 +32,9 @@ class LambdaFunction:
         self.api.__exit__()
 
     def invoke(self, event, timeout: float = 30.0):
+        # The leak check reads the log of every function a test invoked.
+        if self.process.log_path not in capture.log_files:
+            capture.log_files.append(self.process.log_path)
         result = self.api.invoke(event, timeout)
         capture.add(result.body.decode(errors="replace"))
         return result
@@ -41,20 +44,29 @@ class LambdaFunction:
         return [line for line in self.process.json_log_lines() if "status" in line]
 
 
-@pytest.fixture
-def lambda_function(tmp_path):
-    """Start a function with `env` (and snap_start=True for SnapStart); stopped after the test."""
+def _functions(directory):
     started: list[LambdaFunction] = []
-    counter = iter(range(1000))
 
     def start(env: dict[str, str], *, snap_start: bool = False) -> LambdaFunction:
-        function = LambdaFunction(env, tmp_path / f"lambda-{next(counter)}.log", snap_start=snap_start)
+        function = LambdaFunction(env, directory / f"lambda-{len(started)}.log", snap_start=snap_start)
         started.append(function.__enter__())
         return function
 
     yield start
     for function in started:
         function.__exit__()
+
+
+@pytest.fixture
+def lambda_function(tmp_path):
+    """Start a function with `env` (and snap_start=True for SnapStart); stopped after the test."""
+    yield from _functions(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def module_lambda_function(tmp_path_factory):
+    """The same, stopped after the module: one warm environment for many tests."""
+    yield from _functions(tmp_path_factory.mktemp("lambda"))
 
 
 @pytest.fixture(scope="session")
@@ -69,3 +81,21 @@ def aws(moto_server):
     """moto's server, emptied of resources and of recorded calls."""
     moto_server.reset()
     return moto_server
+
+
+def _reads_deploy_scenarios(item) -> bool:
+    return getattr(getattr(item, "module", None), "DEPLOY_SCENARIOS", None) is not None
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that read the deploy.sh runs go last, so the runs go on beside the others."""
+    items.sort(key=_reads_deploy_scenarios)  # stable: each group keeps its order
+
+
+def pytest_collection_finish(session):
+    if session.config.option.collectonly or session.testsfailed:
+        return
+    if any(_reads_deploy_scenarios(item) for item in session.items):
+        from deploy_scenarios import DEPLOY_SCENARIOS
+
+        DEPLOY_SCENARIOS.start()

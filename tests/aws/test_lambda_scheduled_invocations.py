@@ -5,14 +5,15 @@ the kind is the schedule's name, the ids come from the ARN and the scheduled tim
 from __future__ import annotations
 
 import pytest
-from events import SCHEDULE_ARN, schedule_event
+from sample_events import SCHEDULE_ARN, schedule_event
 
 from devtools.postgres import free_port
 
 
-@pytest.fixture
-def function(lambda_function, events_db):
-    return lambda_function({"DATABASE_URL": events_db.dsn()})
+@pytest.fixture(scope="module")
+def function(module_lambda_function, events_server):
+    """One warm environment for the module's tests (events_db empties the table for each)."""
+    return module_lambda_function({"DATABASE_URL": events_server.dsn()})
 
 
 def test_a_scheduled_run_stores_one_event_named_for_the_schedule(function, events_db):

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from events import http_event, json_body
+from sample_events import http_event, json_body
 from function_harness import capture
 
 from devtools.function_server import ROOT
