@@ -12,8 +12,8 @@ import subprocess
 import sys
 
 import pytest
-from sample_events import http_event, json_body
 from function_harness import capture
+from sample_events import http_event, json_body
 
 from devtools.function_server import ROOT
 
