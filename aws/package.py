@@ -7,7 +7,7 @@
 The package holds the handler (aws/lambda_function.py, aws/lambda_events.py), the
 core, the database layer, the configuration module, and the pinned dependencies,
 installed for Lambda's platform (manylinux x86_64, CPython 3.13) whatever the
-machine that builds it. Tests, development tools and the Google entry point stay out.
+machine that builds it, and byte-compiled (see compile_for_lambda). Tests, development tools and the Google entry point stay out.
 `--check-dsn` runs the function's own DSN translation (deploy.dsn_check) with this
 package as the uploaded files, so a CA file the DSN names must be in it.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import py_compile
 import shutil
 import subprocess
 import sys
@@ -56,12 +57,30 @@ def build(out: pathlib.Path, pip: list[str]) -> None:
             target = pathlib.Path(staging) / name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(ROOT / name, target)
+        compile_for_lambda(pathlib.Path(staging))
         tmp = out.with_name(out.name + ".partial")
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
             for path in sorted(pathlib.Path(staging).rglob("*")):
-                if path.is_file() and "__pycache__" not in path.parts:
+                if path.is_file():
                     archive.write(path, path.relative_to(staging).as_posix())
         os.replace(tmp, out)
+
+
+def compile_for_lambda(staging: pathlib.Path) -> None:
+    """Byte-compile everything, so no cold start compiles: Lambda's task root is read-only,
+    and Python compiles in memory, on every start, what has no usable .pyc.
+
+    Hash-checked-free .pyc files (unchecked-hash), since a zip keeps modification times
+    only to two seconds and a timestamp .pyc would then look stale. Only a Python 3.13
+    writes .pyc files that Lambda's python3.13 reads.
+    """
+    if sys.version_info[:2] != (3, 13):
+        print(f"warning: Python {sys.version_info[0]}.{sys.version_info[1]} cannot compile for python3.13; "
+              "the package has no .pyc files", file=sys.stderr)  # fmt: skip
+        return
+    import compileall
+
+    compileall.compile_dir(staging, quiet=1, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,9 +47,10 @@ FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:events"
 class InvocationResult:
     """What Lambda's Invoke returns: the payload, or the error the handler raised (then `error`)."""
 
-    def __init__(self, body: bytes, error_type: str | None):
+    def __init__(self, body: bytes, error_type: str | None, answered_at: float = 0.0):
         self.body = body
         self.error_type = error_type
+        self.answered_at = answered_at  # time.perf_counter() when the answer arrived
 
     @property
     def payload(self) -> Any:
@@ -68,6 +69,14 @@ class _Invocation:
         self.result: InvocationResult | None = None
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A runtime that is stopped mid-request (the tests end environments) resets its
+        # connection: that is how environments end, not an error worth a traceback.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class LambdaRuntimeApi:
     """The Runtime API on a free loopback port: `address` is AWS_LAMBDA_RUNTIME_API."""
 
@@ -77,9 +86,11 @@ class LambdaRuntimeApi:
         self._lock = threading.Lock()
         self.snapshot_taken = threading.Event()
         self._restored = threading.Event()
+        # time.perf_counter() of each GET .../invocation/next: the first ends the init phase.
+        self.next_calls: list[float] = []
         self.init_errors: list[dict] = []
         self.restore_errors: list[dict] = []
-        self._server = http.server.ThreadingHTTPServer((host, 0), _handler_for(self))
+        self._server = _Server((host, 0), _handler_for(self))
         self._server.daemon_threads = True
         self.address = f"{host}:{self._server.server_address[1]}"
         self._thread: threading.Thread | None = None
@@ -117,6 +128,7 @@ class LambdaRuntimeApi:
     # -------------------------------------------------- called by the HTTP handler
 
     def _next(self) -> _Invocation:
+        self.next_calls.append(time.perf_counter())
         return self._queue.get()
 
     def _finish(self, invocation_id: str, body: bytes, error_type: str | None) -> bool:
@@ -124,7 +136,7 @@ class LambdaRuntimeApi:
             invocation = self._pending.pop(invocation_id, None)
         if invocation is None:
             return False
-        invocation.result = InvocationResult(body, error_type)
+        invocation.result = InvocationResult(body, error_type, time.perf_counter())
         invocation.done.set()
         return True
 
@@ -136,6 +148,9 @@ class LambdaRuntimeApi:
 def _handler_for(api: LambdaRuntimeApi) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # the client keeps its connection open
+        # Headers and body go out in two writes: with Nagle's algorithm the second waits
+        # for the client's delayed ACK (40 ms), which Lambda's own endpoint does not add.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # the tests read results, not an access log
@@ -210,6 +225,8 @@ class LambdaProcess:
         snap_start: bool = False,
         wrap: Any = None,
         python: str = sys.executable,
+        task_root: pathlib.Path = ROOT,
+        handler: str = HANDLER,
     ):
         self.api = api
         self.log_path = log_path
@@ -221,12 +238,13 @@ class LambdaProcess:
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1769",
             "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
             "AWS_REGION": "us-east-1",
-            "LAMBDA_TASK_ROOT": str(ROOT),
-            "PYTHONPATH": str(ROOT),
+            "LAMBDA_TASK_ROOT": str(task_root),
+            "PYTHONPATH": str(task_root),
             "AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start" if snap_start else "on-demand",
             **env,
         }
-        self.argv = [python, "-m", "awslambdaric", HANDLER]
+        self.argv = [python, "-m", "awslambdaric", handler]
+        self.task_root = task_root
         self._wrap = wrap
         self.process: subprocess.Popen | None = None
 
@@ -241,7 +259,12 @@ class LambdaProcess:
         argv = self._wrap(self.argv) if self._wrap else self.argv
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                argv,
+                cwd=self.task_root,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
             )
 
     def stop(self) -> None:
