@@ -13,9 +13,12 @@
 #                                               never a flag, so it stays out of shell history and `ps`);
 #                                               it is checked by the function's own parser, then stored
 #                                               as a new secret version if it differs from the latest
-#   --region R               REGION             GCP region; default: derived from the cluster's host
+#   --region R               REGION             GCP region; default: the cluster's region if it offers
+#                                               Cloud Functions, else the nearest region that does
+#                                               (asked of Google: gcloud functions regions list --gen2)
 #   --cluster-region C       CLUSTER_REGION     the cluster's (primary) region, e.g. gcp-us-east1 or
 #                                               aws-eu-west-1, when the host does not name it
+#                                               (CockroachDB Basic and multi-region hosts never do)
 #   --name N                 FUNCTION_NAME      function name, at most 22 characters: it also names the
 #                                               N-runtime, N-invoker and N-build service accounts
 #                                               (default events)
@@ -32,12 +35,16 @@
 #   --attempt-deadline S     ATTEMPT_DEADLINE   how long Scheduler waits for an answer, 15 to 1800 and
 #                                               longer than the timeout (default timeout + 30)
 #   --ingress I              INGRESS            all | internal-only | internal-and-gclb (default all;
-#                                               the function is private either way: IAM decides)
+#                                               the function is private either way: IAM decides).
+#                                               Cloud Scheduler in the project still reaches an
+#                                               internal function on its run.app URL; this machine
+#                                               does not, so the smoke test is skipped
 #   --runtime R              RUNTIME            Python runtime (default python313, the tested Python)
 #   --memory M               MEMORY             memory per instance, 128Mi to 32Gi (default 256Mi)
 #   --cpu C                  CPU                vCPUs per instance: 0.08 to 0.999, or 1, 2, 4, 6, 8
 #                                               (default 0.333 up to 512Mi; above that the platform's
-#                                               share for the memory; 1 when the pool size is above 1)
+#                                               share for the memory; 1 when the pool size is above 1);
+#                                               always passed, so an update never keeps an old value
 #   --secret-delivery MODE   SECRET_DELIVERY    file: Cloud Run mounts the secret's latest version at
 #                                               /etc/secrets/dsn (DATABASE_URL_FILE); client: the
 #                                               function reads it with the Secret Manager client
@@ -52,7 +59,8 @@
 #   --no-smoke-test                             skip calling the function after deploying it
 #   --smoke-test-only                           only call the deployed function once and report
 #   --delete                                    remove the job, the function, the bindings and the
-#                                               service accounts (each step safe to repeat)
+#                                               service accounts (each step safe to repeat); it says
+#                                               what it leaves (APIs, images, connector, NAT, IP)
 #   --delete-secret                             with --delete: also delete the secret and its versions
 #   --dry-run                                   print every gcloud command that would change something,
 #                                               run none
@@ -68,12 +76,16 @@
 #                               propagates (default 120)
 #
 # Deploy steps, each safe to repeat; every check that needs no change comes first:
-#   1. enable the APIs;  2. read what the project offers (Cloud Scheduler's locations, the VPC
-#   connector);  3. the secret, with a new version only if the DSN changed;  4. service
-#   accounts: runtime, invoker, build;  5. roles: the build account may build, the runtime
-#   account may read that one secret;  6. the function (2nd gen, private);  7. the invoker
-#   account may call it;  8. the Scheduler job (OIDC, retries), in the function's region or the
-#   nearest offered one;  9. a smoke test: GET / as the deployer.
+#   1. enable the APIs;  2. read what the project offers (the regions offering Cloud Functions,
+#   Cloud Scheduler's locations, the VPC connector);  3. the secret, labelled, with a new
+#   version only if the DSN changed;  4. service accounts: runtime, invoker, build;  5. roles:
+#   the build account may build, the runtime account may read that one secret;  6. the
+#   function (2nd gen, private, labelled, CPU and memory stated, all traffic to the new
+#   revision);  7. the invoker account may call it;  8. the Scheduler job (OIDC, retries), in
+#   the function's region or the nearest offered one;  9. a smoke test: GET / as the deployer.
+# Labels function=<name>, cluster=<cluster>, managed-by=deploy-sh go on the function and the
+# secret, and into the job's description (Cloud Scheduler jobs take no labels). docs/deploy.md
+# has the rest: rollback, reaching the cluster, costs.
 set -euo pipefail
 
 # ---------------------------------------------------------------- defaults, in one place
@@ -240,8 +252,10 @@ check_resources() {
   elif [ -z "${CPU}" ] && [ "${MEMORY_MIB}" -le 512 ]; then
     CPU="${DEFAULT_CPU}"
     CPU_WHY="the default: half the platform share's cold start, at about the same cost per cold start"
+  elif [ -z "${CPU}" ]; then
+    CPU="$(platform_cpu "${MEMORY_MIB}")"
+    CPU_WHY="the platform's share for ${MEMORY}"
   fi
-  [ -n "${CPU}" ] || return 0
   local millis
   if [[ "${CPU}" =~ ^0?\.([0-9]{1,3})$ ]]; then
     local digits="${BASH_REMATCH[1]}00"  # thousandths: .5 -> 500, .333 -> 333
@@ -262,6 +276,18 @@ check_resources() {
     [ "${MEMORY_MIB}" -ge "${low}" ] && [ "${MEMORY_MIB}" -le "${high}" ] \
       || die "--cpu ${CPU} needs from ${low}Mi to ${high}Mi of memory, got ${MEMORY}"
   fi
+}
+
+# The share Cloud Functions gives a memory size when no CPU is named, for the next size up
+# (https://cloud.google.com/functions/docs/configuring/memory, read 2026-11-27): stated on
+# every deploy, because an update without --cpu keeps the function's old value.
+platform_cpu() {
+  local tier share
+  for tier in 1024:0.583 2048:1 8192:2 16384:4 32768:8; do
+    share="${tier#*:}"
+    if [ "$1" -le "${tier%%:*}" ]; then break; fi
+  done
+  printf '%s\n' "${share}"
 }
 
 check_network() {
@@ -313,10 +339,11 @@ check_dsn() {
   printf '%s' "$1" | (cd "${HERE}" && "${PYTHON}" -m deploy.dsn_check) || exit 2
 }
 
-# The DSN the function will use is checked whether it comes now or is already stored: deploying
-# without one reads the secret's latest version (which also names the region when no flag does).
-choose_region() {
-  local dsn_for_region="${DSN}" choice
+# Where the cluster is (CLUSTER_LOCATION, e.g. aws-us-east-1) and its name (CLUSTER_NAME, for
+# the labels), before any change. The DSN the function will use is checked whether it comes now
+# or is already stored: deploying without one reads the secret's latest version.
+locate_cluster() {
+  local dsn_for_region="${DSN}" located
   if [ -z "${DSN}" ] && { [ "${MODE}" = deploy ] || [ -z "${REGION}${CLUSTER_REGION}" ]; }; then
     if [ "${DRY_RUN}" = true ]; then
       [ -n "${REGION}${CLUSTER_REGION}" ] || die "--dry-run needs REGION, CLUSTER_REGION or a DSN to choose the region"
@@ -326,8 +353,27 @@ choose_region() {
       if [ "${MODE}" = deploy ]; then check_dsn "${dsn_for_region}"; fi
     fi
   fi
-  choice="$(printf '%s' "${dsn_for_region}" | (cd "${HERE}" && "${PYTHON}" -m deploy.region --dsn-stdin \
+  located="$(printf '%s' "${dsn_for_region}" | (cd "${HERE}" && "${PYTHON}" -m deploy.region --locate --dsn-stdin \
     --region "${REGION}" --cluster-region "${CLUSTER_REGION}"))" || exit 2
+  IFS=$'\t' read -r CLUSTER_LOCATION CLUSTER_NAME <<<"${located}"
+  LABELS="function=${FUNCTION_NAME},managed-by=deploy-sh${CLUSTER_NAME:+,cluster=${CLUSTER_NAME}}"
+}
+
+# The function's region: REGION if offered, else the cluster's region if it offers Cloud Functions,
+# else the nearest offered region. Google is asked which regions offer functions (the Cloud
+# Functions API's locations), so a region Google opens or closes needs no change here.
+choose_function_region() {
+  local offered="" choice args=(--cluster-region "${CLUSTER_LOCATION}" --region "${REGION}")
+  if [ "${MODE}" != deploy ] && [ -n "${REGION}" ]; then return 0; fi  # where it was deployed
+  if [ "${DRY_RUN}" = true ]; then
+    printf 'Cloud Functions regions: not asked in a dry run; a real run asks: gcloud functions regions list --gen2 --project %s (here: every region deploy/regions.py knows)\n' "${PROJECT}"
+  else
+    offered="$(gcloud functions regions list --gen2 --project "${PROJECT}" --quiet --format 'value(locationId)' | paste -sd, -)" \
+      || die "cannot list the regions offering Cloud Functions (gcloud functions regions list --gen2)"
+    [ -n "${offered}" ] || die "Cloud Functions (2nd gen) offers no region to project ${PROJECT}"
+    args+=(--offered "${offered}")
+  fi
+  choice="$(cd "${HERE}" && "${PYTHON}" -m deploy.region "${args[@]}")" || exit 2
   IFS=$'\t' read -r REGION DISTANCE_KM REGION_WHY <<<"${choice}"
   printf 'region: %s (%s' "${REGION}" "${REGION_WHY}"
   [ "${DISTANCE_KM}" = "0" ] || printf '; %s km from the cluster' "${DISTANCE_KM}"
@@ -339,10 +385,6 @@ set_names() {
   INVOKER_SA="${FUNCTION_NAME}-invoker@${PROJECT}.iam.gserviceaccount.com"
   BUILD_SA="${FUNCTION_NAME}-build@${PROJECT}.iam.gserviceaccount.com"
   SECRET_VERSION="projects/${PROJECT}/secrets/${SECRET}/versions/latest"
-  if [[ "${VPC_CONNECTOR}" == projects/* ]]; then
-    [[ "${VPC_CONNECTOR}" == */locations/${REGION}/* ]] \
-      || die "--vpc-connector ${VPC_CONNECTOR} is not in the function's region ${REGION}"
-  fi
 }
 
 # ---------------------------------------------------------------- running gcloud
@@ -431,11 +473,14 @@ choose_scheduler_location() {
 
 check_vpc_connector() {
   [ -n "${VPC_CONNECTOR}" ] || return 0
+  if [[ "${VPC_CONNECTOR}" == projects/* ]] && [[ "${VPC_CONNECTOR}" != */locations/${REGION}/* ]]; then
+    die "--vpc-connector ${VPC_CONNECTOR} is not in the function's region ${REGION}"
+  fi
   [ "${DRY_RUN}" = false ] || return 0
   local state
   state="$(gcloud compute networks vpc-access connectors describe "${VPC_CONNECTOR##*/}" --region "${REGION}" \
     --project "${PROJECT}" --quiet --format 'value(state)' 2>/dev/null)" \
-    || die "no Serverless VPC Access connector '${VPC_CONNECTOR##*/}' in ${REGION}: create it first (README, Deploy: reaching the cluster)"
+    || die "no Serverless VPC Access connector '${VPC_CONNECTOR##*/}' in ${REGION}: create it first (docs/deploy.md, \"Reaching the cluster\")"
   [ "${state}" = READY ] || die "VPC connector ${VPC_CONNECTOR##*/} is ${state:-in an unknown state}, not READY"
   printf 'VPC connector: %s (READY), egress %s\n' "${VPC_CONNECTOR##*/}" "${EGRESS_SETTINGS}"
 }
@@ -451,8 +496,8 @@ enable_apis() {
 }
 
 create_secret() {
-  local replication=(--replication-policy automatic) error
-  [ -z "${SECRET_LOCATIONS}" ] || replication=(--replication-policy user-managed --locations "${SECRET_LOCATIONS}")
+  local replication=(--replication-policy automatic --labels "${LABELS}") error
+  [ -z "${SECRET_LOCATIONS}" ] || replication=(--replication-policy user-managed --locations "${SECRET_LOCATIONS}" --labels "${LABELS}")
   if [ "${DRY_RUN}" = true ]; then run secrets create "${SECRET}" "${replication[@]}"; return 0; fi
   if ! error="$(gcloud secrets create "${SECRET}" "${replication[@]}" --project "${PROJECT}" --quiet --format none 2>&1)"; then
     printf '%s\n' "${error}" >&2
@@ -464,10 +509,30 @@ create_secret() {
   printf 'created secret %s (%s replication)\n' "${SECRET}" "${SECRET_LOCATIONS:-automatic}"
 }
 
+# A secret made before labels, or for another cluster, gets this deployment's labels; $1 is what
+# gcloud shows of its labels now (key=value;key=value).
+label_secret() {
+  local pairs pair
+  IFS=, read -ra pairs <<<"${LABELS}"
+  for pair in "${pairs[@]}"; do
+    if [[ ";$1;" != *";${pair};"* ]]; then
+      run secrets update "${SECRET}" --update-labels "${LABELS}"
+      printf 'labelled secret %s: %s\n' "${SECRET}" "${LABELS}"
+      return 0
+    fi
+  done
+}
+
 store_secret() {
   step "3. secret ${SECRET}"
-  local existed=false current=""
-  if exists secrets describe "${SECRET}"; then existed=true; else create_secret; fi
+  local existed=false current="" labels
+  if [ "${DRY_RUN}" = false ] && labels="$(gcloud secrets describe "${SECRET}" --project "${PROJECT}" --quiet \
+    --format 'value(labels)' 2>/dev/null)"; then
+    existed=true
+    label_secret "${labels}"
+  else
+    create_secret
+  fi
   if [ -n "${DSN}" ]; then
     if [ "${DRY_RUN}" = true ]; then
       printf '+ gcloud secrets versions add %q --data-file - <<< (the DSN, if it differs from the latest version)\n' "${SECRET}"
@@ -521,8 +586,8 @@ deploy_function() {
     --source "${HERE}" --entry-point handler --trigger-http --no-allow-unauthenticated
     --service-account "${RUNTIME_SA}" --build-service-account "projects/${PROJECT}/serviceAccounts/${BUILD_SA}"
     --concurrency "${POOL_SIZE}" --max-instances "${MAX_INSTANCES}" --timeout "${TIMEOUT}s"
-    --ingress-settings "${INGRESS}" --memory "${MEMORY}")
-  [ -z "${CPU}" ] || args+=(--cpu "${CPU}")
+    --ingress-settings "${INGRESS}" --memory "${MEMORY}" --cpu "${CPU}" --serve-all-traffic-latest-revision
+    --update-labels "${LABELS}")
   if [ "${SECRET_DELIVERY}" = file ]; then
     # Cloud Run reads a mounted secret from Secret Manager when the file is read, so
     # `latest` follows a rotation without a redeploy.
@@ -540,7 +605,7 @@ deploy_function() {
   args+=(--set-env-vars "${env_vars}")
   if [ "${DRY_RUN}" = true ]; then
     run "${args[@]}"
-    URL="https://${REGION}-${PROJECT}.cloudfunctions.net/${FUNCTION_NAME}"
+    URL="https://${FUNCTION_NAME}-PROJECT_NUMBER.${REGION}.run.app"  # the run.app URL the job calls
   else
     URL="$(gcloud "${args[@]}" --project "${PROJECT}" --quiet --format 'value(serviceConfig.uri)')"
   fi
@@ -559,7 +624,8 @@ schedule_job() {
   local retry_policy=(--max-retry-attempts 3 --min-backoff 10s --max-backoff 300s --max-doublings 4
     --attempt-deadline "${ATTEMPT_DEADLINE}s")
   local target=(--location "${SCHEDULER_LOCATION}" --schedule "${SCHEDULE}" --time-zone "${TIME_ZONE}" --uri "${URL}"
-    --http-method POST --oidc-service-account-email "${INVOKER_SA}" --oidc-token-audience "${URL}")
+    --http-method POST --oidc-service-account-email "${INVOKER_SA}" --oidc-token-audience "${URL}"
+    --description "${LABELS//,/ } (Cloud Scheduler jobs take no labels)")
   if exists scheduler jobs describe "${JOB_NAME}" --location "${SCHEDULER_LOCATION}"; then
     # `update http` takes --update-headers where `create http` takes --headers.
     run scheduler jobs update http "${JOB_NAME}" "${target[@]}" \
@@ -582,17 +648,39 @@ identity_token() {
     || gcloud auth print-identity-token --quiet
 }
 
+# The deployed function's URL and ingress (--smoke-test-only tests what is there, not the flags).
 function_url() {
-  URL="$(gcloud functions describe "${FUNCTION_NAME}" --region "${REGION}" --project "${PROJECT}" --quiet \
-    --format 'value(serviceConfig.uri)' 2>/dev/null)" || die "no function ${FUNCTION_NAME} in ${REGION} to test"
+  local described ingress
+  described="$(gcloud functions describe "${FUNCTION_NAME}" --region "${REGION}" --project "${PROJECT}" --quiet \
+    --format 'value(serviceConfig.uri,serviceConfig.ingressSettings)' 2>/dev/null)" \
+    || die "no function ${FUNCTION_NAME} in ${REGION} to test"
+  IFS=$'\t' read -r URL ingress <<<"${described}"
+  case "${ingress}" in
+    ALLOW_INTERNAL_ONLY) INGRESS=internal-only ;;
+    ALLOW_INTERNAL_AND_GCLB) INGRESS=internal-and-gclb ;;
+    *) INGRESS=all ;;
+  esac
+}
+
+# Why the smoke test cannot reach the function from here, or nothing. Cloud Run counts Cloud
+# Scheduler in the same project, calling the run.app URL, as internal; a deployer's machine is not
+# (https://cloud.google.com/run/docs/securing/ingress, read 2026-12-07).
+smoke_unreachable() {
+  local job="gcloud scheduler jobs run ${JOB_NAME} --location ${SCHEDULER_LOCATION:-LOCATION} --project ${PROJECT}"
+  case "${INGRESS}" in
+    internal-only) printf 'skipped: --ingress internal-only admits only requests from inside project %s (its VPC networks, and Cloud Scheduler calling the run.app URL), not from this machine, so a call from here is refused whatever the function does; check the job instead: %s' "${PROJECT}" "${job}" ;;
+    internal-and-gclb) printf 'skipped: --ingress internal-and-gclb admits requests from inside project %s and through a Cloud Load Balancer only, not from this machine; call it through your load balancer, or check the job: %s' "${PROJECT}" "${job}" ;;
+  esac
 }
 
 # GET / once as the deployer: 200 is done; 401/403 while IAM propagates is retried for
 # DEPLOY_SMOKE_RETRY_SECONDS; 503 shows the function's last ERROR log line and the likely causes.
 smoke_test() {
   step "9. smoke test: GET / as the deployer"
+  local token result status started="${SECONDS}" skipped
+  skipped="$(smoke_unreachable)"
+  if [ -n "${skipped}" ]; then printf 'smoke test %s\n' "${skipped}"; return 0; fi
   if [ "${DRY_RUN}" = true ]; then printf '+ GET %s with an identity token\n' "${URL}"; return 0; fi
-  local token result status started="${SECONDS}"
   token="$(identity_token)" || die "no identity token for the smoke test (skip it with --no-smoke-test)"
   BACKOFF_MS="${DEPLOY_BACKOFF_MS}"
   while :; do
@@ -622,7 +710,7 @@ explain_503() {
     --project "${PROJECT}" --limit 1 --freshness 1h --quiet --format 'value(jsonPayload.message,textPayload)' 2>/dev/null)" || line=""
   line="$(printf '%s' "${line}" | tr '\t' ' ' | sed 's/^ *//;s/ *$//')"  # one of the two fields is empty
   printf "the function's last ERROR log line: %s\n" "${line:-(none yet; logs can lag a minute)}"
-  local allowlist="the cluster refuses this function's address: CockroachDB Standard and Advanced accept only allowlisted addresses or private connectivity; egress through --vpc-connector with Cloud NAT on a static IP and allowlist that IP (README: reaching the cluster)"
+  local allowlist="the cluster refuses this function's address: CockroachDB Standard and Advanced accept only allowlisted addresses or private connectivity; egress through --vpc-connector with Cloud NAT on a static IP and allowlist that IP (docs/deploy.md, \"Reaching the cluster\")"
   local ca="the CA: sslrootcert must name a CA file shipped with the code (e.g. db/certs/ca.crt) or be sslrootcert=system"
   local secret="the secret: ${FUNCTION_NAME}-runtime must read ${SECRET}, and its latest version must hold the DSN"
   case "${line}" in
@@ -654,6 +742,7 @@ invoker account:   ${INVOKER_SA} (roles/run.invoker on ${FUNCTION_NAME})
 schedule:          ${JOB_NAME} in ${SCHEDULER_LOCATION}: "${SCHEDULE}" ${TIME_ZONE}, OIDC, 3 retries, deadline ${ATTEMPT_DEADLINE}s
 connection budget: ${CONNECTION_BUDGET} >= max ${MAX_INSTANCES} instances x pool size ${POOL_SIZE}
 egress:            ${egress}
+labels:            ${LABELS} (function, secret; job description)
 EOF
 }
 
@@ -705,7 +794,20 @@ teardown() {
   else
     printf 'kept (it holds the DSN; add --delete-secret to delete it)\n'
   fi
-  printf '\nLeft in place: the enabled APIs, and the build images in Artifact Registry (repository gcf-artifacts in %s).\n' "${REGION}"
+  left_in_place
+}
+
+# What --delete does not remove: deploy.sh did not make it, or other workloads may share it.
+left_in_place() {
+  cat <<EOF
+
+Left in place (deploy.sh did not create these, or they may serve other workloads; docs/deploy.md,
+"Removing everything", has the commands):
+  - the enabled APIs
+  - the build images in Artifact Registry: repository gcf-artifacts in ${REGION}
+  - a Serverless VPC Access connector${VPC_CONNECTOR:+ (${VPC_CONNECTOR##*/})}, its Cloud Router and Cloud NAT, if you made them for egress
+  - the reserved static IP address Cloud NAT used (billed while reserved)
+EOF
 }
 
 # ---------------------------------------------------------------- main
@@ -722,14 +824,15 @@ main() {
   read_dsn
   if [ -n "${DSN}" ]; then check_dsn "${DSN}"; fi
   check_logged_in
-  choose_region
+  locate_cluster
   set_names
   case "${MODE}" in
-    delete) teardown; return 0 ;;
-    smoke) function_url; smoke_test; return 0 ;;
+    delete) choose_function_region; teardown; return 0 ;;
+    smoke) choose_function_region; function_url; smoke_test; return 0 ;;
   esac
   enable_apis
   step "2. what the project offers (read only)"
+  choose_function_region
   choose_scheduler_location
   check_vpc_connector
   store_secret

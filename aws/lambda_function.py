@@ -9,6 +9,8 @@ SnapStart: Lambda snapshots the environment after this module is imported and
 restores copies of it. Before the snapshot the runtime closes its connections
 and forgets the DSN, so neither a connection nor the secret's value is in the
 snapshot; the first request after a restore reads the secret and connects once.
+boto3, when the secret comes from Secrets Manager, is imported before the
+snapshot, so restored copies do not import it again.
 """
 
 from __future__ import annotations
@@ -22,17 +24,21 @@ from snapshot_restore_py import register_after_restore, register_before_snapshot
 from aws import lambda_events
 from core import logs, service
 from core.runtime import Runtime
-from db.settings import Settings
+from db.secret import import_aws_client
 
+runtime = Runtime()
 # The runtime's own root handler would write every line a second time, in its text format.
 logging.getLogger().handlers.clear()
-logs.configure(Settings.log_level_from_environment())
-runtime = Runtime()
+logs.configure(runtime.config.log_level)
 
 
 @register_before_snapshot
 def _before_snapshot() -> None:
     runtime.close()
+    # Modules are safe in a snapshot, unlike connections and secrets: the restored
+    # copies' first request then reads the secret without importing boto3.
+    if runtime.config.database_url_secret_arn:
+        import_aws_client()
 
 
 @register_after_restore

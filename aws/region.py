@@ -20,6 +20,7 @@ from deploy.region import (
     distance_km,
     host_from_dsn,
     parse_cluster_region,
+    unknown,
 )
 from deploy.regions import CLOUDS
 
@@ -42,13 +43,16 @@ def choose(
         found = cluster_region_from_host(host or "")
         if found is None:
             raise RegionError(
-                f"the host {host!r} does not name the cluster's region: set REGION (an AWS region), "
-                "or CLUSTER_REGION (the cluster's primary region, e.g. aws-us-east-1 or gcp-us-east1)"
+                f"the host {host!r} does not name the cluster's region (CockroachDB Basic and multi-region "
+                "hosts never do): set CLUSTER_REGION (the cluster's primary region, e.g. aws-us-east-1 or "
+                "gcp-us-east1, shown in the CockroachDB Cloud Console), or REGION (an AWS region)"
             )
         cloud, name = found
         source = f"the cluster's host ({cloud}-{name})"
     if cloud == "aws":
         return name, 0.0, f"same region as {source}"
+    if name not in CLOUDS[cloud]:
+        raise RegionError(unknown(cloud, [name]))
     where = CLOUDS[cloud][name]
     nearest, km = min(
         ((aws, distance_km(where, point)) for aws, point in AWS_REGIONS.items()), key=lambda p: p[1]

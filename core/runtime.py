@@ -1,74 +1,98 @@
 """The per-instance runtime: what one function instance builds once and every request reuses.
 
-main.py creates one Runtime at import, as a module-level global outside the
-handler (CockroachDB's serverless best practice: a pool that persists across
-invocations). Creating it does nothing: the settings are read and the engine is
-built on the first request that needs the database, so a cold start that only
-answers a 4xx never waits for Secret Manager or the cluster, and a
-configuration error is a 503 with a clear log line rather than a crashed instance.
+An entry point creates one Runtime at import, as a module-level global outside
+its handler (CockroachDB's serverless best practice: a pool that persists
+across invocations). Creating it reads the configuration and nothing else: the
+DSN is read and the engine built by the first request that needs the
+database, so a cold start that only answers a 4xx never waits for the secret
+or the cluster, and a configuration error is a 503 naming it, not a crashed instance.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import urllib.parse
 from collections.abc import Mapping
 
+from config import Config
 from core import logs
-from db.database import Database
+from db.database import Database, EngineOptions
+from db.errors import ConfigurationError
 from db.secret import DsnSource
-from db.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 
 class Runtime:
     def __init__(self, environ: Mapping[str, str] | None = None):
-        self._environ = environ  # None: os.environ, read when first needed
         self._lock = threading.Lock()
         self._database: Database | None = None
-        self._project = Settings.project_from_environment(environ)
-        # Needed by every POST before the database is: read now, not with the rest.
-        self.body_time_limit = Settings.body_timeout_from_environment(environ)
+        try:
+            self.config: Config = Config.from_environ(environ)
+            self.config_error: ConfigurationError | None = None
+        except ConfigurationError as err:
+            self.config, self.config_error = Config(), err
         # A DSN set directly is a secret from the start: a library that logs it
         # (or the whole environment) before the first request must not print it.
-        for secret in Settings.secrets_from_environment(environ):
-            logs.redact(secret)
-        self._label_execution_id = Settings.log_execution_id_from_environment(environ)
+        _redact_dsn(self.config.database_url)
 
     def database(self) -> Database:
         """The instance's Database, created on first use (not at import, not per request)."""
-        database = self._database
-        if database is None:
-            with self._lock:
-                if self._database is None:
-                    settings = Settings.from_environment(self._environ)
-                    self._database = Database(
-                        settings, DsnSource.from_settings(settings), on_secret=logs.redact
-                    )
-                database = self._database
-        return database
-
-    def project(self) -> str:
-        """The Google Cloud project, for Cloud Logging's trace field ("" if unknown)."""
-        return self._project
-
-    def labels_execution_id(self) -> bool:
-        """Whether log lines carry functions-framework's execution id (LOG_EXECUTION_ID)."""
-        return self._label_execution_id
-
-    @property
-    def started(self) -> bool:
-        """Whether a request has needed the database yet."""
-        return self._database is not None
+        if self.config_error is not None:
+            raise self.config_error
+        with self._lock:
+            if self._database is None:
+                self._database = Database(_dsn_source(self.config), _engine_options(self.config), logs.redact)
+            return self._database
 
     def close(self) -> None:
-        """Close the pool's connections cleanly (at shutdown, and between tests).
-
-        Each idle connection gets PostgreSQL's Terminate message before its
-        socket closes, so the server sees a client that said goodbye rather than
-        one that vanished. Called once the requests in flight have finished.
-        """
+        """Close the pool's connections, each with a Terminate message, and forget the DSN:
+        the next request reads it again and opens a new connection. Called at shutdown,
+        once the requests in flight have finished, and before a platform snapshot."""
         with self._lock:
-            if self._database is not None and self._database.dispose():
-                logger.info("database connections closed")
+            database, self._database = self._database, None
+        if database is not None and database.dispose():
+            logger.info("database connections closed")
+
+
+def _dsn_source(config: Config) -> DsnSource:
+    if config.database_url:
+        return DsnSource(dsn=config.database_url)
+    if config.database_url_file:
+        return DsnSource(path=config.database_url_file)
+    if config.database_url_secret:
+        return DsnSource(
+            secret_name=config.database_url_secret,
+            timeout=config.secret_timeout,
+            emulator_host=config.secret_manager_emulator_host,
+        )
+    if config.database_url_secret_arn:
+        return DsnSource(aws_secret_arn=config.database_url_secret_arn, timeout=config.secret_timeout)
+    raise ConfigurationError(
+        "set DATABASE_URL to a connection string, DATABASE_URL_FILE to a file holding one "
+        "(a mounted secret), DATABASE_URL_SECRET to the Secret Manager version that holds one, "
+        "or DATABASE_URL_SECRET_ARN to the AWS Secrets Manager secret that holds one"
+    )
+
+
+def _engine_options(config: Config) -> EngineOptions:
+    return EngineOptions(
+        pool_size=config.pool_size,
+        pool_timeout=config.pool_timeout,
+        pool_recycle=config.pool_recycle,
+        db_timeout=config.db_timeout,
+        secret_retry_interval=config.secret_retry_interval,
+    )
+
+
+def _redact_dsn(dsn: str) -> None:
+    if not dsn:
+        return
+    logs.redact(dsn)
+    try:
+        password = urllib.parse.urlsplit(dsn).password
+    except ValueError:  # malformed: the first request will say how
+        password = None
+    if password:
+        logs.redact(urllib.parse.unquote(password))

@@ -1,12 +1,12 @@
-"""The use case: a request in, an Outcome out. Knows nothing of Flask or HTTP servers.
+"""The use case: a request in, an Outcome out. Knows nothing of Flask, HTTP servers or SQLAlchemy.
 
     POST /   record an empty body, one event, or a batch of up to 500
     GET  /   health: one round trip to the database (HEAD too)
     other paths answer 404 and other methods 405, without touching the database
 
-An entry point (main.py for the Functions Framework; a CloudEvent trigger or
-another platform's handler would be a few lines more) turns its request into a
-`Request`, calls `handle`, and sends the Outcome back.
+An entry point (main.py for the Functions Framework, aws/lambda_function.py for
+AWS Lambda) turns its request into a `Request`, calls `handle`, and sends the
+Outcome back.
 """
 
 from __future__ import annotations
@@ -17,13 +17,12 @@ from collections.abc import Callable, Iterable
 from typing import NamedTuple, Protocol
 
 from core import logs
-from core.body import MAX_BODY_BYTES
+from core.body import check_size
 from core.events import parse_events
 from core.outcomes import Outcome, RequestRejected, outcome_for_error
 from core.runtime import Runtime
 from core.scheduler import SchedulerDelivery, delivery_from_headers
 from db.events import EventRecord, insert_events
-from db.stats import RunStats
 
 logger = logging.getLogger("events")
 
@@ -32,15 +31,15 @@ ALLOWED_METHODS = ("GET", "HEAD", "POST")
 
 
 class RequestHeaders(Protocol):
-    """What the core asks of a request's headers: values by case-insensitive name."""
+    """A request's headers by case-insensitive name, as Flask's and Headers below give them."""
 
-    def get(self, name: str, default: str = "") -> str: ...
+    def get(self, key: str, default: str) -> str: ...
 
     def getlist(self, name: str) -> list[str]: ...
 
 
 class Headers:
-    """Request headers by case-insensitive name, every value of a repeated header kept."""
+    """Request headers from (name, value) pairs, for platforms that hand over a plain list or dict."""
 
     def __init__(self, pairs: Iterable[tuple[str, str]]):
         self._values: dict[str, list[str]] = {}
@@ -55,74 +54,46 @@ class Headers:
         return values[0] if values else default
 
 
-# A NamedTuple, not a dataclass: a dataclass's methods are generated and compiled
-# at import, about 5 M instructions each, which every cold start pays (README, "Cold start").
 class Request(NamedTuple):
     method: str
     path: str
     headers: RequestHeaders
-    # Called only for a request that has a body to store (POST to the path), so
-    # no other request waits for one.
+    # Called only for a request whose body is stored (POST to the path), so no
+    # other request waits for one; raises RequestRejected for a body it cannot have.
     read_body: Callable[[], bytes] = lambda: b""
-    # For the request's log line (Cloud Logging's httpRequest): the URL as the
-    # server saw it, and the address of the peer that connected.
+    # For the request's log line: the URL as the server saw it, and the peer's address.
     url: str = ""
     remote_ip: str = ""
+    # A scheduled delivery the platform describes itself (not by Cloud Scheduler's headers).
     delivery: SchedulerDelivery | None = None
 
 
 def handle(runtime: Runtime, request: Request) -> Outcome:
     """Answer one request; never raises. Writes the request's one log line."""
     started = time.perf_counter()
-    run_stats = RunStats()
+    config = runtime.config
     with logs.request_scope(
-        request.headers, runtime.project(), label_execution_id=runtime.labels_execution_id()
+        request.headers, config.google_cloud_project, label_execution_id=config.log_execution_id
     ):
+        facts: dict[str, object] = {}
         try:
-            outcome = _route(runtime, request, run_stats)
+            outcome = _route(runtime, request, facts)
         except Exception as exc:  # noqa: BLE001 - the one place errors become answers
-            outcome = outcome_for_error(exc, statement_sent=run_stats.statement_sent)
-        _log_request(request, outcome, run_stats, time.perf_counter() - started)
+            outcome = outcome_for_error(exc)
+        _log_request(request, outcome, facts, time.perf_counter() - started)
     return outcome
 
 
-def health(runtime: Runtime, run_stats: RunStats | None = None) -> Outcome:
-    # Checking a connection out of the pool pre-pings it, or opens a new one:
-    # that single round trip is the health check, so nothing more is sent.
-    runtime.database().run(lambda connection: None, run_stats)
-    return Outcome(200, {"status": "ok"})
-
-
-def ingest(
-    runtime: Runtime,
-    body: bytes,
-    headers: RequestHeaders,
-    run_stats: RunStats | None = None,
-    delivery: SchedulerDelivery | None = None,
-) -> Outcome:
-    """Validate and store a body's events; repeated ids are stored once and counted as duplicates."""
-    records = parse_events(body, delivery or delivery_from_headers(headers))
-    # An id repeated inside one request is stored once (the first occurrence).
-    first_by_id: dict[str, EventRecord] = {}
-    for record in records:
-        first_by_id.setdefault(record.id, record)
-    unique = list(first_by_id.values())
-    inserted = runtime.database().run(lambda connection: insert_events(connection, unique), run_stats)
-    ids = [record.id for record in unique if record.id in inserted]
-    body_out = {"inserted": len(ids), "duplicates": len(records) - len(ids), "ids": ids}
-    return Outcome(201 if ids else 200, body_out, rows=len(ids))
-
-
-def _route(runtime: Runtime, request: Request, run_stats: RunStats) -> Outcome:
+def _route(runtime: Runtime, request: Request, facts: dict[str, object]) -> Outcome:
+    if runtime.config_error is not None:
+        raise runtime.config_error
     if request.path != PATH:
         raise RequestRejected(404, f"there is nothing at {request.path}; the function answers at {PATH}")
     if request.method in ("GET", "HEAD"):
-        return health(runtime, run_stats)
+        return health(runtime, facts)
     if request.method == "POST":
-        body = request.read_body()
-        if len(body) > MAX_BODY_BYTES:
-            raise RequestRejected(413, f"the body is larger than the limit of {MAX_BODY_BYTES} bytes")
-        return ingest(runtime, body, request.headers, run_stats, request.delivery)
+        delivery = request.delivery or delivery_from_headers(request.headers)
+        return ingest(runtime, check_size(request.read_body()), delivery, facts)
     raise RequestRejected(
         405,
         f"method {request.method} is not allowed; use POST to record events, GET for health",
@@ -130,8 +101,32 @@ def _route(runtime: Runtime, request: Request, run_stats: RunStats) -> Outcome:
     )
 
 
-def _log_request(request: Request, outcome: Outcome, run_stats: RunStats, seconds: float) -> None:
-    duration_ms = round(seconds * 1000, 2)
+def health(runtime: Runtime, facts: dict[str, object]) -> Outcome:
+    # Checking a connection out of the pool pre-pings it, or opens a new one:
+    # that single round trip is the health check, so nothing more is sent.
+    ran = runtime.database().run(lambda connection: None)
+    facts.update(new_connection=ran.new_connection, checkout_ms=ran.checkout_ms)
+    return Outcome(200, {"status": "ok"})
+
+
+def ingest(
+    runtime: Runtime, body: bytes, delivery: SchedulerDelivery | None, facts: dict[str, object]
+) -> Outcome:
+    """Validate and store a body's events; repeated ids are stored once and counted as duplicates."""
+    records = parse_events(body, delivery)
+    # An id repeated inside one request is stored once (the first occurrence).
+    first_by_id: dict[str, EventRecord] = {}
+    for record in records:
+        first_by_id.setdefault(record.id, record)
+    unique = list(first_by_id.values())
+    ran = runtime.database().run(lambda connection: insert_events(connection, unique))
+    facts.update(new_connection=ran.new_connection, checkout_ms=ran.checkout_ms)
+    ids = [record.id for record in unique if record.id in ran.value]
+    body_out = {"inserted": len(ids), "duplicates": len(records) - len(ids), "ids": ids}
+    return Outcome(201 if ids else 200, body_out, rows=len(ids))
+
+
+def _log_request(request: Request, outcome: Outcome, facts: dict[str, object], seconds: float) -> None:
     logger.info(
         "%s %s %d",
         request.method,
@@ -141,14 +136,14 @@ def _log_request(request: Request, outcome: Outcome, run_stats: RunStats, second
             "fields": {
                 "status": outcome.status,
                 "rows": outcome.rows,
-                "duration_ms": duration_ms,
-                "new_connection": run_stats.new_connection,
-                "pool_wait_ms": run_stats.pool_wait_ms,
+                "duration_ms": round(seconds * 1000, 2),
+                "new_connection": facts.get("new_connection", False),
+                "checkout_ms": facts.get("checkout_ms", 0.0),
                 "httpRequest": {
                     "requestMethod": request.method,
                     "requestUrl": _caller_url(request),
                     "status": outcome.status,
-                    "userAgent": request.headers.get("User-Agent"),
+                    "userAgent": request.headers.get("User-Agent", ""),
                     "remoteIp": _caller_ip(request),
                     "latency": f"{seconds:.6f}s",
                 },
@@ -160,19 +155,16 @@ def _log_request(request: Request, outcome: Outcome, run_stats: RunStats, second
 def _caller_ip(request: Request) -> str:
     # On Cloud Run the peer is Google's front end; it puts the caller's address
     # last in X-Forwarded-For (entries before it are whatever the caller sent).
-    forwarded = request.headers.get("X-Forwarded-For")
-    if forwarded:
-        last = forwarded.rsplit(",", 1)[-1].strip()
-        if last:
-            return last
-    return request.remote_ip
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    last = forwarded.rsplit(",", 1)[-1].strip()
+    return last or request.remote_ip
 
 
 def _caller_url(request: Request) -> str:
     # Google's front end ends TLS and forwards plain HTTP: the caller's scheme
     # is in X-Forwarded-Proto.
     url = request.url or request.path
-    scheme = request.headers.get("X-Forwarded-Proto").strip().lower()
+    scheme = request.headers.get("X-Forwarded-Proto", "").strip().lower()
     if scheme in ("http", "https") and "://" in url:
         url = f"{scheme}://{url.split('://', 1)[1]}"
     return url

@@ -10,13 +10,9 @@ import argparse
 import logging
 import sys
 
-import sqlalchemy.exc
-
-from db.database import Database
-from db.errors import ConfigurationError, SecretUnavailable, server_message
+from core.runtime import Runtime
+from db.errors import ConfigurationError, DatabaseFault, SecretUnavailable
 from db.migrate import migrate
-from db.secret import DsnSource
-from db.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,22 +20,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["migrate"], help="migrate: create the events table if missing")
     parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    runtime = Runtime()
     try:
-        settings = Settings.from_environment()
-        database = Database(settings, DsnSource.from_settings(settings))
-    except ConfigurationError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    try:
-        count = migrate(database)
+        count = migrate(runtime.database())
     except (ConfigurationError, SecretUnavailable) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except sqlalchemy.exc.DBAPIError as err:
-        print(f"error: {type(err).__name__}: {server_message(err)}", file=sys.stderr)
+    except DatabaseFault as err:
+        code = f"{err.sqlstate}: " if err.sqlstate else ""
+        print(f"error: {code}{err.message}" + (f"; fix: {err.fix}" if err.fix else ""), file=sys.stderr)
         return 1
     finally:
-        database.dispose()
+        runtime.close()
     print(f"schema applied ({count} statements)")
     return 0
 

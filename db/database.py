@@ -1,9 +1,8 @@
-"""The per-instance engine: built once, on first use, shared by every request.
+"""The per-instance engine: built on first use, shared by every request, rebuilt when the DSN changes.
 
 CockroachDB's serverless best practice, as SQLAlchemy settings: a pool that
-persists across invocations (core.runtime keeps this object for the instance's
-life, outside the handler), one connection per request served at once, no idle
-minimum, a 30-minute maximum lifetime, and a health check before each use.
+persists across invocations, one connection per request served at once, no
+idle minimum, a 30-minute maximum lifetime, and a health check before each use.
 """
 
 from __future__ import annotations
@@ -12,50 +11,111 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import NamedTuple
 
 import sqlalchemy
-from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from db import errors, stats
-from db.dsn import parse_dsn
+from db import faults
+from db.dsn import parse_dsn, startup_options
+from db.errors import ConfigurationError, SecretUnavailable
 from db.secret import DsnSource
-from db.settings import Settings
 
-T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 # The server ends a statement at this fraction of DB_TIMEOUT, so its error
-# reaches the client before the client's socket timeout gives up on the
-# connection. A statement the client abandoned would otherwise run on (and
-# commit) after the caller was told 503, on a backend outside the pool's count.
+# reaches the client before the client's socket timeout gives up: a statement
+# the client abandoned would otherwise run on, and commit, after a 503.
 STATEMENT_TIMEOUT_FRACTION = 0.8
 
 
-def statement_timeout_ms(settings: Settings) -> int:
-    return int(settings.db_timeout * STATEMENT_TIMEOUT_FRACTION * 1000)
+class EngineOptions(NamedTuple):
+    pool_size: int = 1
+    pool_timeout: float = 5.0
+    pool_recycle: int = 1800
+    db_timeout: float = 10.0
+    # An unusable DSN (unreadable, malformed, refused) is read again at most this often.
+    secret_retry_interval: float = 5.0
+
+    @property
+    def statement_timeout_ms(self) -> int:
+        return int(self.db_timeout * STATEMENT_TIMEOUT_FRACTION * 1000)
+
+
+class Ran[T](NamedTuple):
+    """What `Database.run`'s work returned, and what getting its connection cost."""
+
+    value: T
+    new_connection: bool  # the pool opened a server connection for this work
+    checkout_ms: float  # waiting for the pool, plus the pre-ping or the new connection
 
 
 class Database:
     """An engine built lazily from a DSN source, rebuilt if the DSN changes."""
 
     def __init__(
-        self, settings: Settings, source: DsnSource, on_secret: Callable[[str], None] = lambda value: None
+        self,
+        source: DsnSource,
+        options: EngineOptions | None = None,
+        on_secret: Callable[[str], None] = lambda value: None,
     ):
-        self.settings = settings
+        self.options = options or EngineOptions()
         self._source = source
-        # Told every secret string (DSN, password) so the log formatter can
-        # scrub it from any line, whatever produced that line.
+        # Told every secret string (the DSN, the password) so the logs can scrub it.
         self._on_secret = on_secret
         self._lock = threading.Lock()
         self._engine: Engine | None = None
         self._dsn: str | None = None
         self._read_at = float("-inf")
         self._failure: Exception | None = None
-        self.connections_opened = 0
 
-    def engine(self) -> Engine:
+    def run[R](self, work: Callable[[Connection], R]) -> Ran[R]:
+        """Run `work` on a pooled connection; raise db.errors' exceptions for database failures.
+
+        If getting a connection fails (a rotated password, a moved host) and the
+        DSN can be read again, it is read, at most every `secret_retry_interval`;
+        if it changed, the engine is rebuilt and the work runs on it (nothing was
+        sent yet). A fixed secret thus reaches running instances.
+        """
+        engine = self._current_engine()
+        started = time.perf_counter()
+        try:
+            connection = engine.connect()
+        except (sqlalchemy.exc.DBAPIError, OSError) as err:
+            if not self._refresh(engine):
+                raise _translated(err, statement_sent=False) from None
+            engine = self._current_engine()
+            try:
+                connection = engine.connect()
+            except (sqlalchemy.exc.DBAPIError, OSError) as retry_err:
+                raise _translated(retry_err, statement_sent=False) from None
+        except sqlalchemy.exc.TimeoutError as err:
+            raise _translated(err, statement_sent=False) from None
+        checkout_ms = round((time.perf_counter() - started) * 1000, 3)
+        with connection:
+            checkouts = connection.info.get("checkouts", 0)
+            connection.info["checkouts"] = checkouts + 1
+            try:
+                return Ran(work(connection), checkouts == 0, checkout_ms)
+            except sqlalchemy.exc.DBAPIError as err:  # a statement `work` ran through SQLAlchemy
+                raise _translated(err, statement_sent=True) from None
+            finally:
+                if engine is not self._engine:
+                    # The engine was replaced meanwhile: close this connection rather
+                    # than return it to the abandoned pool, where it would stay open.
+                    connection.invalidate()
+
+    def dispose(self) -> bool:
+        """Close the pooled connections (each with a Terminate message) and forget the engine
+        and the DSN: the next `run` reads the DSN again. True if there was an engine."""
+        with self._lock:
+            engine, self._engine, self._dsn = self._engine, None, None
+        if engine is None:
+            return False
+        engine.dispose()
+        return True
+
+    def _current_engine(self) -> Engine:
         engine = self._engine
         if engine is None:
             with self._lock:
@@ -64,60 +124,17 @@ class Database:
                 engine = self._engine
         return engine
 
-    def run(self, work: Callable[[Connection], T], run_stats: stats.RunStats | None = None) -> T:
-        """Run `work` on a pooled connection; `run_stats` collects what it cost.
-
-        If connecting fails (a rejected password, a database that does not
-        exist, a wrong host, a CA that does not verify) and the DSN can be read
-        again, read it, at most every SECRET_RETRY_INTERVAL; if it changed,
-        rebuild the engine and run `work` once more (nothing was sent yet, so
-        running it again is safe). A fixed secret thus reaches running instances.
-        """
-        record = run_stats if run_stats is not None else stats.RunStats()
-        engine = self.engine()
-        try:
-            return self._run_on(engine, work, record)
-        except sqlalchemy.exc.DBAPIError:
-            if record.statement_sent or not self._refresh(engine):
-                raise
-        return self._run_on(self.engine(), work, record)
-
-    def dispose(self) -> bool:
-        """Close every pooled connection cleanly (a Terminate message, then the socket).
-
-        True if there was an engine to close. Connections checked out now are
-        not closed here: call it when no work is running.
-        """
-        with self._lock:
-            if self._engine is None:
-                return False
-            self._engine.dispose()
-            self._engine = None
-            return True
-
-    def _run_on(self, engine: Engine, work: Callable[[Connection], T], run_stats: stats.RunStats | None) -> T:
-        record = run_stats if run_stats is not None else stats.RunStats()
-        token = stats.current.set(record)
-        try:
-            started = time.perf_counter()
-            record.begin_checkout(started)
-            with engine.connect() as connection:
-                record.checkout_ms = round((time.perf_counter() - started) * 1000, 3)
-                return work(connection)
-        finally:
-            stats.current.reset(token)
-
     def _build_from_source(self) -> Engine:
         """Read the DSN and build the engine; an unusable DSN is retried at most every few seconds."""
         if (
             self._failure is not None
-            and time.monotonic() - self._read_at < self.settings.secret_retry_interval
+            and time.monotonic() - self._read_at < self.options.secret_retry_interval
         ):
             raise type(self._failure)(str(self._failure))
         self._read_at = time.monotonic()
         try:
             engine = self._build(self._read_dsn())
-        except (errors.ConfigurationError, errors.SecretUnavailable) as err:
+        except (ConfigurationError, SecretUnavailable) as err:
             self._failure = err
             raise
         self._failure = None
@@ -134,21 +151,15 @@ class Database:
             return False
         with self._lock:
             if self._engine is not failed:
-                return True  # another request already rebuilt it
-            if time.monotonic() - self._read_at < self.settings.secret_retry_interval:
+                return self._engine is not None  # another request already rebuilt it
+            if time.monotonic() - self._read_at < self.options.secret_retry_interval:
                 return False
             self._read_at = time.monotonic()
             dsn = self._read_dsn()
             if dsn == self._dsn:
-                logger.warning(
-                    "connecting with the connection string failed and %s has not changed",
-                    self._source.describe(),
-                )
+                logger.warning("connecting failed and %s has not changed", self._source.describe())
                 return False
-            logger.warning(
-                "connecting with the connection string failed; using the new value of %s",
-                self._source.describe(),
-            )
+            logger.warning("connecting failed; using the new value of %s", self._source.describe())
             self._engine = self._build(dsn)
         failed.dispose()
         return True
@@ -157,45 +168,42 @@ class Database:
         target = parse_dsn(dsn)
         if target.url.password:
             self._on_secret(target.url.password)
-        settings = self.settings
+        options = self.options
         connect_args = dict(target.connect_args)
-        # Set at connection start-up (pg8000's startup message carries it), so it
-        # costs no statement and no round trip; CockroachDB and PostgreSQL both
-        # read session settings from the `options` startup parameter's `-c`.
-        startup = dict(connect_args.get("startup_params", {}))
-        timeout = f"-c statement_timeout={statement_timeout_ms(settings)}"
-        startup["options"] = f"{startup['options']} {timeout}" if startup.get("options") else timeout
-        connect_args["startup_params"] = startup
+        # Set at connection start-up (the `options` startup parameter's `-c`), so it
+        # costs no statement and no round trip, on CockroachDB and PostgreSQL alike.
+        startup, timeout_ms, timeout_source = startup_options(target, options.statement_timeout_ms)
+        connect_args["startup_params"] = {"options": startup}
         engine = sqlalchemy.create_engine(
             target.url,
-            connect_args={**connect_args, "timeout": settings.db_timeout},
-            # One connection per request served at once (DB_POOL_SIZE must equal
-            # the function's concurrency, 1 by default); opened on demand, so no
-            # idle connections are held open for an instance that is never used.
-            pool_size=settings.pool_size,
-            # Never more than pool_size: max instances x pool size is the most
-            # connections the function can ever open against the cluster.
+            connect_args={**connect_args, "timeout": options.db_timeout},
+            # One connection per request served at once (DB_POOL_SIZE = the
+            # function's concurrency), opened on demand: no idle minimum.
+            pool_size=options.pool_size,
+            # Never more: max instances x pool size bounds the cluster's connections.
             max_overflow=0,
-            # Waiting longer than this for a connection means the instance is
-            # overloaded: answer 503 and let the caller retry elsewhere.
-            pool_timeout=settings.pool_timeout,
-            # CockroachDB recommends a 30-minute maximum connection lifetime, so
-            # connections follow node restarts and rebalancing.
-            pool_recycle=settings.pool_recycle,
-            # A connection idle while the instance was frozen may be dead:
-            # check it (one round trip) and replace it before it fails a request.
+            # Waiting longer than this for a connection means the instance is overloaded: 503.
+            pool_timeout=options.pool_timeout,
+            # CockroachDB's 30-minute maximum lifetime: connections follow node restarts and rebalancing.
+            pool_recycle=options.pool_recycle,
+            # A connection idle while the instance was frozen may be dead: check it before use.
             pool_pre_ping=True,
-            # Each statement is its own implicit transaction: no BEGIN/COMMIT
-            # round trips, and CockroachDB retries implicit transactions itself.
-            # Set once here; per-checkout isolation changes cost pg8000 extra statements.
+            # Each statement is its own implicit transaction: no BEGIN/COMMIT round
+            # trips, and CockroachDB retries implicit transactions itself.
             isolation_level="AUTOCOMMIT",
-            # Keep bound values (event payloads) out of exception messages and logs.
+            # Keep bound values (event payloads) out of exception messages.
             hide_parameters=True,
         )
-        event.listen(engine, "connect", self._count_connection)
         self._dsn = dsn
-        logger.info("database engine created for %s", target.describe())
+        logger.info(
+            "database engine created for %s; statement_timeout %d ms, from %s",
+            target.describe(),
+            timeout_ms,
+            timeout_source,
+        )
         return engine
 
-    def _count_connection(self, dbapi_connection: object, record: object) -> None:
-        self.connections_opened += 1
+
+def _translated(err: BaseException, *, statement_sent: bool) -> BaseException:
+    translated = faults.translate(err, statement_sent=statement_sent)
+    return err if translated is None else translated

@@ -9,6 +9,8 @@ SQLAlchemy raises TypeError, and pg8000's own default TLS verifies nothing (it
 even falls back to plain text when the server declines TLS). So the TLS
 parameters are translated here into an explicit `ssl.SSLContext`, with libpq's
 meaning for each mode, and every other parameter is either mapped or refused.
+`options` is read by PostgreSQL's own rules, so the function's statement
+timeout can be merged into it (`startup_options`) without changing its meaning.
 
 No message raised from this module contains the password or the whole DSN.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import ssl
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -32,16 +35,52 @@ SSLMODES = ("disable", "require", "verify-ca", "verify-full")
 # Query parameters understood here; anything else is a configuration error, so
 # a typo (or a libpq option pg8000 would silently ignore) is caught at once.
 PARAMETERS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "application_name", "options")
+# What C's isspace() matches, which is what separates the words of `options` on the server.
+SPACE = " \t\n\v\f\r"
+# statement_timeout's units and their milliseconds, smallest last, as PostgreSQL's GUC tables have them.
+TIME_UNITS = {"d": 86_400_000, "h": 3_600_000, "min": 60_000, "s": 1000, "ms": 1, "us": 0.001}
+INT_MAX = 2**31 - 1  # statement_timeout is a C int of milliseconds
+# PostgreSQL reads a number with strtol(base 0): hex, octal or decimal; then, if it
+# stops at '.', 'e' or 'E', again with strtod (decimal only accepted here).
+_INTEGER = re.compile(r"[ \t\n\v\f\r]*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
+_DECIMAL = re.compile(r"[ \t\n\v\f\r]*[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+OPTIONS_FORM = (
+    "write -c NAME=VALUE or --NAME=VALUE settings separated by spaces, with a backslash before "
+    "each space or backslash inside a value (percent-encoded in the URL: %20 and %5C)"
+)
+TIMEOUT_FORM = (
+    f"give milliseconds (e.g. 5000) or a number and one of the units {', '.join(TIME_UNITS)} (e.g. 5s)"
+)
+
+
+class ServerSetting(NamedTuple):
+    """One setting from the DSN's `options`: `-c NAME=VALUE` (switch "-c") or `--NAME=VALUE` ("--")."""
+
+    switch: str
+    name: str
+    value: str
+
+    def words(self) -> list[str]:
+        if self.switch == "--":
+            return [f"--{self.name}={self.value}"]  # CockroachDB Cloud's --cluster=NAME stays as written
+        return ["-c", f"{self.name}={self.value}"]
 
 
 # A NamedTuple, not a dataclass: a dataclass's methods are generated and compiled
 # at import, about 5 M instructions each, which every cold start pays (README, "Cold start").
 class ConnectionTarget(NamedTuple):
-    """Where and how to connect: a SQLAlchemy URL plus pg8000 keyword arguments."""
+    """Where and how to connect: a SQLAlchemy URL plus pg8000 keyword arguments.
+
+    `server_settings` are the DSN's `options` other than statement_timeout, whose value
+    in milliseconds is `statement_timeout_ms` (None when `options` sets none);
+    `startup_options` merges them with the function's own timeout.
+    """
 
     url: URL
     connect_args: dict[str, Any]
     sslmode: str
+    server_settings: tuple[ServerSetting, ...] = ()
+    statement_timeout_ms: int | None = None
 
     def describe(self) -> str:
         """host:port/database and TLS mode, for log lines: no user, no password."""
@@ -91,10 +130,9 @@ def parse_dsn(dsn: str) -> ConnectionTarget:
     connect_args: dict[str, Any] = {"ssl_context": _ssl_context(sslmode, params)}
     if "application_name" in params:
         connect_args["application_name"] = params["application_name"]
-    if "options" in params:
-        # CockroachDB Cloud routes some clusters by `options=--cluster=NAME`;
-        # libpq sends it as the `options` startup parameter, and so does this.
-        connect_args["startup_params"] = {"options": params["options"]}
+    # CockroachDB Cloud routes some clusters by `options=--cluster=NAME`; libpq sends
+    # `options` as a startup parameter, and so does the engine, through startup_options.
+    server_settings, statement_timeout = _read_options(params.get("options", ""))
 
     url = URL.create(
         DRIVERNAME,
@@ -104,7 +142,128 @@ def parse_dsn(dsn: str) -> ConnectionTarget:
         port=port,
         database=database,
     )
-    return ConnectionTarget(url=url, connect_args=connect_args, sslmode=sslmode)
+    return ConnectionTarget(url, connect_args, sslmode, server_settings, statement_timeout)
+
+
+def startup_options(target: ConnectionTarget, statement_timeout_ms: int) -> tuple[str, int, str]:
+    """(the `options` startup parameter to send, the statement timeout in ms that applies, who set it:
+    "DATABASE_URL options" or "DB_TIMEOUT").
+
+    The DSN's settings keep their meaning, each re-escaped; the shorter of the
+    two statement timeouts applies (0, PostgreSQL's "none", is the longest).
+    """
+    if statement_timeout_ms < 0:
+        raise ValueError("statement_timeout_ms must be 0 (none) or more")
+    own = target.statement_timeout_ms
+    if own and (statement_timeout_ms == 0 or own < statement_timeout_ms):
+        timeout, source = own, "DATABASE_URL options"
+    else:
+        timeout, source = statement_timeout_ms, "DB_TIMEOUT"
+    words = [word for setting in target.server_settings for word in setting.words()]
+    words += ["-c", f"statement_timeout={timeout}"]
+    return " ".join(_escape(word) for word in words), timeout, source
+
+
+def _read_options(options: str) -> tuple[tuple[ServerSetting, ...], int | None]:
+    """The DSN's settings other than statement_timeout, and statement_timeout in ms (the last counts, as on the server)."""
+    settings = _parse_options(options)
+    timeouts = [s.value for s in settings if _setting_name(s.name) == "statement_timeout"]
+    others = tuple(s for s in settings if _setting_name(s.name) != "statement_timeout")
+    return others, _milliseconds(timeouts[-1]) if timeouts else None
+
+
+def _parse_options(options: str) -> list[ServerSetting]:
+    """The settings in an `options` value, read as the server reads it; ConfigurationError if it cannot be merged."""
+    words = _split_words(options)
+    settings: list[ServerSetting] = []
+    position = 0
+    while position < len(words):
+        word, position = words[position], position + 1
+        if word == "-c":
+            if position == len(words):
+                raise _options_error(f"word {position} is a -c with no NAME=VALUE after it")
+            switch, argument, position = "-c", words[position], position + 1
+        elif word.startswith("-c"):
+            switch, argument = "-c", word[2:]
+        elif word.startswith("--") and word != "--":
+            switch, argument = "--", word[2:]
+        else:
+            # PostgreSQL's other switches (-B, -e, ...) would be refused by CockroachDB anyway.
+            raise _options_error(f"word {position} is not a -c NAME=VALUE or --NAME=VALUE setting")
+        name, equals, value = argument.partition("=")
+        if not name or not equals:
+            raise _options_error(f"word {position} has no NAME=VALUE")
+        settings.append(ServerSetting(switch, name, value))
+    return settings
+
+
+def _split_words(options: str) -> list[str]:
+    """Split as PostgreSQL's pg_split_opts does: at unescaped whitespace; a backslash
+    makes the next character literal (a final lone backslash stands for nothing)."""
+    words: list[str] = []
+    word: list[str] | None = None  # None between words
+    escaped = False
+    for character in options:
+        if character in SPACE and not escaped:
+            if word is not None:
+                words.append("".join(word))
+            word = None
+            continue
+        if word is None:
+            word = []
+        if character == "\\" and not escaped:
+            escaped = True
+        else:
+            word.append(character)
+            escaped = False
+    if word is not None:
+        words.append("".join(word))
+    return words
+
+
+def _escape(word: str) -> str:
+    """One word of `options`, escaped so that _split_words gives it back unchanged."""
+    return "".join("\\" + c if c == "\\" or c in SPACE else c for c in word)
+
+
+def _setting_name(name: str) -> str:
+    # The server matches setting names ignoring case, and reads their dashes as underscores.
+    return name.replace("-", "_").lower()
+
+
+def _milliseconds(value: str) -> int:
+    """statement_timeout's value in ms, read as PostgreSQL's parse_int reads a time setting."""
+    number, rest = _number(value)
+    unit = rest.strip(SPACE)
+    if unit and unit not in TIME_UNITS:
+        raise _options_error(f"statement_timeout={value!r} has a unit PostgreSQL does not know", TIMEOUT_FORM)
+    if unit:
+        number *= TIME_UNITS[unit]
+        smaller = list(TIME_UNITS.values())[list(TIME_UNITS).index(unit) + 1 :]
+        if smaller:  # "1.5min" is rounded to whole seconds first, as the server does
+            number = round(number / smaller[0]) * smaller[0]
+    milliseconds = round(number)
+    if not 0 <= milliseconds <= INT_MAX:
+        raise _options_error(f"statement_timeout={value!r} is outside 0 to {INT_MAX} ms", TIMEOUT_FORM)
+    return milliseconds
+
+
+def _number(value: str) -> tuple[float, str]:
+    """The leading number of a setting's value, and the rest."""
+    integer = _INTEGER.match(value)
+    if integer and value[integer.end() : integer.end() + 1] not in (".", "e", "E"):
+        sign = -1 if integer.group(1) == "-" else 1
+        digits = integer.group(2)
+        base = 16 if digits[:2].lower() == "0x" else 8 if digits.startswith("0") and len(digits) > 1 else 10
+        return sign * int(digits, base), value[integer.end() :]
+    decimal = _DECIMAL.match(value)
+    if decimal is None:
+        raise _options_error(f"statement_timeout={value!r} is not a number", TIMEOUT_FORM)
+    return float(decimal.group()), value[decimal.end() :]
+
+
+def _options_error(problem: str, fix: str = OPTIONS_FORM) -> ConfigurationError:
+    return ConfigurationError(f"connection parameter 'options': {problem}; {fix}")
 
 
 def _query_parameters(query: str) -> dict[str, str]:
@@ -154,6 +313,10 @@ def _ssl_context(sslmode: str, params: dict[str, str]) -> ssl.SSLContext | bool:
         context = ssl.create_default_context(cafile=_readable_file("sslrootcert", rootcert))
     except ssl.SSLError:
         raise ConfigurationError("sslrootcert: the file holds no PEM certificate") from None
+    # 3.13's strict mode refuses certificates libpq accepts (a CA without keyUsage): cleared, as PyMySQL does.
+    context.verify_flags &= ~ssl.VERIFY_X509_STRICT
+    # Nor does libpq trust a certificate in sslrootcert that is not a self-signed root (3.13 would).
+    context.verify_flags &= ~ssl.VERIFY_X509_PARTIAL_CHAIN
     if sslmode == "require":
         # Encrypt, verify nothing: what libpq's require means without a root cert.
         context.check_hostname = False

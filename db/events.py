@@ -2,33 +2,27 @@
 
 The whole batch travels as a single JSON document, bound as one parameter and
 expanded into rows by the server (`jsonb_array_elements`, which CockroachDB and
-PostgreSQL both have). Because the text never depends on the batch size:
-
-- SQLAlchemy compiles it once and its statement cache holds one entry (a
-  multi-row VALUES list cached one compiled statement of up to 2,000 bind
-  parameters per batch size seen: hundreds of MiB after a few hundred sizes);
-- each pooled connection prepares it once and then runs it in a single round
-  trip for any batch (db.dialect.run_prepared);
-- payload numbers stay exact: the payload goes from JSON text to JSONB, whose
-  numbers are decimals, without passing through a float.
+PostgreSQL both have). Because the text never depends on the batch size, each
+pooled connection prepares it once and then runs it in one round trip for any
+batch, and payload numbers go from JSON text to JSONB without passing through a float.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
-import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
-from sqlalchemy import text
-from sqlalchemy.engine import Connection, Dialect
+import pg8000.dbapi
+from sqlalchemy.engine import Connection
 
-from db.dialect import run_prepared
+from db import faults
+from db.dialect import forget_prepared, prepared
+from db.errors import DatabaseFault
 
 
-# A NamedTuple, not a dataclass: a dataclass's methods are generated and compiled
-# at import, about 5 M instructions each, which every cold start pays (README, "Cold start").
 class EventRecord(NamedTuple):
     """One row of the events table, as the function writes it."""
 
@@ -38,32 +32,59 @@ class EventRecord(NamedTuple):
     scheduled_at: datetime.datetime | None = None
 
 
-INSERT_EVENTS = text(
+INSERT_EVENTS = (
     "INSERT INTO events (id, kind, payload, scheduled_at) "
     "SELECT CAST(e->>'id' AS UUID), e->>'kind', e->'payload', CAST(e->>'scheduled_at' AS TIMESTAMPTZ) "
     "FROM jsonb_array_elements(CAST(:events AS JSONB)) AS e "
     "ON CONFLICT (id) DO NOTHING RETURNING id"
 )
+_STATEMENT_KEY = "events.insert"
+# Prepared again, once, after 0A000 "cached plan must not change result type" (a
+# schema change) or 26000 "prepared statement does not exist" (a pooler in front
+# of the cluster reset the session). Outside a transaction a failed statement
+# leaves nothing behind, so running it again is safe.
+REPREPARE = frozenset({"0A000", "26000"})
 
 
 def insert_events(connection: Connection, records: Sequence[EventRecord]) -> set[str]:
     """Insert the records in one statement; return the ids that were new.
 
-    ON CONFLICT DO NOTHING makes a repeated id (a retried delivery) a no-op
-    instead of an error, and RETURNING tells which ids were inserted, all in a
-    single round trip that the database runs as one implicit transaction.
-    Ids must be unique within `records`.
+    ON CONFLICT DO NOTHING makes a repeated id (a retried delivery) a no-op, and
+    RETURNING tells which ids were inserted, in one round trip that the database
+    runs as one implicit transaction. Ids must be unique within `records`.
+    Raises db.errors' exceptions.
     """
     if not records:
         return set()
-    rows = run_prepared(connection, _driver_sql(connection.dialect), (batch_document(records),))
-    return {str(row[0]) for row in rows}
+    document = batch_document(records)
+    for attempt in (1, 2):
+        with _driver_errors(connection, statement_sent=False):
+            statement = prepared(connection, _STATEMENT_KEY, INSERT_EVENTS)
+        try:
+            with _driver_errors(connection, statement_sent=True):
+                rows = statement.run(events=document)
+        except DatabaseFault as fault:
+            if fault.sqlstate not in REPREPARE or attempt == 2:
+                raise
+            forget_prepared(connection, _STATEMENT_KEY)
+            continue
+        return {str(row[0]) for row in rows or ()}
+    raise AssertionError("unreachable")
 
 
-@functools.cache
-def _driver_sql(dialect: Dialect) -> str:
-    """INSERT_EVENTS as the driver takes it ("%s" for pg8000), rendered once per dialect."""
-    return str(INSERT_EVENTS.compile(dialect=dialect))
+@contextlib.contextmanager
+def _driver_errors(connection: Connection, *, statement_sent: bool) -> Iterator[None]:
+    """Driver errors as db.errors' exceptions; a broken connection is invalidated first,
+    so the pool replaces it instead of handing it to the next request."""
+    try:
+        yield
+    except (pg8000.dbapi.Error, OSError) as err:
+        if isinstance(err, OSError) or connection.dialect.is_disconnect(err, None, None):
+            connection.invalidate(err)
+        translated = faults.translate(err, statement_sent=statement_sent)
+        if translated is None:
+            raise
+        raise translated from None
 
 
 def batch_document(records: Sequence[EventRecord]) -> str:

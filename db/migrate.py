@@ -8,7 +8,6 @@ from sqlalchemy import text
 
 from db.database import Database
 from db.secret import DsnSource
-from db.settings import Settings
 
 SCHEMA = pathlib.Path(__file__).with_name("schema.sql")
 
@@ -33,7 +32,7 @@ def migrate(database: Database) -> int:
 
 def apply_schema(dsn: str) -> int:
     """Apply the schema to the database at `dsn` (tests, the benchmark, local runs)."""
-    database = Database(Settings(), DsnSource(dsn=dsn))
+    database = Database(DsnSource(dsn=dsn))
     try:
         return migrate(database)
     finally:

@@ -1,6 +1,6 @@
 """Where the connection string comes from: the environment, a mounted secret file, or Secret Manager.
 
-In the order they are looked at (db.settings reads the variables):
+In the order they are looked at (config.py reads the variables):
 
 - `DATABASE_URL`: the string itself (local runs, or a secret the platform injects
   as an environment variable, which then changes only with a new revision).
@@ -11,9 +11,9 @@ In the order they are looked at (db.settings reads the variables):
 - `DATABASE_URL_SECRET`: a Secret Manager version, `projects/P/secrets/S/versions/V`,
   read with the client library, which is imported only on this path.
 - `DATABASE_URL_SECRET_ARN`: an AWS Secrets Manager secret's ARN (AWS Lambda),
-  read with boto3, which is imported only on this path.
+  its current version read with boto3, which is imported only on this path.
 
-The last two are read once per instance and read again only when the value did
+The last three are read once per instance and read again only when the value did
 not work (see db.database).
 """
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 import re
 
 from db.errors import ConfigurationError, SecretUnavailable
-from db.settings import DEFAULTS, Settings
 
 SECRET_NAME = re.compile(r"projects/[^/\s]+/secrets/[^/\s]+/versions/[^/\s]+")
 
@@ -37,13 +36,13 @@ class DsnSource:
         path: str = "",
         secret_name: str = "",
         aws_secret_arn: str = "",
-        timeout: float = DEFAULTS.secret_timeout,
+        timeout: float = 5.0,
         emulator_host: str = "",
     ):
         if sum(bool(value) for value in (dsn, path, secret_name, aws_secret_arn)) != 1:
             raise ValueError("give exactly one of dsn, path, secret_name and aws_secret_arn")
         if aws_secret_arn:
-            aws_secret_region(aws_secret_arn)  # a malformed ARN is a configuration error now
+            aws_secret_region(aws_secret_arn)  # a malformed ARN is a ConfigurationError now
         if secret_name and not SECRET_NAME.fullmatch(secret_name):
             raise ConfigurationError(
                 "DATABASE_URL_SECRET must be a secret version's resource name, "
@@ -55,26 +54,6 @@ class DsnSource:
         self.aws_secret_arn = aws_secret_arn
         self._timeout = timeout
         self._emulator_host = emulator_host
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> DsnSource:
-        if settings.database_url:
-            return cls(dsn=settings.database_url)
-        if settings.database_url_file:
-            return cls(path=settings.database_url_file)
-        if settings.database_url_secret:
-            return cls(
-                secret_name=settings.database_url_secret,
-                timeout=settings.secret_timeout,
-                emulator_host=settings.secret_manager_emulator_host,
-            )
-        if settings.database_url_secret_arn:
-            return cls(aws_secret_arn=settings.database_url_secret_arn, timeout=settings.secret_timeout)
-        raise ConfigurationError(
-            "set DATABASE_URL to a connection string, DATABASE_URL_FILE to a file holding one "
-            "(a mounted secret), DATABASE_URL_SECRET to the Secret Manager version that holds one, "
-            "or DATABASE_URL_SECRET_ARN to the AWS Secrets Manager secret that holds one"
-        )
 
     @property
     def rereadable(self) -> bool:
@@ -92,12 +71,21 @@ class DsnSource:
 
     def read(self) -> str:
         if self._dsn:
-            return self._dsn
-        if self.path:
-            return read_file(self.path)
-        if self.aws_secret_arn:
-            return read_aws_secret(self.aws_secret_arn, timeout=self._timeout)
-        return read_secret(self.secret_name, timeout=self._timeout, emulator_host=self._emulator_host)
+            value = self._dsn
+        elif self.path:
+            value = read_file(self.path)
+        elif self.aws_secret_arn:
+            value = read_aws_secret(self.aws_secret_arn, timeout=self._timeout)
+        else:
+            value = read_secret(self.secret_name, timeout=self._timeout, emulator_host=self._emulator_host)
+        # Named here, before the DSN parser would only say what a DSN must start with.
+        if not value:
+            raise SecretUnavailable(f"{self.describe()} is empty")
+        if value.startswith("\ufeff"):
+            raise SecretUnavailable(
+                f"{self.describe()} begins with a byte order mark (U+FEFF): save it without one"
+            )
+        return value
 
 
 def read_file(path: str) -> str:
@@ -172,6 +160,14 @@ def aws_secret_region(arn: str) -> str:
             f"arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME, got {arn!r}"
         )
     return match.group(1)
+
+
+def import_aws_client() -> None:
+    """Import boto3 now: called before a SnapStart snapshot, so that restored copies
+    find it imported instead of paying for the import on their first request."""
+    import boto3  # noqa: F401
+    import botocore.config  # noqa: F401
+    import botocore.exceptions  # noqa: F401
 
 
 def read_aws_secret(arn: str, *, timeout: float) -> str:

@@ -5,7 +5,8 @@
 The DSN comes on standard input only (never argv, where `ps` shows it). It goes
 through the function's own translation, `db.dsn.parse_dsn`, so anything the
 function would refuse at run time (`sslmode=prefer`, a `mysql://` URL, an
-unknown parameter) stops the deployment here, with the function's message.
+unknown parameter, an `options` value its statement timeout cannot be merged
+into) stops the deployment here, with the function's message.
 Files the DSN names (`sslrootcert`, `sslcert`, `sslkey`) must also reach the
 function: they must lie inside the function's folder and be uploaded with it
 (not excluded by .gcloudignore); a path on the deployer's machine, such as the

@@ -1,56 +1,57 @@
 """Published data-centre locations (latitude, longitude) of the clouds CockroachDB
-Cloud runs on, and the GCP regions that offer Cloud Functions (2nd gen).
+Cloud runs on: coordinates only.
 
-Coordinates are the cities the providers name for each region, to a city's
-precision: enough to choose the nearest region, not to measure latency.
-Reviewed 2026-11; when Google opens Cloud Functions in a new region, add it to
-CLOUD_FUNCTIONS_REGIONS (or pass REGION to deploy.sh).
+Which GCP regions offer Cloud Functions or Cloud Scheduler is asked of Google at
+deploy time, never kept here. Coordinates are the cities the providers name for
+each region, to a city's precision: enough to choose the nearest region, not to
+measure latency. A region missing here is an error naming it (deploy/region.py),
+so a new region is added here when it first appears in a list Google answers.
 """
 
-# GCP regions, with whether Cloud Functions (2nd gen) is offered there.
 GCP = {
-    "us-central1": (41.26, -95.86, True),  # Council Bluffs, Iowa
-    "us-east1": (33.20, -80.01, True),  # Moncks Corner, South Carolina
-    "us-east4": (39.04, -77.49, True),  # Ashburn, Virginia
-    "us-east5": (39.96, -83.00, True),  # Columbus, Ohio
-    "us-south1": (32.78, -96.80, True),  # Dallas, Texas
-    "us-west1": (45.60, -121.18, True),  # The Dalles, Oregon
-    "us-west2": (34.05, -118.24, True),  # Los Angeles
-    "us-west3": (40.76, -111.89, True),  # Salt Lake City
-    "us-west4": (36.17, -115.14, True),  # Las Vegas
-    "northamerica-northeast1": (45.50, -73.57, True),  # Montréal
-    "northamerica-northeast2": (43.65, -79.38, True),  # Toronto
-    "northamerica-south1": (20.59, -100.39, False),  # Querétaro
-    "southamerica-east1": (-23.55, -46.63, True),  # São Paulo
-    "southamerica-west1": (-33.45, -70.67, True),  # Santiago
-    "europe-west1": (50.45, 3.82, True),  # St. Ghislain, Belgium
-    "europe-west2": (51.51, -0.13, True),  # London
-    "europe-west3": (50.11, 8.68, True),  # Frankfurt
-    "europe-west4": (53.44, 6.83, True),  # Eemshaven, Netherlands
-    "europe-west6": (47.38, 8.54, True),  # Zurich
-    "europe-west8": (45.46, 9.19, True),  # Milan
-    "europe-west9": (48.86, 2.35, True),  # Paris
-    "europe-west10": (52.52, 13.40, True),  # Berlin
-    "europe-west12": (45.07, 7.69, True),  # Turin
-    "europe-north1": (60.57, 27.20, True),  # Hamina, Finland
-    "europe-north2": (59.33, 18.07, False),  # Stockholm
-    "europe-central2": (52.23, 21.01, True),  # Warsaw
-    "europe-southwest1": (40.42, -3.70, True),  # Madrid
-    "asia-east1": (24.05, 120.52, True),  # Changhua County, Taiwan
-    "asia-east2": (22.32, 114.17, True),  # Hong Kong
-    "asia-northeast1": (35.68, 139.69, True),  # Tokyo
-    "asia-northeast2": (34.69, 135.50, True),  # Osaka
-    "asia-northeast3": (37.57, 126.98, True),  # Seoul
-    "asia-south1": (19.08, 72.88, True),  # Mumbai
-    "asia-south2": (28.61, 77.21, True),  # Delhi
-    "asia-southeast1": (1.34, 103.71, True),  # Jurong West, Singapore
-    "asia-southeast2": (-6.21, 106.85, True),  # Jakarta
-    "australia-southeast1": (-33.87, 151.21, True),  # Sydney
-    "australia-southeast2": (-37.81, 144.96, True),  # Melbourne
-    "me-central1": (25.29, 51.53, True),  # Doha
-    "me-central2": (26.43, 50.10, False),  # Dammam
-    "me-west1": (32.09, 34.78, True),  # Tel Aviv
-    "africa-south1": (-26.20, 28.05, True),  # Johannesburg
+    "us-central1": (41.26, -95.86),  # Council Bluffs, Iowa
+    "us-east1": (33.20, -80.01),  # Moncks Corner, South Carolina
+    "us-east4": (39.04, -77.49),  # Ashburn, Virginia
+    "us-east5": (39.96, -83.00),  # Columbus, Ohio
+    "us-south1": (32.78, -96.80),  # Dallas, Texas
+    "us-west1": (45.60, -121.18),  # The Dalles, Oregon
+    "us-west2": (34.05, -118.24),  # Los Angeles
+    "us-west3": (40.76, -111.89),  # Salt Lake City
+    "us-west4": (36.17, -115.14),  # Las Vegas
+    "northamerica-northeast1": (45.50, -73.57),  # Montréal
+    "northamerica-northeast2": (43.65, -79.38),  # Toronto
+    "northamerica-south1": (20.59, -100.39),  # Querétaro
+    "southamerica-east1": (-23.55, -46.63),  # São Paulo
+    "southamerica-west1": (-33.45, -70.67),  # Santiago
+    "europe-west1": (50.45, 3.82),  # St. Ghislain, Belgium
+    "europe-west2": (51.51, -0.13),  # London
+    "europe-west3": (50.11, 8.68),  # Frankfurt
+    "europe-west4": (53.44, 6.83),  # Eemshaven, Netherlands
+    "europe-west6": (47.38, 8.54),  # Zurich
+    "europe-west8": (45.46, 9.19),  # Milan
+    "europe-west9": (48.86, 2.35),  # Paris
+    "europe-west10": (52.52, 13.40),  # Berlin
+    "europe-west12": (45.07, 7.69),  # Turin
+    "europe-north1": (60.57, 27.20),  # Hamina, Finland
+    "europe-north2": (59.33, 18.07),  # Stockholm
+    "europe-central2": (52.23, 21.01),  # Warsaw
+    "europe-southwest1": (40.42, -3.70),  # Madrid
+    "asia-east1": (24.05, 120.52),  # Changhua County, Taiwan
+    "asia-east2": (22.32, 114.17),  # Hong Kong
+    "asia-northeast1": (35.68, 139.69),  # Tokyo
+    "asia-northeast2": (34.69, 135.50),  # Osaka
+    "asia-northeast3": (37.57, 126.98),  # Seoul
+    "asia-south1": (19.08, 72.88),  # Mumbai
+    "asia-south2": (28.61, 77.21),  # Delhi
+    "asia-southeast1": (1.34, 103.71),  # Jurong West, Singapore
+    "asia-southeast2": (-6.21, 106.85),  # Jakarta
+    "asia-southeast3": (13.75, 100.50),  # Bangkok
+    "australia-southeast1": (-33.87, 151.21),  # Sydney
+    "australia-southeast2": (-37.81, 144.96),  # Melbourne
+    "me-central1": (25.29, 51.53),  # Doha
+    "me-central2": (26.43, 50.10),  # Dammam
+    "me-west1": (32.09, 34.78),  # Tel Aviv
+    "africa-south1": (-26.20, 28.05),  # Johannesburg
 }
 
 AWS = {
@@ -124,5 +125,4 @@ AZURE = {
     "israelcentral": (32.09, 34.78),  # Israel
 }
 
-CLOUDS = {"gcp": {name: (lat, lon) for name, (lat, lon, _) in GCP.items()}, "aws": AWS, "azure": AZURE}
-CLOUD_FUNCTIONS_REGIONS = {name: (lat, lon) for name, (lat, lon, offered) in GCP.items() if offered}
+CLOUDS = {"gcp": GCP, "aws": AWS, "azure": AZURE}

@@ -10,6 +10,16 @@ what PostgreSQL's `ssl_cert_file` and a client's `sslrootcert` take.
     tls = make_server_cert(ca, directory, hostnames=["localhost"])
     stranger = make_ca(directory, "unrelated-ca")   # for "wrong CA" tests
 
+Two styles. The default is complete by RFC 5280 (keyUsage on both, key
+identifiers, extendedKeyUsage, subjectAltName), which Python 3.13's strict
+verification (VERIFY_X509_STRICT) also accepts. `hand_made=True` makes what
+PostgreSQL's documentation recipe (`openssl req -x509`, `openssl x509 -req`
+with OpenSSL's default configuration) makes: a CA with basicConstraints and key
+identifiers but no keyUsage, and a server certificate with no extensions at
+all, its host name in the subject's common name; libpq accepts both, strict
+verification refuses both. `expired=True` makes a server certificate whose
+validity ended yesterday.
+
 Keys are ECDSA P-256: small, fast to generate, accepted by OpenSSL 3, Python's
 ssl module and PostgreSQL alike.
 """
@@ -52,18 +62,22 @@ class TlsFiles:
 
 
 def make_ca(
-    directory: str | os.PathLike, name: str = "devtools-test-ca", *, valid_days: int = 7
+    directory: str | os.PathLike,
+    name: str = "devtools-test-ca",
+    *,
+    valid_days: int = 7,
+    hand_made: bool = False,
 ) -> CertificateAuthority:
     """A new self-signed CA, written to DIRECTORY/NAME.crt and DIRECTORY/NAME.key.
 
     Each call makes an unrelated CA (a fresh key), which is all a "wrong CA"
-    test needs.
+    test needs. `hand_made`: OpenSSL's v3_ca extensions, without keyUsage.
     """
     directory = pathlib.Path(directory)
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     not_before, not_after = _validity(valid_days)
-    certificate = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(subject)
@@ -71,11 +85,17 @@ def make_ca(
         .serial_number(x509.random_serial_number())
         .not_valid_before(not_before)
         .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_key_usage(key_cert_sign=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
     )
+    if hand_made:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False
+        ).add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+    else:
+        builder = builder.add_extension(
+            x509.BasicConstraints(ca=True, path_length=0), critical=True
+        ).add_extension(_key_usage(key_cert_sign=True), critical=True)
+    certificate = builder.sign(key, hashes.SHA256())
     cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
     _write_certificate(cert_path, certificate)
     _write_private_key(key_path, key)
@@ -89,21 +109,32 @@ def make_server_cert(
     *,
     name: str | None = None,
     valid_days: int = 7,
+    hand_made: bool = False,
+    expired: bool = False,
 ) -> TlsFiles:
     """A server certificate signed by `ca`, valid for exactly `hostnames`.
 
     Each host name becomes a subjectAltName: an IP address entry when it parses
     as one (clients match IPs only against those), else a DNS entry. The files
     are DIRECTORY/NAME.crt and DIRECTORY/NAME.key (mode 0600), NAME defaulting
-    to "<ca name>-server".
+    to "<ca name>-server". `hand_made`: no extensions, exactly one host name, in
+    the common name (clients fall back to it when there is no subjectAltName).
+    `expired`: valid for a month that ended yesterday.
     """
     hostnames = list(hostnames)
     if not hostnames:
         raise ValueError("a server certificate needs at least one host name")
+    if hand_made and len(hostnames) > 1:
+        raise ValueError("a hand-made server certificate names one host, in its common name")
     directory = pathlib.Path(directory)
     key = ec.generate_private_key(ec.SECP256R1())
     not_before, not_after = _validity(valid_days)
-    certificate = (
+    if expired:
+        not_before, not_after = (
+            not_before - datetime.timedelta(days=31),
+            not_before - datetime.timedelta(days=1),
+        )
+    builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0])]))
         .issuer_name(ca.certificate.subject)
@@ -111,16 +142,21 @@ def make_server_cert(
         .serial_number(x509.random_serial_number())
         .not_valid_before(not_before)
         .not_valid_after(not_after)
-        .add_extension(x509.SubjectAlternativeName([_general_name(h) for h in hostnames]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_key_usage(digital_signature=True), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False
-        )
-        .sign(ca.key, hashes.SHA256())
     )
+    if not hand_made:
+        builder = (
+            builder.add_extension(
+                x509.SubjectAlternativeName([_general_name(h) for h in hostnames]), critical=False
+            )
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_key_usage(digital_signature=True), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False
+            )
+        )
+    certificate = builder.sign(ca.key, hashes.SHA256())
     stem = name or f"{ca.name}-server"
     cert_path, key_path = directory / f"{stem}.crt", directory / f"{stem}.key"
     _write_certificate(cert_path, certificate)

@@ -30,9 +30,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 
-from db.settings import (
-    VARIABLES as FUNCTION_ENV,  # the function's settings: a child sees only those it is given
-)
+from config import VARIABLES as FUNCTION_ENV  # a child sees only the function settings it is given
 from devtools.postgres import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

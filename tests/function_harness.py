@@ -9,10 +9,10 @@ the harness the benchmark uses too), its log lines captured.
 
 from __future__ import annotations
 
-import gc
 import json
 import pathlib
 import sys
+import threading
 import urllib.parse
 
 import functions_framework
@@ -121,11 +121,6 @@ def dispose_instances() -> None:
     while _loaded_instances:
         module = _loaded_instances.pop()
         module.runtime.close()
-    # Importing main.py freezes every object the process holds (gc.freeze, for
-    # the cold start). In production an instance is a process of its own; here
-    # every test shares one, so unfreeze: garbage an earlier test left (an engine
-    # left to the collector, with its open connection) must stay collectable.
-    gc.unfreeze()
 
 
 class FunctionServer(function_server.FunctionServer):
@@ -147,3 +142,31 @@ class FunctionServer(function_server.FunctionServer):
         response = super().request(method, body, headers, timeout, path)
         capture.add(response.body.decode(errors="replace"))
         return response
+
+
+class HeldConnection:
+    """A pooled connection kept busy by another thread until released: what a
+    request that is still running looks like to the pool."""
+
+    def __init__(self, database):
+        self._holding, self._release = threading.Event(), threading.Event()
+        self.connection = None
+
+        def hold(connection) -> None:
+            self.connection = connection
+            self._holding.set()
+            self._release.wait(30)
+
+        self._thread = threading.Thread(target=database.run, args=(hold,), daemon=True)
+
+    def __enter__(self) -> HeldConnection:
+        self._thread.start()
+        assert self._holding.wait(10), "the pool gave no connection"
+        return self
+
+    def release(self) -> None:
+        self._release.set()
+        self._thread.join(10)
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()

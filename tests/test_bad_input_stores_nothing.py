@@ -48,12 +48,12 @@ def test_rejected_request_does_not_touch_the_database(events_db, monkeypatch):
     assert events_db.connections_opened() == 0
 
 
-def test_rejection_is_logged_as_a_warning_with_the_reason(events_db, monkeypatch, capsys):
+def test_rejection_is_logged_as_a_warning_with_the_reason(events_db, monkeypatch, capfd):
     _, client = load_function(monkeypatch, DATABASE_URL=events_db.dsn())
     client.post("/", data=b'{"kind": 3}')
     warnings = [
         json.loads(line)
-        for line in capsys.readouterr().out.splitlines()
+        for line in capfd.readouterr().out.splitlines()
         if line.startswith("{") and '"WARNING"' in line
     ]
     assert any("kind must be a string" in entry["message"] for entry in warnings)

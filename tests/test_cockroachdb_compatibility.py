@@ -38,7 +38,8 @@ def test_function_works_against_a_server_reporting_cockroachdb_version(
     assert client.post("/", json={"kind": "crdb"}).status_code == 201
     # The dialect saw the CockroachDB string and asked for the compatibility version.
     assert "show server_version" in events_db.statements(user="crdb_app")
-    assert module.runtime.database().engine().dialect.server_version_info >= (13,)
+    version = module.runtime.database().run(lambda connection: connection.dialect.server_version_info).value
+    assert version >= (13,)
     module.runtime.database().dispose()
 
 

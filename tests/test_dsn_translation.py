@@ -4,7 +4,7 @@ import ssl
 
 import pytest
 
-from db.dsn import parse_dsn
+from db.dsn import parse_dsn, startup_options
 from db.errors import ConfigurationError
 
 PASSWORD = "s3cr3t p@ss/w#rd"
@@ -95,7 +95,8 @@ def test_application_name_and_cluster_options_are_passed_to_pg8000():
         "postgresql://u:p@localhost/db?application_name=events-fn&options=--cluster%3Dmy-cluster-123"
     )
     assert target.connect_args["application_name"] == "events-fn"
-    assert target.connect_args["startup_params"] == {"options": "--cluster=my-cluster-123"}
+    assert "startup_params" not in target.connect_args  # the engine merges them: startup_options
+    assert startup_options(target, 4000)[0] == "--cluster=my-cluster-123 -c statement_timeout=4000"
 
 
 def test_relative_sslrootcert_is_relative_to_the_functions_directory(ca_file, monkeypatch, tmp_path):

@@ -7,7 +7,7 @@ import json
 from function_harness import known_secrets, load_function
 
 
-def test_a_password_that_is_not_utf8_is_a_503_naming_the_problem(events_db, monkeypatch, capsys):
+def test_a_password_that_is_not_utf8_is_a_503_naming_the_problem(events_db, monkeypatch, capfd):
     password = "pw-\udcff-bytes"  # what os.environ holds for the byte 0xFF
     known_secrets.add(password)
     known_secrets.retire_after_this_test(password)  # checked in this test's output only
@@ -17,6 +17,6 @@ def test_a_password_that_is_not_utf8_is_a_503_naming_the_problem(events_db, monk
     assert reply.status_code == 503
     assert reply.headers["Retry-After"]
     assert events_db.rows() == {}
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    lines = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith("{")]
     errors = [line["message"] for line in lines if line["severity"] == "ERROR"]
     assert errors and "the connection string is not valid UTF-8 (character " in errors[-1]

@@ -160,9 +160,9 @@ def _has_answer(sock: socket.socket) -> bool:
         sock.settimeout(30)
 
 
-def test_malformed_body_timeout_is_a_503_naming_the_setting(events_db, monkeypatch, capsys):
+def test_malformed_body_timeout_is_a_503_naming_the_setting(events_db, monkeypatch, capfd):
     _, client = load_function(monkeypatch, DATABASE_URL=events_db.dsn(), BODY_TIMEOUT="soon")
     reply = client.post("/", json={"kind": "misconfigured"})
     assert reply.status_code == 503 and reply.headers["Retry-After"] == "5"
-    assert "BODY_TIMEOUT must be a number, got 'soon'" in capsys.readouterr().out
+    assert "BODY_TIMEOUT must be a number of seconds from 0.1 to 3600, got 'soon'" in capfd.readouterr().out
     assert events_db.rows() == {}

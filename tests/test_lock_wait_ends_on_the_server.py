@@ -18,7 +18,7 @@ DB_TIMEOUT = 2.0
 STATEMENT_TIMEOUT = 0.8 * DB_TIMEOUT  # db.database.STATEMENT_TIMEOUT_FRACTION
 
 
-def test_insert_waiting_on_a_lock_is_a_503_from_the_server_and_stores_nothing(events_db, monkeypatch, capsys):
+def test_insert_waiting_on_a_lock_is_a_503_from_the_server_and_stores_nothing(events_db, monkeypatch, capfd):
     _, client = load_function(monkeypatch, DATABASE_URL=events_db.dsn(), DB_TIMEOUT=str(DB_TIMEOUT))
     assert client.get("/").status_code == 200  # the pooled connection is open
     events_db.reset_connection_log()
@@ -36,7 +36,7 @@ def test_insert_waiting_on_a_lock_is_a_503_from_the_server_and_stores_nothing(ev
     assert "outcome" not in reply.get_json()  # the server answered: it rolled the statement back
     assert STATEMENT_TIMEOUT * 0.95 <= elapsed < DB_TIMEOUT
     assert events_db.rows() == {}
-    [error] = error_lines(capsys.readouterr().out)
+    [error] = error_lines(capfd.readouterr().out)
     assert "57014" in error["message"] and "statement timeout" in error["message"]
     # The connection survived the timeout: the next request uses it.
     assert client.post("/", json={"id": other, "kind": "after"}).status_code == 201
@@ -57,7 +57,7 @@ def test_repeated_lock_timeouts_never_hold_more_server_connections_than_the_pool
     assert events_db.rows() == {}
 
 
-def test_connection_lost_after_the_insert_was_sent_is_an_unknown_outcome(events_db, monkeypatch, capsys):
+def test_connection_lost_after_the_insert_was_sent_is_an_unknown_outcome(events_db, monkeypatch, capfd):
     # The INSERT waits on a lock; its backend is then frozen, so the server can
     # answer nothing (not even its statement timeout) and the client's socket
     # timeout ends the request. Whether the INSERT committed is unknown to the function.
@@ -82,7 +82,7 @@ def test_connection_lost_after_the_insert_was_sent_is_an_unknown_outcome(events_
     body = reply.get_json()
     assert body["outcome"] == "unknown"
     assert "retry with the same ids" in body["error"]
-    assert "outcome of the insert is unknown" in capsys.readouterr().out
+    assert "outcome of the insert is unknown" in capfd.readouterr().out
 
 
 def test_failure_before_the_insert_was_sent_is_not_an_unknown_outcome(events_db, monkeypatch):

@@ -3,7 +3,7 @@
 import threading
 import time
 
-from function_harness import load_function
+from function_harness import HeldConnection, load_function
 
 from db.dialect import PING
 
@@ -15,7 +15,6 @@ def test_hundred_invocations_open_exactly_one_server_connection(events_db, monke
         assert client.post("/", json={"kind": f"k{i}"}).status_code == 201
     assert events_db.connections_opened() == 1
     assert events_db.connection_count() == 1
-    assert module.runtime.database().connections_opened == 1
 
 
 def test_the_same_backend_serves_consecutive_requests(events_db, monkeypatch):
@@ -29,10 +28,11 @@ def test_the_same_backend_serves_consecutive_requests(events_db, monkeypatch):
 
 def test_engine_is_built_on_first_request_not_at_import(events_db, monkeypatch):
     module, client = load_function(monkeypatch, DATABASE_URL=events_db.dsn())
-    assert not module.runtime.started
+    assert events_db.connection_count() == 0
+    assert client.post("/nowhere").status_code == 404
     assert events_db.connection_count() == 0
     client.get("/")
-    assert module.runtime.started
+    assert events_db.connection_count() == 1
 
 
 def test_pool_never_exceeds_the_configured_size(events_db, monkeypatch):
@@ -56,13 +56,10 @@ def test_pool_never_exceeds_the_configured_size(events_db, monkeypatch):
 def test_exhausted_pool_answers_503_after_pool_timeout(events_db, monkeypatch):
     module, client = load_function(monkeypatch, DATABASE_URL=events_db.dsn(), DB_POOL_TIMEOUT="0.3")
     client.get("/")
-    held = module.runtime.database().engine().connect()  # the only pooled connection
-    try:
+    with HeldConnection(module.runtime.database()):  # the only pooled connection
         started = time.monotonic()
         reply = client.post("/", json={"kind": "waits"})
         elapsed = time.monotonic() - started
-    finally:
-        held.close()
     assert reply.status_code == 503
     assert reply.headers["Retry-After"] == "5"
     assert 0.25 <= elapsed < 3
@@ -86,6 +83,6 @@ def test_pooled_connection_disables_nagles_algorithm(events_db, monkeypatch):
 
     module, client = load_function(monkeypatch, DATABASE_URL=events_db.dsn())
     client.get("/")
-    with module.runtime.database().engine().connect() as connection:
-        sock = connection.connection.dbapi_connection._usock
+    with HeldConnection(module.runtime.database()) as held:
+        sock = held.connection.connection.dbapi_connection._usock  # pg8000's socket, read by the test only
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1

@@ -8,8 +8,8 @@ import pytest
 import sqlalchemy
 from sqlalchemy import text
 
-from db import errors
-from db.retry import run_transaction
+from db import faults
+from examples.transaction_retry import run_transaction
 
 FAIL_WITH = "DO $$ BEGIN RAISE EXCEPTION 'restart transaction' USING ERRCODE = '{code}'; END $$"
 
@@ -56,7 +56,7 @@ def test_retries_are_bounded_and_the_last_error_is_raised(engine, events_db):
     with engine.connect() as connection, pytest.raises(sqlalchemy.exc.DBAPIError) as raised:
         run_transaction(connection, work, max_attempts=4, initial_backoff=0.001)
     assert len(calls) == 4
-    assert errors.sqlstate(raised.value) == "40001"
+    assert faults.sqlstate(raised.value) == "40001"
 
 
 @pytest.mark.parametrize("code", ["23505", "40P01", "22P02"])
@@ -70,12 +70,12 @@ def test_other_errors_are_raised_at_once(engine, code):
     with engine.connect() as connection, pytest.raises(sqlalchemy.exc.DBAPIError) as raised:
         run_transaction(connection, work, initial_backoff=0.001)
     assert calls == [1]
-    assert errors.sqlstate(raised.value) == code
+    assert faults.sqlstate(raised.value) == code
 
 
 def test_backoff_stays_within_its_cap(engine, monkeypatch):
     delays = []
-    monkeypatch.setattr("db.retry.time.sleep", delays.append)
+    monkeypatch.setattr("examples.transaction_retry.time.sleep", delays.append)
 
     def work(connection):
         connection.exec_driver_sql(FAIL_WITH.format(code="40001"))

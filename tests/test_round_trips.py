@@ -106,8 +106,8 @@ def test_a_schema_change_of_the_result_type_is_prepared_again_never_a_500(
     reply = client.post("/", json={"kind": "after"})
     assert reply.status_code == 201, reply.get_data(as_text=True)
     assert (
-        module.runtime.database().run(
-            lambda connection: connection.exec_driver_sql("SELECT count(*) FROM events").scalar()
-        )
+        module.runtime.database()
+        .run(lambda connection: connection.exec_driver_sql("SELECT count(*) FROM events").scalar())
+        .value
         == 2
     )

@@ -18,7 +18,7 @@ REQUEST_LINE_KEYS = {
     "rows",
     "duration_ms",
     "new_connection",
-    "pool_wait_ms",
+    "checkout_ms",
     "httpRequest",
 }
 HTTP_REQUEST_KEYS = {"requestMethod", "requestUrl", "status", "userAgent", "remoteIp", "latency"}
@@ -62,7 +62,7 @@ def test_password_that_is_a_field_name_leaves_every_field_intact(common_word_dsn
 
 
 @pytest.mark.secret_logged_on_purpose("some.component")
-def test_a_secret_is_redacted_as_a_value_and_kept_as_a_key(capsys):
+def test_a_secret_is_redacted_as_a_value_and_kept_as_a_key(capfd):
     logs.configure()
     secret = "Key-And-Value-7d1e"
     known_secrets.add(secret)
@@ -70,18 +70,18 @@ def test_a_secret_is_redacted_as_a_value_and_kept_as_a_key(capsys):
     logging.getLogger("some.component").info(
         "counted", extra={"fields": {secret: {"nested": [f"before {secret} after"]}}}
     )
-    [line] = [json.loads(text) for text in capsys.readouterr().out.splitlines() if "some.component" in text]
+    [line] = [json.loads(text) for text in capfd.readouterr().out.splitlines() if "some.component" in text]
     assert line[secret] == {"nested": ["before [redacted] after"]}
 
 
 @pytest.mark.secret_logged_on_purpose("some.library")
-def test_a_secret_inside_a_json_document_a_library_logs_is_redacted(capsys):
+def test_a_secret_inside_a_json_document_a_library_logs_is_redacted(capfd):
     logs.configure()
     secret = 'quote"back\\slash-é'
     known_secrets.add(secret)
     logs.redact(secret)
     logging.getLogger("some.library").warning("sending %s", json.dumps({"password": secret}))
-    [text] = [text for text in capsys.readouterr().out.splitlines() if "some.library" in text]
+    [text] = [text for text in capfd.readouterr().out.splitlines() if "some.library" in text]
     assert json.loads(text)["message"] == 'sending {"password": "[redacted]"}'
     assert "back" not in text and "slash" not in text
 
@@ -99,7 +99,7 @@ class _Described:
     "secret",
     ["Plain-Secret-4a2f", 'with"quote-4a2f', "with\\backslash-4a2f", "tab\there-4a2f", "ünïcode-4a2f"],
 )
-def test_a_secret_in_any_kind_of_value_is_redacted(capsys, secret):
+def test_a_secret_in_any_kind_of_value_is_redacted(capfd, secret):
     """The formatter looks for each secret in the encoded line, where JSON has escaped
     it: every escaped form is found, in a string, a list, a tuple or an object's str()."""
     logs.configure()
@@ -112,7 +112,7 @@ def test_a_secret_in_any_kind_of_value_is_redacted(capsys, secret):
         "object": _Described(f"<{secret}>"),
     }
     logging.getLogger("some.component").info("fields", extra={"fields": fields})
-    [text] = [text for text in capsys.readouterr().out.splitlines() if "some.component" in text]
+    [text] = [text for text in capfd.readouterr().out.splitlines() if "some.component" in text]
     line = json.loads(text)
     assert line["text"] == "line one\nthen [redacted]"
     assert line["list"] == [1, ["[redacted]"]]

@@ -52,17 +52,17 @@ def test_rotated_password_is_picked_up_without_a_restart(events_db, secret_manag
     module.runtime.database().dispose()
 
 
-def test_wrong_password_in_an_unchanged_secret_is_a_503(events_db, secret_manager, monkeypatch, capsys):
+def test_wrong_password_in_an_unchanged_secret_is_a_503(events_db, secret_manager, monkeypatch, capfd):
     secret_manager.put(PROJECT, SECRET, events_db.dsn(password="not-the-password"))
     _, client = load_function(monkeypatch, **secret_env(secret_manager))
     reply = client.post("/", json={"kind": "x"})
     assert reply.status_code == 503
     assert reply.headers["Retry-After"]
-    assert "not-the-password" not in capsys.readouterr().out
+    assert "not-the-password" not in capfd.readouterr().out
 
 
 def test_missing_secret_is_a_503_naming_the_secret_then_recovers(
-    events_db, secret_manager, monkeypatch, capsys
+    events_db, secret_manager, monkeypatch, capfd
 ):
     _, client = load_function(
         monkeypatch,
@@ -74,13 +74,13 @@ def test_missing_secret_is_a_503_naming_the_secret_then_recovers(
     reply = client.post("/", json={"kind": "x"})
     assert reply.status_code == 503
     assert reply.headers["Retry-After"]
-    logged = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    logged = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith("{")]
     assert any(f"projects/{PROJECT}/secrets/absent" in entry["message"] for entry in logged)
     # Once the secret exists, the same instance reads it and serves.
     secret_manager.put(PROJECT, "absent", events_db.dsn())
     time.sleep(RETRY_INTERVAL)
     assert client.post("/", json={"kind": "x"}).status_code == 201
-    assert events_db.dsn() not in capsys.readouterr().out
+    assert events_db.dsn() not in capfd.readouterr().out
 
 
 def test_unreachable_secret_manager_is_a_prompt_503_then_recovers(events_db, secret_manager, monkeypatch):
@@ -96,13 +96,13 @@ def test_unreachable_secret_manager_is_a_prompt_503_then_recovers(events_db, sec
     assert client.post("/", json={"kind": "x"}).status_code == 201
 
 
-def test_malformed_secret_name_is_a_503_with_a_clear_log(monkeypatch, capsys):
+def test_malformed_secret_name_is_a_503_with_a_clear_log(monkeypatch, capfd):
     _, client = load_function(monkeypatch, DATABASE_URL_SECRET="events-dsn")
     assert client.post("/", json={"kind": "x"}).status_code == 503
-    assert "projects/PROJECT/secrets/SECRET/versions/VERSION" in capsys.readouterr().out
+    assert "projects/PROJECT/secrets/SECRET/versions/VERSION" in capfd.readouterr().out
 
 
-def test_no_database_configured_is_a_503_saying_what_to_set(monkeypatch, capsys):
+def test_no_database_configured_is_a_503_saying_what_to_set(monkeypatch, capfd):
     _, client = load_function(monkeypatch)
     assert client.get("/").status_code == 503
-    assert "DATABASE_URL" in capsys.readouterr().out
+    assert "DATABASE_URL" in capfd.readouterr().out

@@ -9,7 +9,7 @@ import sqlalchemy
 from sqlalchemy import text
 
 from db.dsn import parse_dsn
-from db.retry import run_transaction
+from examples.transaction_retry import run_transaction
 
 WORKERS = ("alice", "bob")
 

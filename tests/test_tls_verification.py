@@ -20,7 +20,7 @@ def test_verify_full_connects_with_the_right_ca_and_host(tls_events_server, monk
     module.runtime.database().dispose()
 
 
-def test_verify_full_refuses_a_certificate_from_another_ca(tls_events_server, other_ca, monkeypatch, capsys):
+def test_verify_full_refuses_a_certificate_from_another_ca(tls_events_server, other_ca, monkeypatch, capfd):
     server, _ = tls_events_server
     mark = server.log_position()
     _, client = load_function(monkeypatch, DATABASE_URL=tls_dsn(server, "localhost", other_ca.cert_path))
@@ -28,18 +28,18 @@ def test_verify_full_refuses_a_certificate_from_another_ca(tls_events_server, ot
     assert reply.status_code == 503
     # The client gave up during the handshake: the server never authenticated it.
     assert server.connections_opened(since=mark) == 0
-    assert "certificate verify failed" in capsys.readouterr().out
+    assert "certificate verify failed" in capfd.readouterr().out
     assert server.execute("SELECT count(*) FROM events WHERE kind = 'must-not-store'", database="app") == [
         [0]
     ]
 
 
-def test_verify_full_refuses_a_certificate_for_another_host_name(tls_events_server, monkeypatch, capsys):
+def test_verify_full_refuses_a_certificate_for_another_host_name(tls_events_server, monkeypatch, capfd):
     server, tls = tls_events_server
     # The certificate names "localhost" only; 127.0.0.1 is the same server under another name.
     _, client = load_function(monkeypatch, DATABASE_URL=tls_dsn(server, "127.0.0.1", tls.ca_cert))
     assert client.post("/", json={"kind": "must-not-store"}).status_code == 503
-    assert "certificate" in capsys.readouterr().out.lower()
+    assert "certificate" in capfd.readouterr().out.lower()
 
 
 def test_verify_ca_accepts_the_other_host_name(tls_events_server, monkeypatch):

@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy.exc
 
 from core.outcomes import outcome_for_error
+from db.faults import translate
 
 
 def server_error(code: str, message: str) -> sqlalchemy.exc.DatabaseError:
@@ -32,7 +33,7 @@ def lost_connection() -> sqlalchemy.exc.InterfaceError:
     ids=["connection lost", "40003", "XXUUU"],
 )
 def test_after_the_insert_was_sent_these_leave_the_outcome_unknown(error):
-    outcome = outcome_for_error(error, statement_sent=True)
+    outcome = outcome_for_error(translate(error, statement_sent=True))
     assert (outcome.status, outcome.body.get("outcome")) == (503, "unknown")
     assert outcome.headers["Retry-After"] == "5"
 
@@ -48,5 +49,5 @@ def test_after_the_insert_was_sent_these_leave_the_outcome_unknown(error):
     ids=["statement timeout", "serialization failure", "lost before sending", "ambiguous before sending"],
 )
 def test_a_server_error_or_a_failure_before_sending_is_a_plain_503(error, sent):
-    outcome = outcome_for_error(error, statement_sent=sent)
+    outcome = outcome_for_error(translate(error, statement_sent=sent))
     assert outcome.status == 503 and "outcome" not in outcome.body

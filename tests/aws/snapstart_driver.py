@@ -6,6 +6,7 @@ on stdin, answering one JSON line each on stderr (stdout carries the function's 
     {"invoke": EVENT}            the handler's return value
     {"hooks": "before"}          the registered before-snapshot hooks, run by awslambdaric's runner
     {"hooks": "after"}           the after-restore hooks, likewise
+    {"imported": [NAME, ...]}    which of these modules the process has imported
     {"copies": N, "hooks": B}    fork N copies of this process, as N restores of one
                                  snapshot; each runs the after-restore hooks if B, then
                                  reports a `random` draw and a new event id
@@ -50,6 +51,8 @@ def main() -> None:
         command = json.loads(line)
         if "invoke" in command:
             answer = lambda_handler(command["invoke"], None)
+        elif "imported" in command:
+            answer = [name for name in command["imported"] if name in sys.modules]
         elif "copies" in command:
             answer = copies(command["copies"], command["hooks"])
         elif command["hooks"] == "before":

@@ -1,11 +1,12 @@
-"""Client-side retries for multi-statement transactions.
+"""An example, not used by the function: client-side retries for multi-statement transactions.
 
-A single statement needs none of this: the engine runs it as an implicit
-transaction, which CockroachDB retries on the server. A transaction of several
-statements can fail with SQLSTATE 40001 (serialization failure, "restart
-transaction") at any statement or at COMMIT, and must then be run again from
+The function runs one statement per request, an implicit transaction that
+CockroachDB retries on the server. A fork that adds a transaction of several
+statements can see SQLSTATE 40001 (serialization failure, "restart
+transaction") at any statement or at COMMIT, and must then run it again from
 the start. Only 40001 is retried, a bounded number of times with jittered
 exponential backoff; every other error is raised at once.
+(Why not sqlalchemy-cockroachdb's run_transaction: docs/decisions.md.)
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from collections.abc import Callable
 import sqlalchemy.exc
 from sqlalchemy.engine import Connection
 
-from db import errors
+from db.faults import sqlstate
 
 logger = logging.getLogger(__name__)
+# The server restarted the transaction: safe to run it again from the start.
+SERIALIZATION_FAILURE = "40001"
 
 
 ISOLATION_LEVELS = ("SERIALIZABLE", "REPEATABLE READ", "READ COMMITTED")
@@ -57,7 +60,7 @@ def run_transaction[T](
             return result
         except sqlalchemy.exc.DBAPIError as err:
             _roll_back(connection)
-            if errors.sqlstate(err) != errors.SERIALIZATION_FAILURE or attempt == max_attempts:
+            if sqlstate(err) != SERIALIZATION_FAILURE or attempt == max_attempts:
                 raise
             # Full jitter: concurrent transactions that conflicted once should
             # not wake up together and conflict again.

@@ -1,8 +1,9 @@
-"""Item 10: `./deploy.sh --delete` removes what deploy.sh created (the job, the function,
-the bindings, the service accounts; the secret only with --delete-secret), each step safe
-to repeat, and --dry-run prints the commands without running them. It runs on a copy of
-the project as the first deploy into a new project left it, reading the region from the
-secret."""
+"""`./deploy.sh --delete` removes what deploy.sh created (the job, the function, the
+bindings, the service accounts; the secret only with --delete-secret), each step safe to
+repeat, says what it leaves (APIs, images, a connector, Cloud NAT, a reserved IP), and
+--dry-run prints the commands without running them. It runs on a copy of the project as
+the first deploy into a new project left it, reading the region from the secret and the
+regions offering functions."""
 
 import os
 
@@ -39,6 +40,19 @@ def test_delete_removes_job_function_bindings_and_accounts_but_keeps_the_secret(
     assert {"events-schedule", "events"} | {
         f"{a}@{PROJECT}.iam.gserviceaccount.com" for a in ACCOUNTS
     } <= deletes
+    assert first.find("GET", rf"^/v2/projects/{PROJECT}/locations$")  # the region, as deploying chose it
+
+
+def test_delete_says_what_it_leaves_in_place(runs):
+    left = runs[0].stdout.split("Left in place")[1]
+    for words in (
+        "the enabled APIs",
+        f"repository gcf-artifacts in {REGION}",
+        "Serverless VPC Access connector",
+        "Cloud NAT",
+        "reserved static IP address",
+    ):
+        assert words in left, words
 
 
 def test_bindings_are_removed_before_the_accounts(runs):

@@ -23,6 +23,9 @@ Faults a test switches on, each answering as the real service does:
   for that long after its creation ("Service account X does not exist.", 400);
   `iam_propagation_refusals`: the same, for the next N bindings naming a new
   account (deterministic, where timing would make a test flaky);
+- `functions_regions`: where Cloud Functions (2nd gen) is offered, what
+  `gcloud functions regions list` answers (default: every GCP region
+  deploy/regions.py knows);
 - `scheduler_locations`: where Cloud Scheduler is offered; a job elsewhere is
   refused with Scheduler's own 403;
 - `deny_global_locations`: the organisation enforces
@@ -30,11 +33,13 @@ Faults a test switches on, each answering as the real service does:
   replication is refused (400 FAILED_PRECONDITION with PreconditionFailure);
 - `invoke_forbidden_seconds`: calling the function answers 403 for that long,
   counted from the first call after a deployment (its IAM still propagating);
-- `function_backend`: what the deployed function answers (default 200).
+- `function_backend`: what the deployed function answers (default 200). A
+  function whose ingress is not ALLOW_ALL answers 404 instead, as Cloud Run's
+  front end does for a caller outside the project (every caller here is).
 
 Every request is recorded for the tests to assert on. `python
-tests/gcloud_standin.py first-run` prints a first deploy into a new project,
-the transcript the README shows.
+tests/deploy/gcloud_standin.py first-run` prints a first deploy into a new
+project, the transcript docs/deploy.md shows.
 """
 
 from __future__ import annotations
@@ -171,7 +176,8 @@ class GoogleCloudStandIn:
         # Faults and behaviour, see the module docstring.
         self.iam_propagation_seconds = 0.0
         self.iam_propagation_refusals = 0
-        self.scheduler_locations: list[str] = _functions_regions()
+        self.functions_regions: list[str] = _gcp_regions()
+        self.scheduler_locations: list[str] = _gcp_regions()
         self.deny_global_locations = False
         self.invoke_forbidden_seconds = 0.0
         self.function_backend: Callable[[], tuple[int, bytes]] = lambda: (200, b'{"status": "ok"}')
@@ -204,6 +210,7 @@ class GoogleCloudStandIn:
                 "trusted_keys",
                 "iam_propagation_seconds",
                 "iam_propagation_refusals",
+                "functions_regions",
                 "scheduler_locations",
                 "deny_global_locations",
                 "invoke_forbidden_seconds",
@@ -405,6 +412,13 @@ class GoogleCloudStandIn:
         return self._api_generic(method, name, verb, query, body)
 
     def _api_cloudfunctions(self, method, name, verb, query, body):
+        if method == "GET" and re.fullmatch(r"projects/[^/]+/locations", name):
+            return 200, {
+                "locations": [
+                    {"name": f"projects/{self.project}/locations/{region}", "locationId": region}
+                    for region in self.functions_regions
+                ]
+            }
         if method == "GET" and name.endswith("/runtimes"):
             return 200, {
                 "runtimes": [
@@ -650,6 +664,8 @@ class GoogleCloudStandIn:
         function = self.resources.get(f"projects/{project}/locations/{region}/functions/{name}")
         if not function or function.get("state") != "ACTIVE":
             return 404, {"error": "Page not found"}
+        if function["serviceConfig"].get("ingressSettings", "ALLOW_ALL") != "ALLOW_ALL":
+            return 404, {"error": "Page not found"}  # ingress refuses a caller from outside the project
         claims = self._id_tokens.get((headers.get("Authorization") or "").removeprefix("Bearer "))
         if claims is None or claims["aud"] not in (self.function_url(region, name), GCLOUD_CLIENT_ID):
             return 401, {"error": "Your client does not have permission to the requested URL."}
@@ -768,13 +784,15 @@ class GoogleCloudStandIn:
 # ---------------------------------------------------------------- the gcloud side
 
 _deployer_key: rsa.RSAPrivateKey | None = None
+_deployer_key_lock = threading.Lock()  # scenarios start on two threads at once
 
 
 def make_deployer(directory: pathlib.Path, standin: GoogleCloudStandIn) -> Deployer:
     """A service account key file for the stand-in's deployer (one RSA key per test run)."""
     global _deployer_key
-    if _deployer_key is None:
-        _deployer_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    with _deployer_key_lock:
+        if _deployer_key is None:
+            _deployer_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = _deployer_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
@@ -837,7 +855,7 @@ def gcloud_env(config_dir: pathlib.Path, standin: GoogleCloudStandIn | None, log
     return env
 
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 # The priority of the background scenarios' commands (coreutils' nice). At nice 10 a
@@ -974,12 +992,12 @@ class Scenarios:
 
     A scenario is a function returning a Scenario; test modules define theirs
     with `@SCENARIOS.define` and read results with `SCENARIOS.result(name)`.
-    `start()` (conftest.py calls it once collection is done, when a selected test
+    `start()` (tests/deploy/conftest.py calls it once collection is done, when a selected test
     uses scenarios; the first `result` otherwise) runs every defined scenario,
     dependencies first, on two worker threads: deploy.sh spends its time in
     gcloud's start-up, so two runs at once take the time of one on two cores.
     Their commands run at a low CPU priority, so the other tests, which
-    conftest.py runs first, go at nearly their own speed while the scenarios take
+    tests/deploy/conftest.py runs first, go at nearly their own speed while the scenarios take
     the CPU those tests leave idle (they mostly wait on servers and timeouts).
     `stop()` drops the scenarios not yet started (a run that ends early).
     """
@@ -1042,7 +1060,8 @@ REGION = "us-east4"
 
 def new_project_standin() -> GoogleCloudStandIn:
     """A project created today, where IAM refuses the first binding naming a new
-    service account, and Cloud Scheduler is not offered in us-east4."""
+    service account, and Cloud Scheduler is not offered in us-east4. The last is
+    simulated (Google offers Scheduler in us-east4) to show the nearest-location path."""
     standin = GoogleCloudStandIn(PROJECT).start()
     standin.iam_propagation_refusals = 1
     standin.scheduler_locations = [loc for loc in standin.scheduler_locations if loc != REGION]
@@ -1062,7 +1081,9 @@ def new_project_first_run() -> Scenario:
 @SCENARIOS.define(after="new_project_first_run")
 def new_project(world: Scenario) -> Scenario:
     """The first deploy into a new project, then a second run with the same DSN
-    (from standard input this time) and another schedule."""
+    (from standard input this time) and another schedule. Between them the secret's
+    labels are removed, as on a secret made before deploy.sh labelled it."""
+    world.standin.resources[f"projects/{PROJECT}/secrets/events-dsn"].pop("labels", None)
     world.deploy("--project", PROJECT, "--dsn-stdin", "--schedule", "0 * * * *", stdin=DSN + "\n")
     return world
 
@@ -1109,7 +1130,7 @@ def constrained_org_with_options() -> Scenario:
 
 
 def first_run_transcript() -> str:
-    """What a first deploy into a new project prints (stdout and stderr in order), for the README."""
+    """What a first deploy into a new project prints (stdout and stderr in order), for docs/deploy.md."""
     world = scenario(new_project_standin())
     run = world.deploy("--project", PROJECT, env={"DATABASE_URL": DSN}, merged=True)
     world.standin.stop()
@@ -1120,10 +1141,10 @@ def first_run_transcript() -> str:
 # ---------------------------------------------------------------- helpers
 
 
-def _functions_regions() -> list[str]:
-    from deploy.regions import CLOUD_FUNCTIONS_REGIONS
+def _gcp_regions() -> list[str]:
+    from deploy.regions import CLOUDS
 
-    return sorted(CLOUD_FUNCTIONS_REGIONS)
+    return sorted(CLOUDS["gcp"])
 
 
 def _merge(old: dict, new: dict) -> dict:
@@ -1182,6 +1203,6 @@ def encoded(text: str) -> str:
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["first-run"]:
-        sys.exit("usage: python tests/gcloud_standin.py first-run")
+        sys.exit("usage: python tests/deploy/gcloud_standin.py first-run")
     sys.path.insert(0, str(ROOT))
     print(first_run_transcript(), end="")

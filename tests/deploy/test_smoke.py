@@ -1,7 +1,8 @@
-"""Item 9: after the last step deploy.sh calls the function once as the deployer (an
-identity token for the function's URL, GET /): 200 is done; 401/403 while the new
-function's IAM propagates is retried; 503 prints the function's last ERROR log line and
-the likely causes. --no-smoke-test skips it; --smoke-test-only does only this.
+"""After the last step deploy.sh calls the function once as the deployer (an identity
+token for the function's URL, GET /): 200 is done; 401/403 while the new function's IAM
+propagates is retried; 503 prints the function's last ERROR log line and the likely
+causes. --no-smoke-test skips it; --smoke-test-only does only this. With an internal
+ingress it is skipped with its reason (test_network.py).
 
 The 503 comes from the real function (functions-framework serving main.py) whose
 database refuses connections, as a cluster refuses an address it does not allow; its
