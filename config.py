@@ -4,7 +4,7 @@
 finite range, and a value that is malformed or out of range is a
 ConfigurationError naming the variable and what it accepts: the instance then
 answers 503 with that message in its log, never runs on a silent default.
-docs/configuration.md describes each variable.
+The README's Configuration table describes each variable.
 """
 
 from __future__ import annotations
@@ -13,7 +13,11 @@ import os
 from collections.abc import Mapping
 from typing import NamedTuple
 
+from db.database import EngineOptions
 from db.errors import ConfigurationError
+from db.secret import SECRET_TIMEOUT, DsnSource
+
+_ENGINE = EngineOptions()  # the engine's defaults, named once, in db.database
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # functions-framework's own test for LOG_EXECUTION_ID, so the function labels its
@@ -31,14 +35,14 @@ class Config(NamedTuple):
     # host:port of a local server speaking the Secret Manager API (tests, local runs).
     secret_manager_emulator_host: str = ""
     # One connection per request an instance serves at once (the function's concurrency).
-    pool_size: int = 1
-    pool_timeout: float = 5.0
+    pool_size: int = _ENGINE.pool_size
+    pool_timeout: float = _ENGINE.pool_timeout
     # CockroachDB's best practice: a connection lives at most 30 minutes.
-    pool_recycle: int = 1800
+    pool_recycle: int = _ENGINE.pool_recycle
     # The driver's socket timeout; the server's statement_timeout is derived from it.
-    db_timeout: float = 10.0
-    secret_timeout: float = 5.0
-    secret_retry_interval: float = 5.0
+    db_timeout: float = _ENGINE.db_timeout
+    secret_timeout: float = SECRET_TIMEOUT
+    secret_retry_interval: float = _ENGINE.secret_retry_interval
     body_timeout: float = 10.0
     google_cloud_project: str = ""
     log_execution_id: bool = False
@@ -67,6 +71,35 @@ class Config(NamedTuple):
             google_cloud_project=_text(env, "GOOGLE_CLOUD_PROJECT"),
             log_execution_id=env.get("LOG_EXECUTION_ID") in _FRAMEWORK_TRUE_VALUES,
             log_level=_log_level(env),
+        )
+
+    def dsn_source(self) -> DsnSource:
+        """Where the connection string comes from: the first of the four variables that is set."""
+        if self.database_url:
+            return DsnSource(dsn=self.database_url)
+        if self.database_url_file:
+            return DsnSource(path=self.database_url_file)
+        if self.database_url_secret:
+            return DsnSource(
+                secret_name=self.database_url_secret,
+                timeout=self.secret_timeout,
+                emulator_host=self.secret_manager_emulator_host,
+            )
+        if self.database_url_secret_arn:
+            return DsnSource(aws_secret_arn=self.database_url_secret_arn, timeout=self.secret_timeout)
+        raise ConfigurationError(
+            "set DATABASE_URL to a connection string, DATABASE_URL_FILE to a file holding one "
+            "(a mounted secret), DATABASE_URL_SECRET to the Secret Manager version that holds one, "
+            "or DATABASE_URL_SECRET_ARN to the AWS Secrets Manager secret that holds one"
+        )
+
+    def engine_options(self) -> EngineOptions:
+        return EngineOptions(
+            pool_size=self.pool_size,
+            pool_timeout=self.pool_timeout,
+            pool_recycle=self.pool_recycle,
+            db_timeout=self.db_timeout,
+            secret_retry_interval=self.secret_retry_interval,
         )
 
 

@@ -89,13 +89,13 @@
 set -euo pipefail
 
 # ---------------------------------------------------------------- defaults, in one place
-# Memory, CPU and secret delivery follow the benchmark's cold-start and cost tables (README,
-# "Benchmark"); the runtime is the Python the tests run on (scripts/bootstrap.sh).
+# Memory, CPU and secret delivery follow the benchmark's cold-start and cost tables
+# (docs/benchmark.md); the runtime is the Python the tests run on (scripts/bootstrap.sh).
 DEFAULT_RUNTIME="python313"
 DEFAULT_MEMORY="256Mi"
 # 0.333 vCPU with 256 MiB, not the platform's 0.167: a cold start is CPU-bound and
 # costs the same CPU-seconds at any share, so it finishes in half the time for about
-# the same price per cold start (README, "Benchmark"). Used when neither --cpu nor a --memory
+# the same price per cold start (docs/deploy.md). Used when neither --cpu nor a --memory
 # above 512Mi is given and the instance serves one request at a time.
 DEFAULT_CPU="0.333"
 DEFAULT_SECRET_DELIVERY="file"

@@ -25,6 +25,18 @@ logs.configure(runtime.config.log_level)
 # gunicorn's worker runs this after its request threads have finished (SIGTERM
 # included), so each pooled connection is closed with a Terminate message.
 atexit.register(runtime.close)
+# functions-framework answers these paths itself (404), then reads the body.
+FRAMEWORK_PATHS = ("/robots.txt", "/favicon.ico")
+
+
+@flask.current_app.before_request  # functions-framework imports this file inside its app's context
+def answer_framework_paths_without_their_body() -> flask.Response | None:
+    request = flask.request
+    if request.path in FRAMEWORK_PATHS and _has_body(request):
+        return _response(
+            Outcome(404, {"error": f"there is nothing at {request.path}"}), body_left_unread=True
+        )
+    return None
 
 
 @functions_framework.http

@@ -17,9 +17,8 @@ from collections.abc import Mapping
 
 from config import Config
 from core import logs
-from db.database import Database, EngineOptions
+from db.database import Database
 from db.errors import ConfigurationError
-from db.secret import DsnSource
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ class Runtime:
             raise self.config_error
         with self._lock:
             if self._database is None:
-                self._database = Database(_dsn_source(self.config), _engine_options(self.config), logs.redact)
+                self._database = Database(self.config.dsn_source(), self.config.engine_options(), logs.redact)
             return self._database
 
     def close(self) -> None:
@@ -54,36 +53,6 @@ class Runtime:
             database, self._database = self._database, None
         if database is not None and database.dispose():
             logger.info("database connections closed")
-
-
-def _dsn_source(config: Config) -> DsnSource:
-    if config.database_url:
-        return DsnSource(dsn=config.database_url)
-    if config.database_url_file:
-        return DsnSource(path=config.database_url_file)
-    if config.database_url_secret:
-        return DsnSource(
-            secret_name=config.database_url_secret,
-            timeout=config.secret_timeout,
-            emulator_host=config.secret_manager_emulator_host,
-        )
-    if config.database_url_secret_arn:
-        return DsnSource(aws_secret_arn=config.database_url_secret_arn, timeout=config.secret_timeout)
-    raise ConfigurationError(
-        "set DATABASE_URL to a connection string, DATABASE_URL_FILE to a file holding one "
-        "(a mounted secret), DATABASE_URL_SECRET to the Secret Manager version that holds one, "
-        "or DATABASE_URL_SECRET_ARN to the AWS Secrets Manager secret that holds one"
-    )
-
-
-def _engine_options(config: Config) -> EngineOptions:
-    return EngineOptions(
-        pool_size=config.pool_size,
-        pool_timeout=config.pool_timeout,
-        pool_recycle=config.pool_recycle,
-        db_timeout=config.db_timeout,
-        secret_retry_interval=config.secret_retry_interval,
-    )
 
 
 def _redact_dsn(dsn: str) -> None:

@@ -1,5 +1,5 @@
-"""Database access for the events function: settings, DSN, secret, engine, SQL.
+"""Database access for the events function: DSN, secret, engine, dialect, SQL, errors.
 
 Each module has one concern; `db.database` ties them together into the
-per-instance `Database` that main.py uses.
+per-instance `Database` that core.runtime builds. Nothing here knows HTTP.
 """

@@ -1,7 +1,7 @@
 """Command line: `python -m db migrate` applies the schema to the configured database.
 
-The database is the one the function would use: DATABASE_URL, the file named by
-DATABASE_URL_FILE, or the Secret Manager version named by DATABASE_URL_SECRET.
+An entry point, like main.py: the database is the one the function would use
+(config.py reads DATABASE_URL, DATABASE_URL_FILE or DATABASE_URL_SECRET).
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import argparse
 import logging
 import sys
 
-from core.runtime import Runtime
+from config import Config
+from db.database import Database
 from db.errors import ConfigurationError, DatabaseFault, SecretUnavailable
 from db.migrate import migrate
 
@@ -20,9 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["migrate"], help="migrate: create the events table if missing")
     parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    runtime = Runtime()
     try:
-        count = migrate(runtime.database())
+        config = Config.from_environ()
+        database = Database(config.dsn_source(), config.engine_options())
+    except ConfigurationError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        count = migrate(database)
     except (ConfigurationError, SecretUnavailable) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -31,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {code}{err.message}" + (f"; fix: {err.fix}" if err.fix else ""), file=sys.stderr)
         return 1
     finally:
-        runtime.close()
+        database.dispose()
     print(f"schema applied ({count} statements)")
     return 0
 

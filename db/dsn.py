@@ -66,8 +66,6 @@ class ServerSetting(NamedTuple):
         return ["-c", f"{self.name}={self.value}"]
 
 
-# A NamedTuple, not a dataclass: a dataclass's methods are generated and compiled
-# at import, about 5 M instructions each, which every cold start pays (README, "Cold start").
 class ConnectionTarget(NamedTuple):
     """Where and how to connect: a SQLAlchemy URL plus pg8000 keyword arguments.
 

@@ -23,6 +23,8 @@ import re
 
 from db.errors import ConfigurationError, SecretUnavailable
 
+# Seconds to wait for Secret Manager before the request gets a 503.
+SECRET_TIMEOUT = 5.0
 SECRET_NAME = re.compile(r"projects/[^/\s]+/secrets/[^/\s]+/versions/[^/\s]+")
 
 
@@ -36,7 +38,7 @@ class DsnSource:
         path: str = "",
         secret_name: str = "",
         aws_secret_arn: str = "",
-        timeout: float = 5.0,
+        timeout: float = SECRET_TIMEOUT,
         emulator_host: str = "",
     ):
         if sum(bool(value) for value in (dsn, path, secret_name, aws_secret_arn)) != 1:

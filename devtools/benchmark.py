@@ -86,7 +86,7 @@ MEMORY_GIB = {0.167: 0.25, 0.333: 0.5, 0.583: 1.0, 1.0: 2.0}
 PRICE_PER_VCPU_SECOND = 0.000024
 PRICE_PER_GIB_SECOND = 0.0000025
 PRICE_SOURCE = "https://cloud.google.com/run/pricing (request-based billing, Tier 1), read 2026-11-27"
-# The setting deploy.sh should default to (README: the memory/CPU trade-off): the
+# The setting deploy.sh should default to (docs/deploy.md, "Secret delivery, memory and CPU"): the
 # 512 MiB share of CPU, with the memory the instance needs (PSS about 60 MiB).
 RECOMMENDED = ("256 MiB", 0.333)
 RECOMMENDED_GIB = 0.25

@@ -106,12 +106,32 @@ def test_without_a_proxy_the_remote_ip_is_the_peer_and_the_url_as_served(server)
         {
             "traceparent": "00-00000000000000000000000000000000-b7ad6b7169203331-01"
         },  # an all-zero id is invalid
+        {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01"},
+        {"X-Cloud-Trace-Context": "00000000000000000000000000000000/123;o=1"},
         {"traceparent": "garbage"},
         {"X-Cloud-Trace-Context": "not-a-trace"},
+    ],
+    ids=[
+        "none",
+        "all-zero-trace-id",
+        "all-zero-parent-id",
+        "all-zero-cloud-trace-id",
+        "garbage",
+        "not-a-trace",
     ],
 )
 def test_no_valid_trace_header_means_no_trace_fields(headers):
     assert trace_fields(Headers(headers.items()), PROJECT) == {}
+
+
+def test_all_zero_ids_reach_no_log_line(server):
+    headers = {
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+        "X-Cloud-Trace-Context": "00000000000000000000000000000000/7;o=1",
+    }
+    reply, lines = lines_of(server, headers=headers)
+    assert reply.status == 201 and lines
+    assert not [line for line in lines if set(TRACE_FIELDS) & line.keys()]
 
 
 def test_without_a_project_no_trace_is_named():

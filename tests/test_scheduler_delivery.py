@@ -1,8 +1,10 @@
 """Cloud Scheduler headers become an event whose id is the same on every retry."""
 
 import datetime
+import http.client
 
 import pytest
+from function_harness import FunctionServer, capture
 from werkzeug.datastructures import Headers
 
 from core.events import parse_events
@@ -102,3 +104,25 @@ def test_repeated_header_with_the_same_value_is_accepted():
     headers = scheduler_headers()
     headers.add("X-CloudScheduler-JobName", "nightly-report")
     assert delivery_from_headers(headers).job_name == "nightly-report"
+
+
+def test_a_job_name_header_sent_twice_through_the_server_is_refused(events_server, events_db, tmp_path):
+    """The server joins repeated headers ("a, b"); a job name cannot hold a comma."""
+    env = {"DATABASE_URL": events_server.dsn()}
+    with FunctionServer(env, tmp_path / "function.log") as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        connection.putrequest("POST", "/")
+        for name, value in (
+            ("X-CloudScheduler-JobName", "a"),
+            ("X-CloudScheduler-JobName", "b"),
+            ("X-CloudScheduler-ScheduleTime", "2026-11-25T09:00:00Z"),
+            ("Content-Length", "0"),
+        ):
+            connection.putheader(name, value)
+        connection.endheaders()
+        reply = connection.getresponse()
+        body = reply.read().decode()
+        connection.close()
+    capture.add(body)
+    assert reply.status == 400 and "X-CloudScheduler-JobName appears more than once" in body
+    assert events_db.rows() == {}

@@ -128,3 +128,15 @@ def test_an_unreadable_file_is_a_503_naming_the_file_not_its_content(events_db, 
         assert any(str(path) in message and error in message for message in errors), errors
         assert secret_part not in reply.body.decode() and secret_part not in log.read_text()
     assert events_db.rows() == {}
+
+
+def test_an_empty_file_or_one_with_a_byte_order_mark_is_a_503_naming_that(events_db, tmp_path):
+    empty, marked = tmp_path / "empty", tmp_path / "marked"
+    empty.write_text("\n")
+    marked.write_text("\ufeff" + events_db.dsn())
+    for path, named in ((empty, "is empty"), (marked, "byte order mark")):
+        with FunctionServer({"DATABASE_URL_FILE": str(path)}, tmp_path / f"{path.name}.log") as server:
+            assert server.request(body=b'{"kind": "x"}').status == 503
+            errors = _errors(server)
+        assert any(str(path) in message and named in message for message in errors), errors
+    assert events_db.rows() == {}

@@ -1,0 +1,58 @@
+"""Every setting is read once, in config.py, and range-checked: a malformed value is a
+503 whose log line names the variable and what it accepts, never a silent default."""
+
+import pytest
+from fault_helpers import error_lines
+from function_harness import load_function
+
+import config
+from config import Config
+from db.errors import ConfigurationError
+
+MALFORMED = {
+    "DB_POOL_SIZE": ["0", "1001", "two", "1.5"],
+    "DB_POOL_TIMEOUT": ["0", "3601", "soon", "nan"],
+    "DB_POOL_RECYCLE": ["0", "86401", "30m"],
+    "DB_TIMEOUT": ["0.1", "inf"],
+    "SECRET_TIMEOUT": ["-1"],
+    "SECRET_RETRY_INTERVAL": ["never"],
+    "BODY_TIMEOUT": ["0", "soon"],
+    "LOG_LEVEL": ["LOUD"],
+}
+
+
+@pytest.mark.parametrize(
+    "name, value", [(name, value) for name, values in MALFORMED.items() for value in values]
+)
+def test_a_malformed_value_is_an_error_naming_the_variable_and_its_range(name, value):
+    with pytest.raises(ConfigurationError) as refused:
+        Config.from_environ({name: value})
+    message = str(refused.value)
+    assert message.startswith(f"{name} must be ") and repr(value) in message
+
+
+def test_every_variable_read_is_listed_and_has_a_default():
+    assert Config.from_environ({}) == Config()
+    assert set(MALFORMED) <= set(config.VARIABLES)
+    assert len(config.VARIABLES) == len(Config._fields)
+
+
+def test_values_at_the_edges_of_their_ranges_are_accepted():
+    read = Config.from_environ(
+        {"DB_POOL_SIZE": "1000", "DB_POOL_RECYCLE": "1", "BODY_TIMEOUT": " 0.1 ", "LOG_LEVEL": "debug"}
+    )
+    assert (read.pool_size, read.pool_recycle, read.body_timeout, read.log_level) == (1000, 1, 0.1, "DEBUG")
+
+
+def test_a_malformed_setting_makes_every_request_a_503_naming_it(events_db, monkeypatch, capfd):
+    _, client = load_function(monkeypatch, DATABASE_URL=events_db.dsn(), DB_POOL_SIZE="lots")
+    capfd.readouterr()
+    for method in ("GET", "POST"):
+        reply = client.open("/", method=method, json={"kind": "x"} if method == "POST" else None)
+        assert reply.status_code == 503 and reply.headers["Retry-After"] == "5"
+    messages = [line["message"] for line in error_lines(capfd.readouterr().out)]
+    assert (
+        messages
+        == ["configuration error: DB_POOL_SIZE must be a whole number from 1 to 1000, got 'lots'"] * 2
+    )
+    assert events_db.rows() == {} and events_db.connections_opened() == 0
