@@ -101,6 +101,10 @@ class MotoServer:
     def reset(self) -> None:
         """Forget every resource and every recorded call."""
         self._post("/moto-api/reset")
+        self.reset_recording()
+
+    def reset_recording(self) -> None:
+        """Forget the recorded calls, keeping the resources."""
         self._post("/moto-api/recorder/reset-recording")
 
     def client_environment(self, region: str = "us-east-1") -> dict[str, str]:

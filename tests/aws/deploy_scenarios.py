@@ -93,7 +93,7 @@ class DeployScenarios:
             with tempfile.TemporaryDirectory() as workdir, MotoServer(pathlib.Path(workdir)) as moto:
                 package = stand_in_package(pathlib.Path(workdir) / "package.zip")
                 for name, args in self.STEPS:
-                    moto._post("/moto-api/recorder/reset-recording")
+                    moto.reset_recording()
                     done = run_deploy([*args, "--zip", str(package)], deploy_environment(moto), nice=10)
                     self._runs[name] = Run(done.returncode, done.stdout, done.stderr, moto.calls())
         except BaseException as err:  # noqa: BLE001 - reported to the tests that read the runs

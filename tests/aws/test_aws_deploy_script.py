@@ -60,7 +60,7 @@ def test_the_function_runs_python313_with_snapstart_and_finds_the_secret_by_arn(
     calls = run("first").calls
     created = one(calls, "lambda:POST /2015-03-31/functions").json()
     assert (created["Runtime"], created["Handler"]) == ("python3.13", "aws.lambda_function.lambda_handler")
-    assert created["MemorySize"] == 1769 and created["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+    assert created["MemorySize"] == 1024 and created["SnapStart"] == {"ApplyOn": "PublishedVersions"}
     assert created["Architectures"] == ["x86_64"]
     variables = created["Environment"]["Variables"]
     assert variables["DATABASE_URL_SECRET_ARN"].startswith(
