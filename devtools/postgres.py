@@ -56,11 +56,14 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pg8000.native
+# Third-party modules are imported where used: the local runner's checks import
+# this module before the requirements are installed (scripts/run-local.sh).
+if TYPE_CHECKING:
+    import pg8000.native
 
-from devtools.certs import TlsFiles
+    from devtools.certs import TlsFiles
 
 HOST = "127.0.0.1"
 UNPRIVILEGED_USER = "nobody"
@@ -211,6 +214,11 @@ def _reachable_by(user: _ServerUser, bindir: pathlib.Path) -> pathlib.Path:
         except OSError:  # another process made it first
             shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def cluster_folder(data_dir: str | os.PathLike) -> pathlib.Path:
+    """Where a server's cluster (PGDATA, with its postmaster.pid) lives in its data_dir."""
+    return pathlib.Path(data_dir) / "data"
 
 
 def free_port(host: str = HOST) -> int:
@@ -417,7 +425,7 @@ class PostgresServer:
     @property
     def pgdata(self) -> pathlib.Path:
         """The cluster itself (PGDATA)."""
-        return self._require_directory() / "data"
+        return cluster_folder(self._require_directory())
 
     @property
     def log_path(self) -> pathlib.Path:
@@ -506,6 +514,16 @@ class PostgresServer:
             shutil.rmtree(self._directory, ignore_errors=True)
             self._directory = None
 
+    def attach(self) -> PostgresServer:
+        """Use the server another process runs on this data_dir and port, with the
+        passwords kept beside its cluster; stop() leaves that server running."""
+        try:
+            credentials = json.loads(self._credentials_path().read_text())
+        except FileNotFoundError:
+            raise PostgresError(f"{self._credentials_path()} (the cluster's passwords) is missing") from None
+        self.admin_password, self.app_password = credentials[ADMIN_USER], credentials[APP_USER]
+        return self
+
     def restart(self, mode: str = "fast") -> PostgresServer:
         """Stop and start again with the same data, port and passwords."""
         with self.stopped(mode):
@@ -590,6 +608,8 @@ class PostgresServer:
         """
         if password is None:
             password = {APP_USER: self.app_password, ADMIN_USER: self.admin_password}.get(user)
+        import pg8000.native
+
         if ssl_context is None:
             ssl_context = self._default_ssl_context()
         return pg8000.native.Connection(

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sourced by the other scripts: make .venv (once) with the Python minor version
 # the function is deployed on, and install the development requirements into it
-# (fast when they are already there).
+# when requirements*.txt differ from what was last installed there (remove
+# .venv/requirements.cksum to install them again anyway).
 #
 # The deployed runtime is python313 (deploy.sh's --runtime default), so the
 # tests and local runs use Python 3.13 too: a difference between the tested and
@@ -60,5 +61,11 @@ EOF
   fi
   "${PYTHON_BIN}" -m venv "${VENV}"
 fi
-"${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check \
-  -r "${PROJECT_ROOT}/requirements-dev.txt"
+# cksum is in POSIX (Linux and macOS alike) and enough to notice an edited requirements file.
+installed_stamp="${VENV}/requirements.cksum"
+wanted="$(cd "${PROJECT_ROOT}" && cksum requirements*.txt)"
+if [ "$(cat "${installed_stamp}" 2>/dev/null || true)" != "${wanted}" ]; then
+  "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check \
+    -r "${PROJECT_ROOT}/requirements-dev.txt"
+  printf '%s\n' "${wanted}" >"${installed_stamp}"
+fi
