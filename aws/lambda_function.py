@@ -43,8 +43,8 @@ def _before_snapshot() -> None:
 
 @register_after_restore
 def _after_restore() -> None:
-    # Every copy restored from one snapshot would draw the same `random` numbers
-    # (retry jitter); event ids come from os.urandom, which the kernel keeps unique.
+    # Copies restored from one snapshot would draw the same `random` numbers (the function
+    # draws none; a library might); event ids and SCRAM nonces come from os.urandom.
     random.seed()
 
 
