@@ -3,7 +3,7 @@
 #
 # usage: DATABASE_URL='postgresql://...' aws/deploy.sh [options]    deploy, or update in place
 #        aws/deploy.sh --dsn-stdin [options] < dsn.txt              the same, the DSN on standard input
-#        aws/deploy.sh [options]                                    update, with the DSN already stored
+#        aws/deploy.sh --region R [options]                         update, with the DSN already stored
 #        aws/deploy.sh --region R --delete [--delete-secret]        remove what deploy.sh made
 #
 # Every setting is a flag or an environment variable (flag wins):

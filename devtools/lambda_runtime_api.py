@@ -235,7 +235,7 @@ class LambdaProcess:
             **{k: v for k, v in environment_without_function_settings().items() if not k.startswith("AWS_")},
             "AWS_LAMBDA_RUNTIME_API": api.address,
             "AWS_LAMBDA_FUNCTION_NAME": "events",
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1769",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
             "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
             "AWS_REGION": "us-east-1",
             "LAMBDA_TASK_ROOT": str(task_root),
