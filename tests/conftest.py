@@ -10,6 +10,9 @@
 
 Application fixtures (the events table, function instances, leak checks) live
 in app_fixtures.py.
+
+tests/devtools/ holds the development tools' own tests (and the harness's); it has no
+__init__.py on purpose: a package there would be found as `devtools` before the real one.
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
 """What the fault tests share: holding a row lock from another session, counting the
-function's server connections while something runs, and reading the function's log lines."""
+function's server connections while something runs, waiting until none of them is busy,
+and reading the function's log lines."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 
 import pg8000.native
@@ -49,6 +51,23 @@ def ids_held_by_another_transaction(
         holder.run("ROLLBACK")
     finally:
         holder.close()
+
+
+def wait_until_idle(server: PostgresServer, user: str = APP_USER, timeout: float = 5.0) -> None:
+    """Returns once no connection of `user` runs a statement or holds a transaction open.
+
+    From then on nothing that user sent can still commit, so what the tables hold is
+    final: a test proves "nothing was stored" by this, not by sleeping and hoping.
+    """
+    busy = (
+        "SELECT count(*) FROM pg_stat_activity WHERE usename = :user "
+        "AND backend_type = 'client backend' AND state <> 'idle'"
+    )
+    deadline = time.monotonic() + timeout
+    while server.execute(busy, user=user) != [[0]]:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"a connection of {user} was still busy after {timeout:g} s")
+        time.sleep(0.01)
 
 
 class BackgroundLoop:

@@ -17,11 +17,10 @@ import pg8000.exceptions
 import pg8000.native
 import pytest
 import sqlalchemy
+from function_harness import ROOT
 
 from devtools.certs import make_ca, make_server_cert
 from devtools.postgres import PostgresError, PostgresServer
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def wait_until(condition, timeout: float = 5.0) -> bool:

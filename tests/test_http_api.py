@@ -1,10 +1,54 @@
-"""The function served by the real `functions-framework` command, over HTTP."""
+"""The function's HTTP API: served by the real `functions-framework` command, and its core
+driven with no web framework at all.
 
+- Only "/" is the function's: any other path is a 404 with a JSON body, answered
+  without touching the database (not even building the engine).
+- Over HTTP, through the `functions-framework` command: JSON bodies, batches and
+  Scheduler deliveries become rows, and the answers carry the documented statuses.
+- The core is usable without Flask or any HTTP server: a Request in, an Outcome out.
+  This is what a second entry point (a CloudEvent trigger, another platform's
+  handler) builds on: the same validation, statuses, storage and log line.
+"""
+
+import io
 import json
 import uuid
 
 import pytest
 from function_harness import FunctionServer, free_port
+
+from core import logs, service
+from core.body import read_body
+from core.outcomes import RequestRejected
+from core.runtime import Runtime
+
+
+# First in the module: these count the database's connections, and `server` below holds
+# one from its first test to the end of the module.
+@pytest.fixture(scope="module")
+def untouched_server(events_server, tmp_path_factory):
+    log_path = tmp_path_factory.mktemp("not-found") / "function.log"
+    with FunctionServer({"DATABASE_URL": events_server.dsn()}, log_path) as running:
+        yield running
+
+
+@pytest.mark.parametrize(
+    "method, path",
+    [("GET", "/foo"), ("POST", "/foo"), ("GET", "/healthz"), ("HEAD", "/foo/"), ("PUT", "/events")],
+)
+def test_other_paths_are_404_json_without_a_database_connection(untouched_server, events_db, method, path):
+    reply = untouched_server.request(
+        method, b'{"kind": "lost"}' if method in ("POST", "PUT") else None, path=path
+    )
+    assert reply.status == 404
+    assert reply.headers["Content-Type"] == "application/json"
+    if method != "HEAD":
+        assert "the function answers at /" in reply.json()["error"]
+    assert events_db.connections_opened() == 0
+    assert events_db.connection_count() == 0
+    assert events_db.rows() == {}
+    assert not [line for line in untouched_server.log_lines() if line.get("logger") == "db.database"]
+
 
 SCHEDULER_HEADERS = {
     "X-CloudScheduler": "true",
@@ -126,3 +170,55 @@ def test_database_down_is_a_fast_503_with_retry_after(tmp_path):
             assert reply.json() == {"error": "the database is unavailable; retry later"}
         log = (tmp_path / "down.log").read_text()
     assert "Traceback" not in log and ":pw@" not in log
+
+
+def request(method="POST", path="/", body=b"", headers=()):
+    return service.Request(method=method, path=path, headers=service.Headers(headers), read_body=lambda: body)
+
+
+@pytest.fixture
+def runtime(events_db):
+    runtime = Runtime(environ={"DATABASE_URL": events_db.dsn()})
+    yield runtime
+    runtime.close()
+
+
+def test_an_event_is_stored_through_the_core_alone(runtime, events_db, capfd):
+    logs.configure()  # what any entry point does once, at import
+    outcome = service.handle(runtime, request(body=b'{"kind": "core", "payload": {"n": 1}}'))
+    assert outcome.status == 201 and outcome.rows == 1
+    [event_id] = outcome.body["ids"]
+    assert events_db.rows()[event_id] == {"kind": "core", "payload": {"n": 1}, "scheduled_at": None}
+    [line] = [json.loads(line) for line in capfd.readouterr().out.splitlines() if '"POST / 201"' in line]
+    assert line["rows"] == 1
+
+
+def test_health_unknown_paths_and_methods(runtime, events_db):
+    assert service.handle(runtime, request("GET")).status == 200
+    fresh = Runtime(environ={"DATABASE_URL": events_db.dsn()})  # an instance that has not connected
+    events_db.reset_connection_log()
+    missing = service.handle(fresh, request("GET", path="/other"))
+    assert (missing.status, missing.body["error"]) == (
+        404,
+        "there is nothing at /other; the function answers at /",
+    )
+    refused = service.handle(fresh, request("PUT"))
+    assert refused.status == 405 and refused.headers["Allow"] == "GET, HEAD, POST"
+    assert events_db.connections_opened() == 0
+
+
+def test_faults_become_503_with_retry_after_not_exceptions(events_db):
+    runtime = Runtime(environ={"DATABASE_URL": events_db.dsn(database="no_such_database")})
+    outcome = service.handle(runtime, request(body=b"{}"))
+    runtime.close()
+    assert outcome.status == 503 and outcome.headers["Retry-After"] == "5"
+
+
+def test_the_body_rules_work_on_any_stream():
+    assert read_body(io.BytesIO(b'{"a": 1}'), 8, time_limit=1) == b'{"a": 1}'
+    with pytest.raises(RequestRejected) as short:
+        read_body(io.BytesIO(b"{}"), 100, time_limit=1)
+    assert short.value.status == 400 and "ended after 2 of the 100 bytes" in short.value.message
+    with pytest.raises(RequestRejected) as large:
+        read_body(io.BytesIO(b""), 2 * 1024 * 1024, time_limit=1)
+    assert large.value.status == 413

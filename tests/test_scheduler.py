@@ -1,10 +1,19 @@
-"""Cloud Scheduler headers become an event whose id is the same on every retry."""
+"""Cloud Scheduler deliveries: the headers become an event whose id is the same on every
+retry, so a run delivered several times, some at once, leaves one row.
 
+- Headers to event: the kind is the job name, the time the schedule time, and forged,
+  partial or repeated headers are refused.
+- Cloud Scheduler delivering one run several times, some at once, leaves one row.
+- A Scheduler time whose UTC instant falls outside years 1 to 9999 is a 400 naming the
+  header (it was a 500 with OverflowError); the first and last instants inside are stored.
+"""
+
+import concurrent.futures
 import datetime
 import http.client
 
 import pytest
-from function_harness import FunctionServer, capture
+from function_harness import FunctionServer, capture, load_function
 from werkzeug.datastructures import Headers
 
 from core.events import parse_events
@@ -126,3 +135,74 @@ def test_a_job_name_header_sent_twice_through_the_server_is_refused(events_serve
     capture.add(body)
     assert reply.status == 400 and "X-CloudScheduler-JobName appears more than once" in body
     assert events_db.rows() == {}
+
+
+HEADERS = {
+    "X-CloudScheduler": "true",
+    "X-CloudScheduler-JobName": "every-minute",
+    "X-CloudScheduler-ScheduleTime": "2026-11-25T12:34:00Z",
+    "Content-Type": "application/octet-stream",
+}
+
+
+@pytest.fixture
+def server(events_db, tmp_path):
+    with FunctionServer(
+        {"DATABASE_URL": events_db.dsn(), "DB_POOL_SIZE": "2"}, tmp_path / "f.log"
+    ) as running:
+        yield running
+
+
+def test_same_run_delivered_three_times_some_concurrently_is_stored_once(server, events_db):
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        concurrent_replies = list(pool.map(lambda _: server.request(body=b"", headers=HEADERS), range(2)))
+    late_retry = server.request(body=b"", headers=HEADERS)
+    statuses = sorted(reply.status for reply in concurrent_replies + [late_retry])
+    assert statuses == [200, 200, 201]
+    rows = events_db.rows()
+    assert len(rows) == 1
+    [row] = rows.values()
+    assert row["kind"] == "every-minute"
+
+
+@pytest.fixture
+def client(events_db, monkeypatch):
+    _, client = load_function(monkeypatch, DATABASE_URL=events_db.dsn())
+    return client
+
+
+def deliver(client, schedule_time: str):
+    return client.post(
+        "/",
+        data=b"",
+        headers={"X-CloudScheduler-JobName": "edge", "X-CloudScheduler-ScheduleTime": schedule_time},
+    )
+
+
+@pytest.mark.parametrize(
+    "schedule_time",
+    [
+        "9999-12-31T23:59:59-01:00",  # 10000-01-01T00:59:59Z
+        "0001-01-01T00:30:00+01:00",  # 0000-12-31T23:30:00Z
+        "9999-12-31T23:59:59.999999-00:01",
+    ],
+)
+def test_time_outside_the_calendar_in_utc_is_a_400(client, events_db, schedule_time):
+    reply = deliver(client, schedule_time)
+    assert reply.status_code == 400
+    assert reply.get_json()["error"].startswith("X-CloudScheduler-ScheduleTime is not a valid date and time")
+    assert events_db.rows() == {}
+
+
+@pytest.mark.parametrize(
+    "schedule_time, stored",
+    [
+        ("9999-12-31T23:59:59Z", "9999-12-31 23:59:59"),
+        ("0001-01-01T00:30:00+00:30", "0001-01-01 00:00:00"),
+    ],
+)
+def test_first_and_last_instants_of_the_calendar_are_stored(client, events_db, schedule_time, stored):
+    assert deliver(client, schedule_time).status_code == 201
+    assert events_db.execute(
+        "SELECT (scheduled_at AT TIME ZONE 'UTC')::text FROM events", database="app"
+    ) == [[stored]]

@@ -1,0 +1,312 @@
+"""Request bodies in the transport: a body that is incomplete, slow, unread or large
+never holds a server thread past its limit, never grows the worker's memory without
+bound, and a refused body stores nothing.
+
+- A body that never arrives in full is refused and stores nothing, and a client that
+  stalls or trickles holds a server thread for BODY_TIMEOUT at most: a client that
+  half-closes early, one that stops sending, one that sends a byte now and then.
+- A request answered without reading its body (404, 405, 413, a GET or HEAD with a
+  body) is answered at once and its connection closed; the rest is never read.
+  functions-framework reads whatever body the function left, with no limit of time or
+  size, after every response that is not streamed. With one thread per instance, as
+  deployed, a client that declares a body and sends none would otherwise hold the
+  instance, and one that sends 200 MiB would grow it by as much.
+- One worker's memory stays bounded whatever batch sizes it is sent (issue: 806 MiB
+  before): functions-framework with one gunicorn worker, one thread and a pool of one,
+  as a 256 MiB instance would run it. Every batch size from 1 to 500, twice; the
+  worker's resident memory is read from /proc after every batch. A statement text per
+  batch size (SQLAlchemy's compiled cache holding one compiled INSERT of up to 2,000
+  parameters per size) made it grow to 806 MiB after one pass.
+
+Raw sockets against the real `functions-framework` server (gunicorn's threads), because
+the faults are in the transport.
+"""
+
+import http.client
+import json
+import socket
+import time
+
+import pytest
+from function_harness import FunctionServer, capture, load_function
+
+BODY_TIMEOUT = 1.0
+THREADS = 8
+SLACK = 1.5  # seconds allowed beyond the limit on a shared 2-core machine
+
+
+@pytest.fixture(scope="module")
+def server(events_server, tmp_path_factory):
+    env = {"DATABASE_URL": events_server.dsn(), "BODY_TIMEOUT": str(BODY_TIMEOUT), "THREADS": str(THREADS)}
+    with FunctionServer(env, tmp_path_factory.mktemp("bodies") / "function.log") as running:
+        yield running
+
+
+def start_post(server, content_length: int | None, sent: bytes, chunked: bool = False) -> socket.socket:
+    """A POST whose headers and first `sent` bytes are on their way; the caller decides the rest."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {content_length}"
+    head = f"POST / HTTP/1.1\r\nHost: function\r\nContent-Type: application/json\r\n{framing}\r\n\r\n"
+    sock.sendall(head.encode() + sent)
+    return sock
+
+
+def answer(sock: socket.socket) -> tuple[int, dict, bool]:
+    """(status, JSON body, whether the server then closed the connection); closes `sock`."""
+    reply = http.client.HTTPResponse(sock)
+    try:
+        reply.begin()
+        body = reply.read()
+        sock.settimeout(2)
+        closed = sock.recv(1) == b""
+    finally:
+        sock.close()
+    capture.add(body.decode(errors="replace"))
+    return reply.status, json.loads(body), closed
+
+
+def test_body_shorter_than_its_content_length_then_half_close_is_400(server, events_db):
+    body = b'{"kind": "cut-short"}'
+    sock = start_post(server, 100, body)
+    sock.shutdown(socket.SHUT_WR)
+    status, reply, _ = answer(sock)
+    assert status == 400
+    assert f"ended after {len(body)} of the 100 bytes" in reply["error"]
+    assert events_db.rows() == {}
+
+
+def test_chunked_body_cut_off_mid_chunk_is_400(server, events_db):
+    sock = start_post(server, None, b'40\r\n{"kind": "chunk-cut"}', chunked=True)
+    sock.shutdown(socket.SHUT_WR)
+    status, reply, _ = answer(sock)
+    assert status == 400
+    assert "chunked" in reply["error"]
+    assert events_db.rows() == {}
+
+
+def post_chunked(server, body: bytes, size: int) -> tuple[int, dict]:
+    """POST `body` in chunks of `size` bytes, without a Content-Length; (status, JSON reply)."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        pieces = (body[i : i + size] for i in range(0, len(body), size))
+        connection.request(
+            "POST", "/", body=pieces, headers={"Content-Type": "application/json"}, encode_chunked=True
+        )
+        reply = connection.getresponse()
+        text = reply.read().decode()
+    finally:
+        connection.close()
+    capture.add(text)
+    return reply.status, json.loads(text)
+
+
+def test_complete_chunked_body_is_stored(server, events_db):
+    """Without a Content-Length the body ends where the chunks end (gunicorn's stream, read directly)."""
+    body = json.dumps([{"kind": "chunked", "payload": {"n": n}} for n in range(40)]).encode()
+    status, reply = post_chunked(server, body, 100)
+    assert status == 201, reply
+    assert reply["inserted"] == 40
+    assert [row["kind"] for row in events_db.rows().values()] == ["chunked"] * 40
+
+
+def test_chunked_body_over_the_limit_is_413(server, events_db):
+    body = json.dumps({"kind": "too-big", "payload": {"text": "x" * (1024 * 1024)}}).encode()
+    status, reply = post_chunked(server, body, 64 * 1024)
+    assert status == 413
+    assert "larger than the limit" in reply["error"]
+    assert events_db.rows() == {}
+
+
+def test_body_one_byte_short_is_408_at_the_time_limit(server, events_db):
+    body = b'{"kind": "one-byte-short"}'
+    started = time.monotonic()
+    sock = start_post(server, len(body) + 1, body)
+    status, reply, closed = answer(sock)
+    elapsed = time.monotonic() - started
+    assert status == 408
+    assert closed, "the connection stayed open after the time limit"
+    assert f"within {BODY_TIMEOUT:g} s" in reply["error"]
+    assert BODY_TIMEOUT <= elapsed < BODY_TIMEOUT + SLACK
+    assert events_db.rows() == {}
+
+
+def test_trickling_body_is_cut_off_at_the_time_limit(server, events_db):
+    # A byte every 0.2 s: each read succeeds well within any per-read timeout,
+    # so only a limit on the whole body ends this request.
+    sock = start_post(server, 1000, b"{")
+    started = time.monotonic()
+    sent = 1
+    while time.monotonic() - started < BODY_TIMEOUT + 2 * SLACK:
+        time.sleep(0.2)
+        try:
+            sock.sendall(b" ")
+        except OSError:
+            break  # the server closed the connection
+        sent += 1
+        if _has_answer(sock):
+            break
+    status, reply, _ = answer(sock)
+    elapsed = time.monotonic() - started
+    assert status == 408, reply
+    assert elapsed < BODY_TIMEOUT + SLACK
+    assert events_db.rows() == {}
+
+
+def test_stalled_clients_on_every_thread_delay_health_by_the_time_limit_at_most(server, events_db):
+    stalled = [start_post(server, 100, b'{"kind": "stalled"') for _ in range(THREADS)]
+    time.sleep(0.2)  # every thread is now waiting for a body
+    started = time.monotonic()
+    health = server.request("GET", timeout=BODY_TIMEOUT + 10)
+    elapsed = time.monotonic() - started
+    assert health.status == 200
+    assert elapsed < BODY_TIMEOUT + SLACK
+    assert [answer(sock)[0] for sock in stalled] == [408] * THREADS
+    assert events_db.rows() == {}
+
+
+def _has_answer(sock: socket.socket) -> bool:
+    """Whether the server has sent something (without consuming it)."""
+    sock.setblocking(False)
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK))
+    except BlockingIOError:
+        return False
+    finally:
+        sock.setblocking(True)
+        sock.settimeout(30)
+
+
+def test_malformed_body_timeout_is_a_503_naming_the_setting(events_db, monkeypatch, capfd):
+    _, client = load_function(monkeypatch, DATABASE_URL=events_db.dsn(), BODY_TIMEOUT="soon")
+    reply = client.post("/", json={"kind": "misconfigured"})
+    assert reply.status_code == 503 and reply.headers["Retry-After"] == "5"
+    assert "BODY_TIMEOUT must be a number of seconds from 0.1 to 3600, got 'soon'" in capfd.readouterr().out
+    assert events_db.rows() == {}
+
+
+# Longer than any answer takes here, far shorter than the hang it guards against.
+ANSWER_WITHIN = 5.0
+
+
+@pytest.fixture(scope="module")
+def one_thread_server(events_server, tmp_path_factory):
+    env = {"DATABASE_URL": events_server.dsn(), "THREADS": "1"}
+    with FunctionServer(env, tmp_path_factory.mktemp("unread") / "function.log") as running:
+        yield running
+
+
+def send_head(server, method: str, path: str, framing: str) -> socket.socket:
+    """A request whose head is sent and whose body is announced but not sent."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=ANSWER_WITHIN)
+    sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: function\r\n{framing}\r\n\r\n".encode())
+    return sock
+
+
+def answer_unread(sock: socket.socket) -> tuple[int, dict, bool]:
+    """(status, JSON body, whether the server closed the connection after it)."""
+    reply = http.client.HTTPResponse(sock, method="GET")
+    try:
+        reply.begin()
+        body = reply.read()
+        closed = sock.recv(1) == b""
+    finally:
+        sock.close()
+    capture.add(body.decode(errors="replace"))
+    return reply.status, json.loads(body) if body else {}, closed
+
+
+@pytest.mark.parametrize(
+    "method, path, status",
+    [("POST", "/other", 404), ("PUT", "/", 405), ("GET", "/", 200), ("POST", "/robots.txt", 404)],
+    ids=["unknown-path", "other-method", "get-with-a-body", "framework-path"],
+)
+def test_a_body_the_function_does_not_read_is_never_waited_for(
+    one_thread_server, events_db, method, path, status
+):
+    sock = send_head(one_thread_server, method, path, "Content-Length: 10")
+    assert answer_unread(sock)[::2] == (status, True)
+    # The instance's only thread is free again: the next request is answered.
+    assert one_thread_server.request("GET", timeout=ANSWER_WITHIN).status == 200
+    assert events_db.rows() == {}
+
+
+def test_a_head_request_with_a_body_is_answered_and_closed(one_thread_server):
+    sock = send_head(one_thread_server, "HEAD", "/", "Content-Length: 10")
+    reply = http.client.HTTPResponse(sock, method="HEAD")
+    reply.begin()
+    assert reply.status == 200 and reply.getheader("Connection") == "close"
+    assert sock.recv(1) == b""
+    sock.close()
+
+
+def test_a_body_declared_too_large_gets_its_413_at_once(one_thread_server, events_db):
+    sock = send_head(
+        one_thread_server, "POST", "/", "Content-Type: application/json\r\nContent-Length: 2000000"
+    )
+    status, body, closed = answer_unread(sock)
+    assert (status, closed) == (413, True)
+    assert "2000000 bytes; the limit is 1048576" in body["error"]
+    assert events_db.rows() == {}
+
+
+def test_a_large_chunked_body_to_another_path_leaves_memory_bounded(one_thread_server):
+    before = one_thread_server.worker_rss_bytes()
+    sock = send_head(one_thread_server, "POST", "/nothing", "Transfer-Encoding: chunked")
+    chunk = b"%x\r\n%s\r\n" % (1024 * 1024, b"x" * 1024 * 1024)
+    sent = 0
+    try:
+        while sent < 200:  # MiB, unless the server closes first, as it should
+            sock.sendall(chunk)
+            sent += 1
+    except OSError:
+        pass  # the server answered and closed the connection
+    finally:
+        sock.close()
+    assert one_thread_server.request("GET", timeout=ANSWER_WITHIN).status == 200
+    assert one_thread_server.worker_rss_bytes() - before < 20 * 1024 * 1024
+
+
+def test_sigterm_with_a_client_holding_an_unread_body_exits_promptly_and_closes_the_pool(
+    events_server, tmp_path
+):
+    env = {"DATABASE_URL": events_server.dsn(), "THREADS": "1"}
+    server = FunctionServer(env, tmp_path / "function.log").start()
+    try:
+        assert server.request("GET").status == 200  # a pooled connection to close at exit
+        held = send_head(server, "POST", "/other", "Content-Length: 10")
+        assert answer_unread(held)[0] == 404
+        lingering = send_head(server, "POST", "/other", "Content-Length: 10")
+        server.terminate()
+        started = time.monotonic()
+        assert server.wait(timeout=10) == 0
+        assert time.monotonic() - started < 10
+        lingering.close()
+    finally:
+        server.stop()
+    assert [line["message"] for line in server.log_lines()][-1] == "database connections closed"
+
+
+LIMIT_MIB = 160
+MIB = 1024 * 1024
+
+
+def test_worker_memory_stays_under_160_mib_after_every_batch_size_twice(events_db, tmp_path):
+    env = {"DATABASE_URL": events_db.dsn(), "THREADS": "1", "DB_POOL_SIZE": "1"}
+    with FunctionServer(env, tmp_path / "function.log") as server:
+        assert server.request(body=b'{"kind": "memory"}').status == 201
+        assert len(server.worker_pids()) == 1
+        rss_mib: list[list[float]] = []  # per pass, after each batch size
+        for _ in range(2):
+            rss_mib.append([])
+            for size in range(1, 501):
+                reply = server.request(body=json.dumps([{"kind": "m"}] * size).encode())
+                assert reply.status == 201, (size, reply.body[:300])
+                assert reply.json()["inserted"] == size
+                rss_mib[-1].append(server.worker_rss_bytes() / MIB)
+    highest = max(max(sizes) for sizes in rss_mib)
+    assert highest < LIMIT_MIB, f"worker RSS reached {highest:.1f} MiB"
+    # The second pass reuses what the first built: no growth beyond noise.
+    assert max(rss_mib[1]) - max(rss_mib[0]) < 16, f"highest RSS per pass: {[max(p) for p in rss_mib]} MiB"
+    assert events_db.execute("SELECT count(*) FROM events", database="app")[0][0] == 1 + 2 * sum(
+        range(1, 501)
+    )
