@@ -30,6 +30,8 @@ class Config(NamedTuple):
     database_url: str = ""
     database_url_file: str = ""
     database_url_secret: str = ""
+    # An AWS Secrets Manager secret's ARN, read with boto3 (AWS Lambda).
+    database_url_secret_arn: str = ""
     # host:port of a local server speaking the Secret Manager API (tests, local runs).
     secret_manager_emulator_host: str = ""
     # One connection per request an instance serves at once (the function's concurrency).
@@ -55,6 +57,7 @@ class Config(NamedTuple):
             database_url=_text(env, "DATABASE_URL"),
             database_url_file=_text(env, "DATABASE_URL_FILE"),
             database_url_secret=_text(env, "DATABASE_URL_SECRET"),
+            database_url_secret_arn=_text(env, "DATABASE_URL_SECRET_ARN"),
             secret_manager_emulator_host=_text(env, "SECRET_MANAGER_EMULATOR_HOST"),
             pool_size=_integer(env, "DB_POOL_SIZE", cls._field_defaults["pool_size"], 1, 1000),
             pool_timeout=_seconds(env, "DB_POOL_TIMEOUT", cls._field_defaults["pool_timeout"], 0.1),
@@ -71,7 +74,7 @@ class Config(NamedTuple):
         )
 
     def dsn_source(self) -> DsnSource:
-        """Where the connection string comes from: the first of the three variables that is set."""
+        """Where the connection string comes from: the first of the four variables that is set."""
         if self.database_url:
             return DsnSource(dsn=self.database_url)
         if self.database_url_file:
@@ -82,9 +85,12 @@ class Config(NamedTuple):
                 timeout=self.secret_timeout,
                 emulator_host=self.secret_manager_emulator_host,
             )
+        if self.database_url_secret_arn:
+            return DsnSource(aws_secret_arn=self.database_url_secret_arn, timeout=self.secret_timeout)
         raise ConfigurationError(
             "set DATABASE_URL to a connection string, DATABASE_URL_FILE to a file holding one "
-            "(a mounted secret), or DATABASE_URL_SECRET to the Secret Manager version that holds one"
+            "(a mounted secret), DATABASE_URL_SECRET to the Secret Manager version that holds one, "
+            "or DATABASE_URL_SECRET_ARN to the AWS Secrets Manager secret that holds one"
         )
 
     def engine_options(self) -> EngineOptions:
@@ -103,6 +109,7 @@ VARIABLES = (
     "DATABASE_URL",
     "DATABASE_URL_FILE",
     "DATABASE_URL_SECRET",
+    "DATABASE_URL_SECRET_ARN",
     "SECRET_MANAGER_EMULATOR_HOST",
     "DB_POOL_SIZE",
     "DB_POOL_TIMEOUT",

@@ -10,8 +10,10 @@ In the order they are looked at (config.py reads the variables):
   rejected password picks up a rotated one, with no client library at all.
 - `DATABASE_URL_SECRET`: a Secret Manager version, `projects/P/secrets/S/versions/V`,
   read with the client library, which is imported only on this path.
+- `DATABASE_URL_SECRET_ARN`: an AWS Secrets Manager secret's ARN (AWS Lambda),
+  its current version read with boto3, which is imported only on this path.
 
-The last two are read once per instance and read again only when the value did
+The last three are read once per instance and read again only when the value did
 not work (see db.database).
 """
 
@@ -35,11 +37,14 @@ class DsnSource:
         dsn: str = "",
         path: str = "",
         secret_name: str = "",
+        aws_secret_arn: str = "",
         timeout: float = SECRET_TIMEOUT,
         emulator_host: str = "",
     ):
-        if sum(bool(value) for value in (dsn, path, secret_name)) != 1:
-            raise ValueError("give exactly one of dsn, path and secret_name")
+        if sum(bool(value) for value in (dsn, path, secret_name, aws_secret_arn)) != 1:
+            raise ValueError("give exactly one of dsn, path, secret_name and aws_secret_arn")
+        if aws_secret_arn:
+            aws_secret_region(aws_secret_arn)  # a malformed ARN is a ConfigurationError now
         if secret_name and not SECRET_NAME.fullmatch(secret_name):
             raise ConfigurationError(
                 "DATABASE_URL_SECRET must be a secret version's resource name, "
@@ -48,6 +53,7 @@ class DsnSource:
         self._dsn = dsn
         self.path = path
         self.secret_name = secret_name
+        self.aws_secret_arn = aws_secret_arn
         self._timeout = timeout
         self._emulator_host = emulator_host
 
@@ -59,6 +65,8 @@ class DsnSource:
         """Where the DSN comes from, for log lines and errors (never the value)."""
         if self.secret_name:
             return f"secret {self.secret_name}"
+        if self.aws_secret_arn:
+            return f"secret {self.aws_secret_arn}"
         if self.path:
             return f"file {self.path}"
         return "DATABASE_URL"
@@ -68,6 +76,8 @@ class DsnSource:
             value = self._dsn
         elif self.path:
             value = read_file(self.path)
+        elif self.aws_secret_arn:
+            value = read_aws_secret(self.aws_secret_arn, timeout=self._timeout)
         else:
             value = read_secret(self.secret_name, timeout=self._timeout, emulator_host=self._emulator_host)
         # Named here, before the DSN parser would only say what a DSN must start with.
@@ -137,3 +147,66 @@ def _client(emulator_host: str):
 
     transport = SecretManagerServiceGrpcTransport(channel=grpc.insecure_channel(emulator_host))
     return SecretManagerServiceClient(transport=transport)
+
+
+# A Secrets Manager secret's ARN: arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME-SUFFIX.
+SECRET_ARN = re.compile(r"arn:aws[a-z-]*:secretsmanager:([a-z]{2}(?:-[a-z]+)+-\d):\d{12}:secret:[\w/+=.@-]+")
+
+
+def aws_secret_region(arn: str) -> str:
+    """The region named by a Secrets Manager secret's ARN (the client must call that region)."""
+    match = SECRET_ARN.fullmatch(arn)
+    if not match:
+        raise ConfigurationError(
+            "DATABASE_URL_SECRET_ARN must be a Secrets Manager secret's ARN, "
+            f"arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME, got {arn!r}"
+        )
+    return match.group(1)
+
+
+def import_aws_client() -> None:
+    """Import boto3 now: called before a SnapStart snapshot, so that restored copies
+    find it imported instead of paying for the import on their first request."""
+    import boto3  # noqa: F401
+    import botocore.config  # noqa: F401
+    import botocore.exceptions  # noqa: F401
+
+
+def read_aws_secret(arn: str, *, timeout: float) -> str:
+    """The current version (AWSCURRENT) of a Secrets Manager secret, as text.
+
+    boto3 is imported here, on this path only: it is a third of a cold start's
+    imports (docs/aws-lambda.md). Credentials, and an endpoint override
+    (AWS_ENDPOINT_URL, for a local server), come from boto3's own environment
+    chain: on Lambda, the function's execution role.
+    """
+    import boto3
+    import botocore.config
+    import botocore.exceptions
+
+    config = botocore.config.Config(
+        connect_timeout=timeout,
+        read_timeout=timeout,
+        # Bounded: an outage must become a prompt 503, not minutes of the SDK's retries.
+        retries={"mode": "standard", "total_max_attempts": 2},
+    )
+    try:
+        client = boto3.session.Session().client(
+            "secretsmanager", region_name=aws_secret_region(arn), config=config
+        )
+        response = client.get_secret_value(SecretId=arn)
+    except botocore.exceptions.ClientError as err:
+        code = err.response.get("Error", {}).get("Code", "error")
+        raise SecretUnavailable(f"cannot read secret {arn}: {code}") from None
+    except botocore.exceptions.NoCredentialsError:
+        raise SecretUnavailable(f"cannot read secret {arn}: no AWS credentials") from None
+    except (botocore.exceptions.BotoCoreError, OSError) as err:
+        # Connection and timeout errors; their text names the endpoint, never the payload.
+        raise SecretUnavailable(f"cannot read secret {arn}: {type(err).__name__}") from None
+    text = response.get("SecretString")
+    if text is None:
+        try:
+            text = response["SecretBinary"].decode("utf-8")
+        except (KeyError, UnicodeDecodeError):
+            raise SecretUnavailable(f"secret {arn} holds no UTF-8 text") from None
+    return text.strip()

@@ -1,0 +1,611 @@
+#!/usr/bin/env bash
+# Deploy the events function to AWS Lambda next to its CockroachDB cluster: private, on a schedule, SnapStart.
+#
+# usage: DATABASE_URL='postgresql://...' aws/deploy.sh [options]    deploy, or update in place
+#        aws/deploy.sh --dsn-stdin [options] < dsn.txt              the same, the DSN on standard input
+#        aws/deploy.sh --region R [options]                         update, with the DSN already stored
+#        aws/deploy.sh --region R --delete [--delete-secret]        remove what deploy.sh made
+#
+# Every setting is a flag or an environment variable (flag wins):
+#   --region R               REGION               AWS region; default: the cluster's (aws-REGION in its
+#                                                 host), or the nearest AWS region to a GCP or Azure cluster
+#   --cluster-region C       CLUSTER_REGION       the cluster's (primary) region, e.g. aws-us-east-1 or
+#                                                 gcp-us-east1, when the host does not name it
+#   --name N                 FUNCTION_NAME        function name, 1 to 54 letters, digits, - or _: it also
+#                                                 names the N-function and N-scheduler roles (default events)
+#   --secret S               SECRET               Secrets Manager secret holding the DSN (default events-dsn)
+#   --dsn-stdin                                   read the DSN from standard input (or set DATABASE_URL;
+#                                                 never a flag, so it stays out of shell history and `ps`);
+#                                                 checked by the function's own parser, then stored as a
+#                                                 new secret version if it differs from the current one
+#   --memory MB              MEMORY               128 to 10240 (default 1024, 0.58 vCPU; the cold-start and
+#                                                 cost table is in docs/aws-lambda.md, "Memory")
+#   --timeout S              TIMEOUT              1 to 900 seconds (default 30)
+#   --connection-budget N    CONNECTION_BUDGET    most connections the function may hold on the cluster
+#                                                 (default 50)
+#   --reserved-concurrency N RESERVED_CONCURRENCY environments at once (default: the budget / pool size of 1);
+#                                                 reserved concurrency x pool size may not exceed the budget
+#   --schedule EXPR          SCHEDULE             EventBridge Scheduler expression (default "rate(5 minutes)")
+#   --time-zone TZ           TIME_ZONE            the schedule's time zone (default Etc/UTC)
+#   --schedule-name J        SCHEDULE_NAME        the schedule, and the events' default kind (default
+#                                                 <name>-schedule)
+#   --schedule-body JSON     SCHEDULE_BODY        the body each run posts, as JSON (default: none, one event)
+#   --alias A                ALIAS                the alias the URL and the schedule call (default live)
+#   --no-snap-start                               publish versions without SnapStart
+#   --subnet-ids S1,S2       SUBNET_IDS           run in these private subnets (with --security-group-ids):
+#   --security-group-ids G   SECURITY_GROUP_IDS   egress through their NAT gateway's Elastic IP, or to a
+#                                                 PrivateLink endpoint (CockroachDB Standard and Advanced)
+#   --log-retention-days D   LOG_RETENTION_DAYS   CloudWatch Logs retention (default 30)
+#   --zip FILE               PACKAGE_ZIP          deploy this package (default: build it with aws.package)
+#   --no-smoke-test                               skip invoking the alias after deploying
+#   --delete                                      remove the schedule, the function, its URL and the roles
+#                                                 (each step safe to repeat)
+#   --delete-secret                               with --delete: also delete the secret (7-day recovery window)
+#   --dry-run                                     print every AWS command that would change something, run none
+#   -h, --help                                    this text
+#
+# Environment only:
+#   PYTHON                     a Python with requirements-dev.txt installed (default .venv/bin/python)
+#   DEPLOY_BACKOFF_MS          first wait between retries in ms, doubled up to 16x (default 2000)
+#   DEPLOY_IAM_RETRY_SECONDS   how long to retry while IAM propagates a new role (default 120)
+#   The AWS CLI's own: credentials, AWS_PROFILE, AWS_ENDPOINT_URL.
+#
+# Deploy steps, each safe to repeat:
+#   1. the secret, with a new version only if the DSN changed;  2. the log group and its retention;
+#   3. the function's role: write its own logs, read that one secret;  4. the package;
+#   5. the function (python3.13), created or updated;  6. reserved concurrency;  7. a published version
+#   (SnapStart's snapshot) behind the alias;  8. the alias's private function URL (AWS_IAM);
+#   9. the schedule's role: invoke that alias only;  10. the schedule (retries, the Input);  11. a smoke test.
+set -euo pipefail
+
+# ---------------------------------------------------------------- defaults, in one place
+RUNTIME="python3.13"  # the Python the tests run on (scripts/bootstrap.sh)
+HANDLER="aws.lambda_function.lambda_handler"
+ARCHITECTURE="x86_64"  # the platform aws/package.py installs wheels for
+# Lambda's CPU grows with memory (1,769 MB is one vCPU) and a cold start is CPU-bound: 1,024 MB
+# costs no more per cold start than the smallest sizes and is far faster (docs/aws-lambda.md, "Memory").
+DEFAULT_MEMORY=1024
+# One connection per environment: Lambda gives an environment one request at a time.
+POOL_SIZE=1
+# Trust policies: only Lambda, or only Scheduler from this account, may assume each role.
+LAMBDA_PRINCIPAL="lambda.amazonaws.com"
+SCHEDULER_PRINCIPAL="scheduler.amazonaws.com"
+
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
+die() { printf 'deploy.sh: %s\n' "$*" >&2; exit 2; }
+step() { printf '\n== %s\n' "$*"; }
+
+REGION="${REGION:-}"
+CLUSTER_REGION="${CLUSTER_REGION:-}"
+FUNCTION_NAME="${FUNCTION_NAME:-events}"
+SECRET="${SECRET:-events-dsn}"
+MEMORY="${MEMORY:-${DEFAULT_MEMORY}}"
+TIMEOUT="${TIMEOUT:-30}"
+CONNECTION_BUDGET="${CONNECTION_BUDGET:-50}"
+RESERVED_CONCURRENCY="${RESERVED_CONCURRENCY:-}"
+SCHEDULE="${SCHEDULE:-rate(5 minutes)}"
+TIME_ZONE="${TIME_ZONE:-Etc/UTC}"
+SCHEDULE_NAME="${SCHEDULE_NAME:-}"
+SCHEDULE_BODY="${SCHEDULE_BODY:-}"
+ALIAS="${ALIAS:-live}"
+SUBNET_IDS="${SUBNET_IDS:-}"
+SECURITY_GROUP_IDS="${SECURITY_GROUP_IDS:-}"
+LOG_RETENTION_DAYS="${LOG_RETENTION_DAYS:-30}"
+PACKAGE_ZIP="${PACKAGE_ZIP:-}"
+DEPLOY_BACKOFF_MS="${DEPLOY_BACKOFF_MS:-2000}"
+DEPLOY_IAM_RETRY_SECONDS="${DEPLOY_IAM_RETRY_SECONDS:-120}"
+SNAP_START=true
+SMOKE_TEST=true
+MODE=deploy
+DELETE_SECRET=false
+DRY_RUN=false
+DSN_FROM_STDIN=false
+
+parse_args() {
+  while [ "$#" -gt 0 ]; do
+    case "$1" in
+      --region) REGION="${2:?--region needs a value}"; shift 2 ;;
+      --cluster-region) CLUSTER_REGION="${2:?--cluster-region needs a value}"; shift 2 ;;
+      --name) FUNCTION_NAME="${2:?--name needs a value}"; shift 2 ;;
+      --secret) SECRET="${2:?--secret needs a value}"; shift 2 ;;
+      --dsn-stdin) DSN_FROM_STDIN=true; shift ;;
+      --memory) MEMORY="${2:?--memory needs a value}"; shift 2 ;;
+      --timeout) TIMEOUT="${2:?--timeout needs a value}"; shift 2 ;;
+      --connection-budget) CONNECTION_BUDGET="${2:?--connection-budget needs a value}"; shift 2 ;;
+      --reserved-concurrency) RESERVED_CONCURRENCY="${2:?--reserved-concurrency needs a value}"; shift 2 ;;
+      --schedule) SCHEDULE="${2:?--schedule needs a value}"; shift 2 ;;
+      --time-zone) TIME_ZONE="${2:?--time-zone needs a value}"; shift 2 ;;
+      --schedule-name) SCHEDULE_NAME="${2:?--schedule-name needs a value}"; shift 2 ;;
+      --schedule-body) SCHEDULE_BODY="${2:?--schedule-body needs a value}"; shift 2 ;;
+      --alias) ALIAS="${2:?--alias needs a value}"; shift 2 ;;
+      --no-snap-start) SNAP_START=false; shift ;;
+      --subnet-ids) SUBNET_IDS="${2:?--subnet-ids needs a value}"; shift 2 ;;
+      --security-group-ids) SECURITY_GROUP_IDS="${2:?--security-group-ids needs a value}"; shift 2 ;;
+      --log-retention-days) LOG_RETENTION_DAYS="${2:?--log-retention-days needs a value}"; shift 2 ;;
+      --zip) PACKAGE_ZIP="${2:?--zip needs a value}"; shift 2 ;;
+      --no-smoke-test) SMOKE_TEST=false; shift ;;
+      --delete) MODE=delete; shift ;;
+      --delete-secret) DELETE_SECRET=true; shift ;;
+      --dry-run) DRY_RUN=true; shift ;;
+      -h|--help) usage; exit 0 ;;
+      *) usage >&2; die "unknown argument: $1" ;;
+    esac
+  done
+}
+
+# ---------------------------------------------------------------- checks, before anything runs
+
+# Read the whole number in variable $1 as decimal (010 is ten, not octal) and check it is from
+# $3 to $4; $2 names the setting in the message.
+decimal() {
+  local value="${!1}" digits
+  [[ "${value}" =~ ^[0-9]+$ ]] || die "$2 must be a whole number, got '${value}'"
+  digits="${value#"${value%%[!0]*}"}"
+  if [ "${#digits}" -gt 9 ] || [ "$((10#${value}))" -lt "$3" ] || [ "$((10#${value}))" -gt "$4" ]; then
+    die "$2 must be from $3 to $4, got ${value}"
+  fi
+  printf -v "$1" '%d' "$((10#${value}))"
+}
+
+check_names() {
+  # Role names are at most 64 characters: <name>-scheduler must fit.
+  [[ "${FUNCTION_NAME}" =~ ^[A-Za-z0-9_-]{1,54}$ ]] \
+    || die "--name must be 1 to 54 letters, digits, - or _ (it also names the roles), got '${FUNCTION_NAME}'"
+  [[ "${SECRET}" =~ ^[A-Za-z0-9/_+=.@-]{1,512}$ ]] || die "--secret must be a Secrets Manager name, got '${SECRET}'"
+  SCHEDULE_NAME="${SCHEDULE_NAME:-${FUNCTION_NAME}-schedule}"
+  # The schedule's name becomes the events' kind: letters, digits, - _ . as both allow.
+  [[ "${SCHEDULE_NAME}" =~ ^[A-Za-z0-9_.-]{1,64}$ ]] \
+    || die "--schedule-name must be 1 to 64 letters, digits, - _ or ., got '${SCHEDULE_NAME}'"
+  [[ "${ALIAS}" =~ ^[A-Za-z_-][A-Za-z0-9_-]{0,127}$ ]] || die "--alias must be letters, digits, - or _, got '${ALIAS}'"
+  [[ "${SCHEDULE}" =~ ^(rate|cron|at)\(.+\)$ ]] \
+    || die "--schedule must be an EventBridge Scheduler expression such as 'rate(5 minutes)' or 'cron(0 * * * ? *)', got '${SCHEDULE}'"
+  [[ "${TIME_ZONE}" =~ ^[A-Za-z0-9_+/-]{1,50}$ ]] || die "--time-zone must be an IANA time zone, got '${TIME_ZONE}'"
+  if [ -n "${REGION}" ] && ! [[ "${REGION}" =~ ^[a-z]{2}(-[a-z]+)+-[0-9]$ ]]; then
+    die "--region must be an AWS region such as eu-west-1, got '${REGION}'"
+  fi
+}
+
+check_numbers() {
+  decimal MEMORY --memory 128 10240
+  decimal TIMEOUT --timeout 1 900
+  decimal CONNECTION_BUDGET --connection-budget 1 100000
+  RESERVED_CONCURRENCY="${RESERVED_CONCURRENCY:-$((CONNECTION_BUDGET / POOL_SIZE))}"
+  decimal RESERVED_CONCURRENCY --reserved-concurrency 1 100000
+  # Each environment holds at most POOL_SIZE connections; reserved concurrency caps the environments.
+  [ "$((RESERVED_CONCURRENCY * POOL_SIZE))" -le "${CONNECTION_BUDGET}" ] \
+    || die "--reserved-concurrency ${RESERVED_CONCURRENCY} x pool size ${POOL_SIZE} = $((RESERVED_CONCURRENCY * POOL_SIZE)) connections, over the --connection-budget of ${CONNECTION_BUDGET}"
+  decimal LOG_RETENTION_DAYS --log-retention-days 1 3653
+  decimal DEPLOY_BACKOFF_MS DEPLOY_BACKOFF_MS 1 60000
+  decimal DEPLOY_IAM_RETRY_SECONDS DEPLOY_IAM_RETRY_SECONDS 0 3600
+}
+
+check_network() {
+  if [ -z "${SUBNET_IDS}${SECURITY_GROUP_IDS}" ]; then return 0; fi
+  [[ "${SUBNET_IDS}" =~ ^subnet-[0-9a-f]+(,subnet-[0-9a-f]+)*$ ]] \
+    || die "--subnet-ids must be subnet ids separated by commas (and goes with --security-group-ids), got '${SUBNET_IDS}'"
+  [[ "${SECURITY_GROUP_IDS}" =~ ^sg-[0-9a-f]+(,sg-[0-9a-f]+)*$ ]] \
+    || die "--security-group-ids must be security group ids separated by commas (and goes with --subnet-ids), got '${SECURITY_GROUP_IDS}'"
+}
+
+check_modes() {
+  if [ "${DELETE_SECRET}" = true ] && [ "${MODE}" != delete ]; then die "--delete-secret goes with --delete"; fi
+  if [ "${MODE}" != deploy ] && [ "${DSN_FROM_STDIN}" = true ]; then die "--dsn-stdin is for deploying"; fi
+  if [ -n "${SCHEDULE_BODY}" ]; then
+    printf '%s' "${SCHEDULE_BODY}" | "${PYTHON}" -c 'import json, sys; json.load(sys.stdin)' 2>/dev/null \
+      || die "--schedule-body must be JSON, got '${SCHEDULE_BODY}'"
+  fi
+  if [ -n "${PACKAGE_ZIP}" ] && [ ! -f "${PACKAGE_ZIP}" ]; then die "--zip ${PACKAGE_ZIP}: no such file"; fi
+}
+
+check_tools() {
+  command -v aws >/dev/null || die "the AWS CLI is not installed: pip install awscli (requirements-dev.txt), or AWS's installer"
+  PYTHON="${PYTHON:-}"
+  if [ -z "${PYTHON}" ]; then
+    if [ -x "${ROOT}/.venv/bin/python" ]; then PYTHON="${ROOT}/.venv/bin/python"; else PYTHON=python3; fi
+  fi
+  command -v "${PYTHON}" >/dev/null || die "python3 is needed (set PYTHON)"
+}
+
+# ---------------------------------------------------------------- the DSN, the region, the account
+
+# The DSN stays in the variable DSN: never a command argument, never printed.
+read_dsn() {
+  DSN="${DATABASE_URL:-}"
+  if [ "${DSN_FROM_STDIN}" = true ]; then
+    IFS= read -r DSN || [ -n "${DSN}" ] || die "--dsn-stdin: nothing on standard input"
+    [ -n "${DSN}" ] || die "--dsn-stdin: the first line of standard input is empty"
+  fi
+  # The DSN reaches the AWS CLI and Python on stdin only, never through their environment.
+  export -n DATABASE_URL 2>/dev/null || true
+}
+
+# The function's own DSN translation, with the package as the files the function will have.
+check_dsn() {
+  printf '%s' "$1" | (cd "${ROOT}" && "${PYTHON}" -m aws.package --check-dsn) || exit 2
+}
+
+choose_region() {
+  local dsn_for_region="${DSN}" choice
+  if [ -z "${DSN}" ] && [ -z "${REGION}${CLUSTER_REGION}" ]; then
+    die "give the DSN (DATABASE_URL or --dsn-stdin), REGION or CLUSTER_REGION: the region comes from the cluster"
+  fi
+  choice="$(printf '%s' "${dsn_for_region}" | (cd "${ROOT}" && "${PYTHON}" -m aws.region --dsn-stdin \
+    --region "${REGION}" --cluster-region "${CLUSTER_REGION}"))" || exit 2
+  IFS=$'\t' read -r REGION DISTANCE_KM REGION_WHY <<<"${choice}"
+  printf 'region: %s (%s' "${REGION}" "${REGION_WHY}"
+  [ "${DISTANCE_KM}" = "0" ] || printf '; %s km from the cluster' "${DISTANCE_KM}"
+  printf ')\n'
+}
+
+find_account() {
+  if [ "${DRY_RUN}" = true ]; then ACCOUNT="123456789012"; return 0; fi
+  ACCOUNT="$(aws sts get-caller-identity --region "${REGION}" --query Account --output text 2>/dev/null)" \
+    || die "the AWS CLI has no working credentials: run 'aws configure' (or set AWS_PROFILE)"
+  printf 'account: %s\n' "${ACCOUNT}"
+}
+
+set_names() {
+  FUNCTION_ROLE="${FUNCTION_NAME}-function"
+  SCHEDULER_ROLE="${FUNCTION_NAME}-scheduler"
+  LOG_GROUP="/aws/lambda/${FUNCTION_NAME}"
+  FUNCTION_ARN="arn:aws:lambda:${REGION}:${ACCOUNT}:function:${FUNCTION_NAME}"
+  ALIAS_ARN="${FUNCTION_ARN}:${ALIAS}"
+}
+
+# ---------------------------------------------------------------- running the AWS CLI
+
+# An AWS command that changes something, or its printout in --dry-run. Arguments never hold secrets.
+run() {
+  if [ "${DRY_RUN}" = true ]; then
+    printf '+'; printf ' %q' aws "$@" --region "${REGION}"; printf '\n'
+    return 0
+  fi
+  aws "$@" --region "${REGION}" --output json >/dev/null
+}
+
+# An AWS query's answer as text (in --dry-run: nothing, as if the resource did not exist).
+query() {
+  [ "${DRY_RUN}" = false ] || return 1
+  aws "$@" --region "${REGION}" --output text 2>/dev/null
+}
+
+exists() { query "$@" >/dev/null; }
+
+sleep_ms() { sleep "$(($1 / 1000)).$(printf '%03d' "$(($1 % 1000))")"; }
+next_backoff() { BACKOFF_MS=$((BACKOFF_MS * 2 > DEPLOY_BACKOFF_MS * 16 ? DEPLOY_BACKOFF_MS * 16 : BACKOFF_MS * 2)); }
+
+# Run an AWS command ($1 describes it) that names a role created moments ago. IAM takes seconds
+# to propagate a new role; until then Lambda says it "cannot be assumed" and Scheduler that it
+# must allow the service to assume it. Those errors, and only those, are retried with doubling
+# waits for DEPLOY_IAM_RETRY_SECONDS.
+run_naming_new_role() {
+  local what="$1" error started="${SECONDS}"
+  shift
+  if [ "${DRY_RUN}" = true ]; then run "$@"; return 0; fi
+  BACKOFF_MS="${DEPLOY_BACKOFF_MS}"
+  while ! error="$(aws "$@" --region "${REGION}" --output json 2>&1 >/dev/null)"; do
+    if ! [[ "${error}" == *"cannot be assumed"* || "${error}" == *"must allow"*"to assume"* ]]; then
+      printf '%s\n' "${error}" >&2
+      die "could not ${what}"
+    fi
+    if [ "$((SECONDS - started))" -ge "${DEPLOY_IAM_RETRY_SECONDS}" ]; then
+      die "IAM has not propagated the new role after ${DEPLOY_IAM_RETRY_SECONDS}s; run aws/deploy.sh again (every step is safe to repeat)"
+    fi
+    printf '  the new role has not propagated yet; retrying in %sms\n' "${BACKOFF_MS}"
+    sleep_ms "${BACKOFF_MS}"
+    next_backoff
+  done
+}
+
+# Delete something ($1 describes it) if it is there: "not found" means done already.
+remove() {
+  local what="$1" error
+  shift
+  if [ "${DRY_RUN}" = true ]; then run "$@"; return 0; fi
+  if error="$(aws "$@" --region "${REGION}" --output json 2>&1 >/dev/null)"; then
+    printf '  removed %s\n' "${what}"
+  elif [[ "${error}" =~ ResourceNotFound|NoSuchEntity|[Nn]ot\ found|does\ not\ exist ]]; then
+    printf '  %s: not there (nothing to do)\n' "${what}"
+  else
+    printf '%s\n' "${error}" >&2
+    die "could not remove ${what}"
+  fi
+}
+
+# ---------------------------------------------------------------- deploy steps
+
+store_secret() {
+  step "1. secret ${SECRET}"
+  local current=""
+  if SECRET_ARN="$(query secretsmanager describe-secret --secret-id "${SECRET}" --query ARN)"; then
+    printf 'secret %s exists\n' "${SECRET}"
+    if [ -n "${DSN}" ]; then
+      current="$(query secretsmanager get-secret-value --secret-id "${SECRET}" --query SecretString)" || current=""
+      if [ "${current}" = "${DSN}" ]; then
+        printf 'the DSN equals the current version: no new version\n'
+      else
+        printf '%s' "${DSN}" | aws secretsmanager put-secret-value --secret-id "${SECRET}" \
+          --secret-string file:///dev/stdin --region "${REGION}" --output json >/dev/null
+        printf 'stored the DSN as a new current version\n'
+      fi
+    fi
+  elif [ "${DRY_RUN}" = true ]; then
+    printf '+ aws secretsmanager create-secret --name %q --secret-string file:///dev/stdin <<< (the DSN)\n' "${SECRET}"
+    SECRET_ARN="arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:${SECRET}-??????"
+  else
+    [ -n "${DSN}" ] || die "secret ${SECRET} does not exist in ${REGION}: give the DSN (DATABASE_URL or --dsn-stdin)"
+    SECRET_ARN="$(printf '%s' "${DSN}" | aws secretsmanager create-secret --name "${SECRET}" \
+      --description "CockroachDB connection string of the ${FUNCTION_NAME} function" \
+      --secret-string file:///dev/stdin --region "${REGION}" --query ARN --output text)"
+    printf 'created secret %s\n' "${SECRET}"
+  fi
+  unset DSN current
+}
+
+create_log_group() {
+  step "2. log group ${LOG_GROUP}"
+  # Made here, with a retention, so the function's role needs no logs:CreateLogGroup.
+  if [ -n "$(query logs describe-log-groups --log-group-name-prefix "${LOG_GROUP}" \
+    --query "logGroups[?logGroupName=='${LOG_GROUP}'].logGroupName")" ]; then
+    printf 'log group exists\n'
+  else
+    run logs create-log-group --log-group-name "${LOG_GROUP}"
+  fi
+  run logs put-retention-policy --log-group-name "${LOG_GROUP}" --retention-in-days "${LOG_RETENTION_DAYS}"
+}
+
+trust_policy() {
+  local condition=""
+  [ "$1" != "${SCHEDULER_PRINCIPAL}" ] || condition=',"Condition":{"StringEquals":{"aws:SourceAccount":"'"${ACCOUNT}"'"}}'
+  printf '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"%s"},"Action":"sts:AssumeRole"%s}]}' \
+    "$1" "${condition}"
+}
+
+function_policy() {
+  local log_arn="arn:aws:logs:${REGION}:${ACCOUNT}:log-group:${LOG_GROUP}"
+  local statements='{"Effect":"Allow","Action":["logs:CreateLogStream","logs:PutLogEvents"],"Resource":"'"${log_arn}:*"'"}'
+  statements+=',{"Effect":"Allow","Action":"secretsmanager:GetSecretValue","Resource":"'"${SECRET_ARN}"'"}'
+  if [ -n "${SUBNET_IDS}" ]; then
+    # What Lambda needs to place the function's network interfaces in the subnets (the
+    # actions of AWSLambdaVPCAccessExecutionRole); EC2 grants them only on "*".
+    statements+=',{"Effect":"Allow","Action":["ec2:CreateNetworkInterface","ec2:DescribeNetworkInterfaces","ec2:DescribeSubnets","ec2:DeleteNetworkInterface","ec2:AssignPrivateIpAddresses","ec2:UnassignPrivateIpAddresses"],"Resource":"*"}'
+  fi
+  printf '{"Version":"2012-10-17","Statement":[%s]}' "${statements}"
+}
+
+# A role ($1) for a service ($2) with one inline policy ($3), both rewritten on every run.
+ensure_role() {
+  if ROLE_ARN="$(query iam get-role --role-name "$1" --query Role.Arn)"; then
+    printf 'role %s exists\n' "$1"
+    run iam update-assume-role-policy --role-name "$1" --policy-document "$(trust_policy "$2")"
+  elif [ "${DRY_RUN}" = true ]; then
+    run iam create-role --role-name "$1" --assume-role-policy-document "$(trust_policy "$2")"
+    ROLE_ARN="arn:aws:iam::${ACCOUNT}:role/$1"
+  else
+    ROLE_ARN="$(aws iam create-role --role-name "$1" --assume-role-policy-document "$(trust_policy "$2")" \
+      --region "${REGION}" --query Role.Arn --output text)"
+    printf 'created role %s\n' "$1"
+  fi
+  run iam put-role-policy --role-name "$1" --policy-name "$1-least-privilege" --policy-document "$3"
+}
+
+function_role() {
+  step "3. role ${FUNCTION_ROLE}: its own logs, secret ${SECRET}"
+  ensure_role "${FUNCTION_ROLE}" "${LAMBDA_PRINCIPAL}" "$(function_policy)"
+  FUNCTION_ROLE_ARN="${ROLE_ARN}"
+}
+
+build_package() {
+  step "4. package"
+  if [ -n "${PACKAGE_ZIP}" ]; then
+    printf 'using %s\n' "${PACKAGE_ZIP}"
+    return 0
+  fi
+  if [ "${DRY_RUN}" = true ]; then
+    PACKAGE_ZIP="<a new temporary folder>/${FUNCTION_NAME}.zip"
+    printf '+ %q -m aws.package --build %q\n' "${PYTHON}" "${PACKAGE_ZIP}"
+    return 0
+  fi
+  PACKAGE_ZIP="$(mktemp -d)/${FUNCTION_NAME}.zip"
+  (cd "${ROOT}" && "${PYTHON}" -m aws.package --build "${PACKAGE_ZIP}") || die "could not build the package"
+  printf 'built %s\n' "${PACKAGE_ZIP}"
+}
+
+deploy_function() {
+  step "5. function ${FUNCTION_NAME} in ${REGION}"
+  local environment config
+  environment="{\"Variables\":{\"DATABASE_URL_SECRET_ARN\":\"${SECRET_ARN}\",\"DB_POOL_SIZE\":\"${POOL_SIZE}\"}}"
+  config=(--runtime "${RUNTIME}" --handler "${HANDLER}" --role "${FUNCTION_ROLE_ARN}"
+    --memory-size "${MEMORY}" --timeout "${TIMEOUT}" --environment "${environment}")
+  if [ "${SNAP_START}" = true ]; then
+    config+=(--snap-start ApplyOn=PublishedVersions)
+  else
+    config+=(--snap-start ApplyOn=None)
+  fi
+  if [ -n "${SUBNET_IDS}" ]; then
+    config+=(--vpc-config "SubnetIds=${SUBNET_IDS},SecurityGroupIds=${SECURITY_GROUP_IDS}")
+  else
+    config+=(--vpc-config "SubnetIds=[],SecurityGroupIds=[]")
+  fi
+  if exists lambda get-function --function-name "${FUNCTION_NAME}"; then
+    run lambda update-function-code --function-name "${FUNCTION_NAME}" --zip-file "fileb://${PACKAGE_ZIP}"
+    run lambda wait function-updated-v2 --function-name "${FUNCTION_NAME}"
+    run_naming_new_role "update ${FUNCTION_NAME}'s configuration" \
+      lambda update-function-configuration --function-name "${FUNCTION_NAME}" "${config[@]}"
+    run lambda wait function-updated-v2 --function-name "${FUNCTION_NAME}"
+    [ "${DRY_RUN}" = true ] || printf 'updated %s\n' "${FUNCTION_NAME}"
+  else
+    run_naming_new_role "create ${FUNCTION_NAME}" lambda create-function --function-name "${FUNCTION_NAME}" \
+      --architectures "${ARCHITECTURE}" --zip-file "fileb://${PACKAGE_ZIP}" "${config[@]}"
+    run lambda wait function-active-v2 --function-name "${FUNCTION_NAME}"
+    [ "${DRY_RUN}" = true ] || printf 'created %s\n' "${FUNCTION_NAME}"
+  fi
+}
+
+limit_concurrency() {
+  step "6. reserved concurrency ${RESERVED_CONCURRENCY} (x pool size ${POOL_SIZE} <= budget ${CONNECTION_BUDGET})"
+  run lambda put-function-concurrency --function-name "${FUNCTION_NAME}" \
+    --reserved-concurrent-executions "${RESERVED_CONCURRENCY}"
+}
+
+publish() {
+  step "7. publish a version$([ "${SNAP_START}" = false ] || printf ' (SnapStart takes its snapshot)') behind alias ${ALIAS}"
+  # Lambda publishes no new version when neither code nor configuration changed since the last.
+  if [ "${DRY_RUN}" = true ]; then
+    run lambda publish-version --function-name "${FUNCTION_NAME}"
+    VERSION='<the published version>'
+  else
+    VERSION="$(aws lambda publish-version --function-name "${FUNCTION_NAME}" --region "${REGION}" \
+      --query Version --output text)"
+    run lambda wait published-version-active --function-name "${FUNCTION_NAME}:${VERSION}"
+    printf 'version %s\n' "${VERSION}"
+  fi
+  if exists lambda get-alias --function-name "${FUNCTION_NAME}" --name "${ALIAS}"; then
+    run lambda update-alias --function-name "${FUNCTION_NAME}" --name "${ALIAS}" --function-version "${VERSION}"
+  else
+    run lambda create-alias --function-name "${FUNCTION_NAME}" --name "${ALIAS}" --function-version "${VERSION}"
+  fi
+}
+
+function_url() {
+  step "8. private function URL (AWS_IAM) on ${ALIAS}"
+  # AWS_IAM: only principals whose policies allow lambda:InvokeFunctionUrl on it may call it;
+  # no resource policy is added, so nothing outside the account can.
+  if URL="$(query lambda get-function-url-config --function-name "${FUNCTION_NAME}" --qualifier "${ALIAS}" --query FunctionUrl)"; then
+    run lambda update-function-url-config --function-name "${FUNCTION_NAME}" --qualifier "${ALIAS}" --auth-type AWS_IAM
+  elif [ "${DRY_RUN}" = true ]; then
+    run lambda create-function-url-config --function-name "${FUNCTION_NAME}" --qualifier "${ALIAS}" --auth-type AWS_IAM
+    URL='<the function URL>'
+  else
+    URL="$(aws lambda create-function-url-config --function-name "${FUNCTION_NAME}" --qualifier "${ALIAS}" \
+      --auth-type AWS_IAM --region "${REGION}" --query FunctionUrl --output text)"
+  fi
+  printf 'url: %s\n' "${URL}"
+}
+
+scheduler_role() {
+  step "9. role ${SCHEDULER_ROLE}: invoke ${FUNCTION_NAME}:${ALIAS} only"
+  ensure_role "${SCHEDULER_ROLE}" "${SCHEDULER_PRINCIPAL}" \
+    "$(printf '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"lambda:InvokeFunction","Resource":"%s"}]}' "${ALIAS_ARN}")"
+  SCHEDULER_ROLE_ARN="${ROLE_ARN}"
+}
+
+# The target as JSON: the schedule's Input is the event contract of docs/aws-lambda.md, the
+# placeholders filled in by Scheduler on every run, retries included.
+schedule_target() {
+  "${PYTHON}" - "${ALIAS_ARN}" "${SCHEDULER_ROLE_ARN}" "${SCHEDULE_BODY}" <<'PY'
+import json, sys
+alias_arn, role_arn, body = sys.argv[1:4]
+event = {"schedule_arn": "<aws.scheduler.schedule-arn>", "scheduled_time": "<aws.scheduler.scheduled-time>"}
+if body:
+    event["body"] = json.loads(body)
+# A retried run carries the same scheduled time, hence the same ids: retrying is safe.
+retry = {"MaximumRetryAttempts": 3, "MaximumEventAgeInSeconds": 3600}
+print(json.dumps({"Arn": alias_arn, "RoleArn": role_arn, "Input": json.dumps(event), "RetryPolicy": retry}))
+PY
+}
+
+schedule() {
+  step "10. schedule ${SCHEDULE_NAME}: ${SCHEDULE} ${TIME_ZONE}"
+  local args verb=create-schedule
+  args=(--name "${SCHEDULE_NAME}" --schedule-expression "${SCHEDULE}"
+    --schedule-expression-timezone "${TIME_ZONE}" --flexible-time-window Mode=OFF
+    --target "$(schedule_target)" --state ENABLED)
+  if exists scheduler get-schedule --name "${SCHEDULE_NAME}"; then verb=update-schedule; fi
+  run_naming_new_role "${verb%-schedule} schedule ${SCHEDULE_NAME}" scheduler "${verb}" "${args[@]}"
+  [ "${DRY_RUN}" = true ] || printf '%sd schedule %s\n' "${verb%-schedule}" "${SCHEDULE_NAME}"
+}
+
+# GET / through the alias, as a function URL would deliver it: 200 is done.
+smoke_test() {
+  step "11. smoke test: GET / through ${FUNCTION_NAME}:${ALIAS}"
+  local event='{"version":"2.0","rawPath":"/","rawQueryString":"","headers":{"user-agent":"aws/deploy.sh"},"requestContext":{"http":{"method":"GET","path":"/","sourceIp":"127.0.0.1"}}}'
+  if [ "${DRY_RUN}" = true ]; then
+    printf '+ aws lambda invoke --function-name %q --qualifier %q (GET /)\n' "${FUNCTION_NAME}" "${ALIAS}"
+    return 0
+  fi
+  local out status
+  out="$(mktemp)"
+  aws lambda invoke --function-name "${FUNCTION_NAME}" --qualifier "${ALIAS}" --region "${REGION}" \
+    --cli-binary-format raw-in-base64-out --payload "${event}" "${out}" --output json >/dev/null \
+    || die "could not invoke ${FUNCTION_NAME}:${ALIAS}"
+  status="$("${PYTHON}" -c 'import json, sys; print(json.load(open(sys.argv[1])).get("statusCode", "none"))' "${out}" 2>/dev/null)" \
+    || status="unreadable"
+  rm -f "${out}"
+  printf 'smoke test: %s\n' "${status}"
+  [ "${status}" = 200 ] || die "the function answered ${status}: see aws logs tail ${LOG_GROUP} --region ${REGION} (a 503 is usually the cluster's allowlist: see the summary's egress line)"
+}
+
+summary() {
+  step "done"
+  local egress="Lambda's shared addresses (no VPC): fine for CockroachDB Basic; Standard and Advanced accept only allowlisted addresses or private connectivity: redeploy with --subnet-ids and --security-group-ids of private subnets whose NAT gateway's Elastic IP is on the cluster's allowlist, or reach the cluster through AWS PrivateLink"
+  [ -z "${SUBNET_IDS}" ] || egress="subnets ${SUBNET_IDS} (security groups ${SECURITY_GROUP_IDS}): allowlist their NAT gateway's Elastic IP on the cluster, or use a PrivateLink endpoint"
+  cat <<EOF
+region:            ${REGION} (${REGION_WHY})
+function:          ${FUNCTION_NAME} (${RUNTIME}, ${ARCHITECTURE}, ${MEMORY} MB, ${TIMEOUT}s), alias ${ALIAS} -> version ${VERSION}
+snapstart:         $([ "${SNAP_START}" = true ] && printf 'on published versions' || printf 'off')
+url:               ${URL} (AWS_IAM: callers need lambda:InvokeFunctionUrl)
+secret:            ${SECRET} (DATABASE_URL_SECRET_ARN)
+function role:     ${FUNCTION_ROLE} (its log group, GetSecretValue on ${SECRET})
+schedule:          ${SCHEDULE_NAME} "${SCHEDULE}" ${TIME_ZONE}, as ${SCHEDULER_ROLE}, 3 retries within an hour
+connection budget: ${CONNECTION_BUDGET} >= reserved concurrency ${RESERVED_CONCURRENCY} x pool size ${POOL_SIZE}
+egress:            ${egress}
+EOF
+}
+
+# ---------------------------------------------------------------- teardown
+
+delete_role() {
+  remove "${1}'s policy" iam delete-role-policy --role-name "$1" --policy-name "$1-least-privilege"
+  remove "role $1" iam delete-role --role-name "$1"
+}
+
+teardown() {
+  step "delete the schedule ${SCHEDULE_NAME}"
+  remove "schedule ${SCHEDULE_NAME}" scheduler delete-schedule --name "${SCHEDULE_NAME}"
+  delete_role "${SCHEDULER_ROLE}"
+  step "delete the function ${FUNCTION_NAME} (its versions, alias and URL with it)"
+  remove "${FUNCTION_NAME}'s URL" lambda delete-function-url-config --function-name "${FUNCTION_NAME}" --qualifier "${ALIAS}"
+  remove "function ${FUNCTION_NAME}" lambda delete-function --function-name "${FUNCTION_NAME}"
+  delete_role "${FUNCTION_ROLE}"
+  step "the secret ${SECRET}"
+  if [ "${DELETE_SECRET}" = true ]; then
+    remove "secret ${SECRET} (recoverable for 7 days)" secretsmanager delete-secret --secret-id "${SECRET}" \
+      --recovery-window-in-days 7
+  else
+    printf 'kept (it holds the DSN; add --delete-secret to delete it)\n'
+  fi
+  printf '\nLeft in place: the log group %s (delete it with aws logs delete-log-group).\n' "${LOG_GROUP}"
+}
+
+# ---------------------------------------------------------------- main
+
+main() {
+  parse_args "$@"
+  ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  check_tools
+  check_names
+  check_numbers
+  check_network
+  check_modes
+  read_dsn
+  if [ -n "${DSN}" ]; then check_dsn "${DSN}"; fi
+  choose_region
+  find_account
+  set_names
+  if [ "${MODE}" = delete ]; then teardown; return 0; fi
+  store_secret
+  create_log_group
+  function_role
+  build_package
+  deploy_function
+  limit_concurrency
+  publish
+  function_url
+  scheduler_role
+  schedule
+  if [ "${SMOKE_TEST}" = true ]; then smoke_test; fi
+  summary
+}
+
+main "$@"
