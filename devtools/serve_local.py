@@ -35,7 +35,6 @@ import socket
 import sys
 from collections.abc import Iterator
 
-from devtools.function_server import FunctionServer
 from devtools.postgres import PostgresError, PostgresServer, cluster_folder, traversable_by_others
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -226,6 +225,9 @@ def concurrency(env: dict[str, str]) -> tuple[dict[str, str], str]:
 def serve(args: argparse.Namespace, env: dict[str, str], show_command: str | None) -> int:
     env, note = concurrency(env)
     print(note, flush=True)
+    # Imported here: the port checks (--check-only) run before the venv and its packages exist.
+    from devtools.function_server import FunctionServer
+
     # The same harness the tests and the benchmark use; its own session, so a
     # Ctrl-C reaches only this process, which then stops the server in order.
     function = FunctionServer(env, port=args.port, inherit_output=True, new_session=True)
