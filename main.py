@@ -29,7 +29,6 @@ atexit.register(runtime.close)
 FRAMEWORK_PATHS = ("/robots.txt", "/favicon.ico")
 
 
-@flask.current_app.before_request  # functions-framework imports this file inside its app's context
 def answer_framework_paths_without_their_body() -> flask.Response | None:
     request = flask.request
     if request.path in FRAMEWORK_PATHS and _has_body(request):
@@ -37,6 +36,11 @@ def answer_framework_paths_without_their_body() -> flask.Response | None:
             Outcome(404, {"error": f"there is nothing at {request.path}"}), body_left_unread=True
         )
     return None
+
+
+# functions-framework imports this file inside its app's context; a plain import has none.
+if flask.has_app_context():
+    flask.current_app.before_request(answer_framework_paths_without_their_body)
 
 
 @functions_framework.http
