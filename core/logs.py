@@ -157,8 +157,24 @@ class StdoutHandler(logging.StreamHandler):
         self.setFormatter(CloudLoggingFormatter())
 
 
+def log_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    """An exception Python cannot raise (one in a finalizer: a dead connection's socket
+    buffer flushed as it is collected) as one scrubbed line, not a traceback on stderr,
+    which Cloud Logging would split into one entry per line."""
+    error = unraisable.exc_value
+    logging.getLogger("python").warning(
+        "%s %r: %s: %s",
+        unraisable.err_msg or "Exception ignored in",
+        unraisable.object,
+        type(error).__name__,
+        error,
+    )
+
+
 def configure(level: str = "INFO") -> None:
-    """Send every logger's records to stdout as JSON lines, each once (idempotent)."""
+    """Send every logger's records, and Python's unraisable exceptions, to stdout as
+    JSON lines, each once (idempotent)."""
+    sys.unraisablehook = log_unraisable
     root = logging.getLogger()
     for handler in list(root.handlers):
         # A bare StreamHandler on the root is what functions-framework's dictConfig

@@ -499,3 +499,18 @@ def test_secrets_with_json_special_characters_are_scrubbed_too(capfd):
     logging.getLogger("some.library").warning("value=%s", secret)
     [line] = [line for line in capfd.readouterr().out.splitlines() if "some.library" in line]
     assert json.loads(line)["message"] == "value=[redacted]"
+
+
+def test_an_exception_python_cannot_raise_is_one_warning_line_not_a_traceback(capfd):
+    """Such as a dead connection's socket buffer that fails to flush as it is collected."""
+    logs.configure()
+
+    class FailsWhenCollected:
+        def __del__(self):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    FailsWhenCollected()
+    captured = capfd.readouterr()
+    [line] = [json.loads(text) for text in captured.out.splitlines() if '"logger": "python"' in text]
+    assert line["severity"] == "WARNING" and "BrokenPipeError: [Errno 32] Broken pipe" in line["message"]
+    assert "Traceback" not in captured.out + captured.err
