@@ -113,9 +113,11 @@ APIS=(cloudresourcemanager.googleapis.com iam.googleapis.com secretmanager.googl
   cloudfunctions.googleapis.com run.googleapis.com cloudbuild.googleapis.com
   artifactregistry.googleapis.com cloudscheduler.googleapis.com logging.googleapis.com)
 
-usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
-die() { printf 'deploy.sh: %s\n' "$*" >&2; exit 2; }
-step() { printf '\n== %s\n' "$*"; }
+# Found beside this script with bash alone: the checks below run before any other tool is known.
+here="${BASH_SOURCE[0]%/*}"
+[ "${here}" != "${BASH_SOURCE[0]}" ] || here=.
+# shellcheck source=deploy/common.sh
+source "${here}/deploy/common.sh"
 
 PROJECT="${PROJECT:-}"
 SECRET="${SECRET:-events-dsn}"
@@ -185,18 +187,6 @@ parse_args() {
 }
 
 # ---------------------------------------------------------------- checks, before anything runs
-
-# Read the whole number in variable $1 as decimal (a leading 0 is not octal: 010 is ten) and
-# check it is from $3 to $4; $2 names the setting in the message.
-decimal() {
-  local value="${!1}" digits
-  [[ "${value}" =~ ^[0-9]+$ ]] || die "$2 must be a whole number, got '${value}'"
-  digits="${value#"${value%%[!0]*}"}"
-  if [ "${#digits}" -gt 9 ] || [ "$((10#${value}))" -lt "$3" ] || [ "$((10#${value}))" -gt "$4" ]; then
-    die "$2 must be from $3 to $4, got ${value}"
-  fi
-  printf -v "$1" '%d' "$((10#${value}))"
-}
 
 check_names() {
   [ -n "${PROJECT}" ] || die "set --project (or PROJECT)"
@@ -324,16 +314,6 @@ check_logged_in() {
 # ---------------------------------------------------------------- the DSN and the region
 
 # The DSN stays in the variable DSN: never a command argument, never printed.
-read_dsn() {
-  DSN="${DATABASE_URL:-}"
-  if [ "${DSN_FROM_STDIN}" = true ]; then
-    IFS= read -r DSN || [ -n "${DSN}" ] || die "--dsn-stdin: nothing on standard input"
-    [ -n "${DSN}" ] || die "--dsn-stdin: the first line of standard input is empty"
-  fi
-  # The DSN is passed on stdin where it is needed, never inherited by gcloud or Python.
-  export -n DATABASE_URL 2>/dev/null || true
-}
-
 # The function's own DSN translation, on the DSN from standard input.
 check_dsn() {
   printf '%s' "$1" | (cd "${HERE}" && "${PYTHON}" -m deploy.dsn_check) || exit 2
@@ -404,8 +384,6 @@ exists() {
   [ "${DRY_RUN}" = false ] && gcloud "$@" --project "${PROJECT}" --quiet --format none >/dev/null 2>&1
 }
 
-sleep_ms() { sleep "$(($1 / 1000)).$(printf '%03d' "$(($1 % 1000))")"; }
-next_backoff() { BACKOFF_MS=$((BACKOFF_MS * 2 > DEPLOY_BACKOFF_MS * 16 ? DEPLOY_BACKOFF_MS * 16 : BACKOFF_MS * 2)); }
 
 # Grant a role ($1 describes it). IAM learns of a new service account seconds to minutes after
 # its creation; until then a binding naming it is refused with "Service account X does not

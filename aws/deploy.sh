@@ -71,9 +71,11 @@ POOL_SIZE=1
 LAMBDA_PRINCIPAL="lambda.amazonaws.com"
 SCHEDULER_PRINCIPAL="scheduler.amazonaws.com"
 
-usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
-die() { printf 'deploy.sh: %s\n' "$*" >&2; exit 2; }
-step() { printf '\n== %s\n' "$*"; }
+# Found beside this script with bash alone: the checks below run before any other tool is known.
+here="${BASH_SOURCE[0]%/*}"
+[ "${here}" != "${BASH_SOURCE[0]}" ] || here=.
+# shellcheck source=deploy/common.sh
+source "${here}/../deploy/common.sh"
 
 REGION="${REGION:-}"
 CLUSTER_REGION="${CLUSTER_REGION:-}"
@@ -134,18 +136,6 @@ parse_args() {
 }
 
 # ---------------------------------------------------------------- checks, before anything runs
-
-# Read the whole number in variable $1 as decimal (010 is ten, not octal) and check it is from
-# $3 to $4; $2 names the setting in the message.
-decimal() {
-  local value="${!1}" digits
-  [[ "${value}" =~ ^[0-9]+$ ]] || die "$2 must be a whole number, got '${value}'"
-  digits="${value#"${value%%[!0]*}"}"
-  if [ "${#digits}" -gt 9 ] || [ "$((10#${value}))" -lt "$3" ] || [ "$((10#${value}))" -gt "$4" ]; then
-    die "$2 must be from $3 to $4, got ${value}"
-  fi
-  printf -v "$1" '%d' "$((10#${value}))"
-}
 
 check_names() {
   # Role names are at most 64 characters: <name>-scheduler must fit.
@@ -209,16 +199,6 @@ check_tools() {
 # ---------------------------------------------------------------- the DSN, the region, the account
 
 # The DSN stays in the variable DSN: never a command argument, never printed.
-read_dsn() {
-  DSN="${DATABASE_URL:-}"
-  if [ "${DSN_FROM_STDIN}" = true ]; then
-    IFS= read -r DSN || [ -n "${DSN}" ] || die "--dsn-stdin: nothing on standard input"
-    [ -n "${DSN}" ] || die "--dsn-stdin: the first line of standard input is empty"
-  fi
-  # The DSN reaches the AWS CLI and Python on stdin only, never through their environment.
-  export -n DATABASE_URL 2>/dev/null || true
-}
-
 # The function's own DSN translation, with the package as the files the function will have.
 check_dsn() {
   printf '%s' "$1" | (cd "${ROOT}" && "${PYTHON}" -m aws.package --check-dsn) || exit 2
@@ -271,8 +251,6 @@ query() {
 
 exists() { query "$@" >/dev/null; }
 
-sleep_ms() { sleep "$(($1 / 1000)).$(printf '%03d' "$(($1 % 1000))")"; }
-next_backoff() { BACKOFF_MS=$((BACKOFF_MS * 2 > DEPLOY_BACKOFF_MS * 16 ? DEPLOY_BACKOFF_MS * 16 : BACKOFF_MS * 2)); }
 
 # Run an AWS command ($1 describes it) that names a role created moments ago. IAM takes seconds
 # to propagate a new role; until then Lambda says it "cannot be assumed" and Scheduler that it

@@ -37,7 +37,7 @@ echo "== ruff format --check" >&2
 echo "== mypy (mypy.ini)" >&2
 "${VENV}/bin/mypy"
 echo "== shellcheck" >&2
-"${VENV}/bin/shellcheck" deploy.sh aws/deploy.sh scripts/*.sh .ci/run
+"${VENV}/bin/shellcheck" -x deploy.sh aws/deploy.sh deploy/common.sh scripts/*.sh .ci/run
 echo "== pytest, coverage floor ${COVERAGE_FLOOR} %" >&2
 exec "${VENV}/bin/python" -m pytest --cov --cov-config=.coveragerc --cov-report=term \
   --cov-fail-under="${COVERAGE_FLOOR}"
