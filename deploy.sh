@@ -114,10 +114,11 @@ APIS=(cloudresourcemanager.googleapis.com iam.googleapis.com secretmanager.googl
   artifactregistry.googleapis.com cloudscheduler.googleapis.com logging.googleapis.com)
 
 # Found beside this script with bash alone: the checks below run before any other tool is known.
-here="${BASH_SOURCE[0]%/*}"
-[ "${here}" != "${BASH_SOURCE[0]}" ] || here=.
+HERE="${BASH_SOURCE[0]%/*}"
+[ "${HERE}" != "${BASH_SOURCE[0]}" ] || HERE=.
+HERE="$(cd "${HERE}" && pwd)"
 # shellcheck source=deploy/common.sh
-source "${here}/deploy/common.sh"
+source "${HERE}/deploy/common.sh"
 
 PROJECT="${PROJECT:-}"
 SECRET="${SECRET:-events-dsn}"
@@ -298,11 +299,7 @@ check_modes() {
 
 check_tools() {
   command -v gcloud >/dev/null || die "gcloud is not installed: https://cloud.google.com/sdk/docs/install"
-  PYTHON="${PYTHON:-}"
-  if [ -z "${PYTHON}" ]; then
-    if [ -x "${HERE}/.venv/bin/python" ]; then PYTHON="${HERE}/.venv/bin/python"; else PYTHON=python3; fi
-  fi
-  command -v "${PYTHON}" >/dev/null || die "python3 is needed (set PYTHON)"
+  find_python "${HERE}"
 }
 
 check_logged_in() {
@@ -792,7 +789,6 @@ EOF
 
 main() {
   parse_args "$@"
-  HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
   check_names
   check_numbers
   check_resources

@@ -71,11 +71,12 @@ POOL_SIZE=1
 LAMBDA_PRINCIPAL="lambda.amazonaws.com"
 SCHEDULER_PRINCIPAL="scheduler.amazonaws.com"
 
-# Found beside this script with bash alone: the checks below run before any other tool is known.
-here="${BASH_SOURCE[0]%/*}"
-[ "${here}" != "${BASH_SOURCE[0]}" ] || here=.
+# The project's root, found with bash alone: the checks below run before any other tool is known.
+ROOT="${BASH_SOURCE[0]%/*}"
+[ "${ROOT}" != "${BASH_SOURCE[0]}" ] || ROOT=.
+ROOT="$(cd "${ROOT}/.." && pwd)"
 # shellcheck source=deploy/common.sh
-source "${here}/../deploy/common.sh"
+source "${ROOT}/deploy/common.sh"
 
 REGION="${REGION:-}"
 CLUSTER_REGION="${CLUSTER_REGION:-}"
@@ -189,11 +190,7 @@ check_modes() {
 
 check_tools() {
   command -v aws >/dev/null || die "the AWS CLI is not installed: pip install awscli (requirements-dev.txt), or AWS's installer"
-  PYTHON="${PYTHON:-}"
-  if [ -z "${PYTHON}" ]; then
-    if [ -x "${ROOT}/.venv/bin/python" ]; then PYTHON="${ROOT}/.venv/bin/python"; else PYTHON=python3; fi
-  fi
-  command -v "${PYTHON}" >/dev/null || die "python3 is needed (set PYTHON)"
+  find_python "${ROOT}"
 }
 
 # ---------------------------------------------------------------- the DSN, the region, the account
@@ -560,7 +557,6 @@ teardown() {
 
 main() {
   parse_args "$@"
-  ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
   check_tools
   check_names
   check_numbers

@@ -17,6 +17,16 @@ decimal() {
   printf -v "$1" '%d' "$((10#${value}))"
 }
 
+# PYTHON, the interpreter that runs the function's own checks: as set, else the project's
+# .venv under $1, else python3.
+find_python() {
+  PYTHON="${PYTHON:-}"
+  if [ -z "${PYTHON}" ]; then
+    if [ -x "$1/.venv/bin/python" ]; then PYTHON="$1/.venv/bin/python"; else PYTHON=python3; fi
+  fi
+  command -v "${PYTHON}" >/dev/null || die "python3 is needed (set PYTHON)"
+}
+
 # The DSN from DATABASE_URL, or from standard input's first line with DSN_FROM_STDIN=true.
 read_dsn() {
   DSN="${DATABASE_URL:-}"

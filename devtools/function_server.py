@@ -36,6 +36,19 @@ from devtools.postgres import free_port
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
+def json_lines(text: str) -> list[dict]:
+    """The JSON objects among `text`'s lines (the function's log lines); other lines are skipped."""
+    entries = []
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            entries.append(entry)
+    return entries
+
+
 def environment_without_function_settings() -> dict[str, str]:
     return {name: value for name, value in os.environ.items() if name not in FUNCTION_ENV}
 
@@ -250,15 +263,7 @@ class FunctionServer:
 
     def log_lines(self) -> list[dict]:
         """The JSON lines the function wrote to stdout (other output, like gunicorn's, is skipped)."""
-        lines = []
-        for raw in self.stdout_text().splitlines():
-            try:
-                entry = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(entry, dict):
-                lines.append(entry)
-        return lines
+        return json_lines(self.stdout_text())
 
 
 def memory_of(pid: int) -> dict[str, int]:

@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from devtools.function_server import ROOT, environment_without_function_settings
+from devtools.function_server import ROOT, environment_without_function_settings, json_lines
 
 PREFIX = "/2018-06-01/runtime"
 HANDLER = "aws.lambda_function.lambda_handler"
@@ -283,12 +283,4 @@ class LambdaProcess:
         return self.log_path.read_text(errors="replace").splitlines() if self.log_path.exists() else []
 
     def json_log_lines(self) -> list[dict]:
-        lines = []
-        for line in self.log_lines():
-            try:
-                document = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(document, dict):
-                lines.append(document)
-        return lines
+        return json_lines("\n".join(self.log_lines()))

@@ -5,31 +5,19 @@ and reading the function's log lines."""
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import time
 from collections.abc import Iterator
 
 import pg8000.native
 
+from devtools.function_server import json_lines
 from devtools.postgres import ADMIN_USER, APP_USER, PostgresServer
 
 # The superuser's sessions are not the function's: pg_stat_activity counts them apart.
 HOLDER_APPLICATION = "fault-tests-holder"
 # What a helper's own connection raises while the server is down or restarting.
 SERVER_GONE = (OSError, pg8000.native.InterfaceError, pg8000.native.DatabaseError)
-
-
-def json_lines(text: str) -> list[dict]:
-    """The JSON log lines in `text` (the function's stdout); anything else is skipped."""
-    entries = []
-    for line in text.splitlines():
-        if line.startswith("{"):
-            try:
-                entries.append(json.loads(line))
-            except ValueError:
-                continue
-    return entries
 
 
 def error_lines(text: str) -> list[dict]:
