@@ -28,7 +28,7 @@ import socket
 import time
 
 import pytest
-from function_harness import FunctionServer, capture, load_function
+from function_harness import ROOT, FunctionServer, capture, load_function
 
 BODY_TIMEOUT = 1.0
 THREADS = 8
@@ -310,3 +310,15 @@ def test_worker_memory_stays_under_160_mib_after_every_batch_size_twice(events_d
     assert events_db.execute("SELECT count(*) FROM events", database="app")[0][0] == 1 + 2 * sum(
         range(1, 501)
     )
+
+
+def test_the_server_hands_the_function_the_clients_socket_to_cut_off(tmp_path):
+    """The body time limit shuts a stalled client's socket; under functions-framework's
+    server, main.client_socket finds it (an upgrade that moves it fails here)."""
+    source = ROOT / "tests" / "handler_that_reports_its_client_socket.py"
+    env = {"PYTHONPATH": str(ROOT)}  # the test source imports main.py
+    with FunctionServer(
+        env, tmp_path / "function.log", target="reports_client_socket", source=source
+    ) as server:
+        reply = server.request("GET")
+    assert (reply.status, reply.json()) == (200, {"client_socket": True})
