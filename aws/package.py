@@ -28,6 +28,10 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 # The function's own code, relative to the repository root.
 SOURCES = ("aws/__init__.py", "aws/lambda_function.py", "aws/lambda_events.py", "core", "db", "config.py")
 REQUIREMENTS = ROOT / "aws" / "requirements.txt"
+# Where Lambda unpacks the package.
+TASK_ROOT = "/var/task"
+# The earliest time a zip entry can carry; every entry gets it.
+ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
 PLATFORM = ("--platform", "manylinux2014_x86_64", "--python-version", "3.13", "--implementation", "cp")
 
 
@@ -45,12 +49,16 @@ def own_files() -> list[str]:
     return files
 
 
-def build(out: pathlib.Path, pip: list[str]) -> None:
-    """Write the package to `out`: the dependencies for Lambda's platform, then the code."""
+def build(out: pathlib.Path, pip: list[str], requirements: pathlib.Path = REQUIREMENTS) -> None:
+    """Write the package to `out`: the dependencies for Lambda's platform, then the code.
+
+    The same sources and requirements give the same bytes, wherever and whenever it is
+    built: Lambda then sees an unchanged CodeSha256, and aws/deploy.sh publishes nothing.
+    """
     with tempfile.TemporaryDirectory() as staging:
         subprocess.run(
             [*pip, "install", "--quiet", "--disable-pip-version-check", "--no-compile", "--only-binary=:all:",
-             *PLATFORM, "--target", staging, "-r", str(REQUIREMENTS)],
+             *PLATFORM, "--target", staging, "-r", str(requirements)],
             check=True,
         )  # fmt: skip
         for name in own_files():
@@ -59,20 +67,33 @@ def build(out: pathlib.Path, pip: list[str]) -> None:
             shutil.copyfile(ROOT / name, target)
         compile_for_lambda(pathlib.Path(staging))
         tmp = out.with_name(out.name + ".partial")
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
-            for path in sorted(pathlib.Path(staging).rglob("*")):
-                if path.is_file():
-                    archive.write(path, path.relative_to(staging).as_posix())
+        write_zip(pathlib.Path(staging), tmp)
         os.replace(tmp, out)
+
+
+def write_zip(folder: pathlib.Path, out: pathlib.Path) -> None:
+    """Zip `folder` reproducibly: entries sorted by name, one fixed timestamp and mode."""
+    files = sorted(
+        (path.relative_to(folder).as_posix(), path) for path in folder.rglob("*") if path.is_file()
+    )
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, path in files:
+            entry = zipfile.ZipInfo(name, date_time=ZIP_TIMESTAMP)
+            entry.external_attr = (
+                0o100644 << 16
+            )  # a regular file, readable by all: Lambda runs as another user
+            entry.create_system = 3  # Unix, so the mode above is read as one
+            archive.writestr(entry, path.read_bytes(), compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
 
 
 def compile_for_lambda(staging: pathlib.Path) -> None:
     """Byte-compile everything, so no cold start compiles: Lambda's task root is read-only,
     and Python compiles in memory, on every start, what has no usable .pyc.
 
-    Hash-checked-free .pyc files (unchecked-hash), since a zip keeps modification times
-    only to two seconds and a timestamp .pyc would then look stale. Only a Python 3.13
-    writes .pyc files that Lambda's python3.13 reads.
+    Unchecked-hash .pyc files, since a zip keeps modification times only to two seconds
+    and a timestamp .pyc would then look stale; each records its source as
+    /var/task/..., where Lambda unpacks the package, not the build's temporary folder.
+    Only a Python 3.13 writes .pyc files that Lambda's python3.13 reads.
     """
     if sys.version_info[:2] != (3, 13):
         print(f"warning: Python {sys.version_info[0]}.{sys.version_info[1]} cannot compile for python3.13; "
@@ -80,7 +101,13 @@ def compile_for_lambda(staging: pathlib.Path) -> None:
         return
     import compileall
 
-    compileall.compile_dir(staging, quiet=1, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    compileall.compile_dir(
+        staging,
+        quiet=1,
+        stripdir=str(staging),
+        prependdir=TASK_ROOT,
+        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,12 +1,14 @@
 """The deployment package: the function's own files and nothing of development, every
-module byte-compiled so a read-only task root compiles nothing, and a DSN checked
-against the files the package really carries."""
+module byte-compiled so a read-only task root compiles nothing, the same bytes from
+the same sources, and a DSN checked against the files the package really carries."""
 
 from __future__ import annotations
 
 import importlib.util
 import subprocess
 import sys
+import tempfile
+import zipfile
 
 from aws import package
 from devtools.function_server import ROOT
@@ -45,3 +47,19 @@ def test_a_dsn_naming_a_file_outside_the_package_is_refused():
     assert outside.returncode == 2 and "sslrootcert" in outside.stderr and "p@h" not in outside.stderr
     system = subprocess.run(check, input=dsn + "system", cwd=ROOT, capture_output=True, text=True)
     assert system.returncode == 0, system.stderr
+
+
+def test_the_same_sources_build_the_same_bytes_with_no_build_path_inside(tmp_path):
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("")  # the function's own files only: no wheel is downloaded
+    pip = [sys.executable, "-m", "pip"]
+    package.build(tmp_path / "one.zip", pip, requirements)
+    package.build(tmp_path / "two.zip", pip, requirements)
+    built = (tmp_path / "one.zip").read_bytes()
+    assert built == (tmp_path / "two.zip").read_bytes()
+    with zipfile.ZipFile(tmp_path / "one.zip") as archive:
+        compiled = [name for name in archive.namelist() if name.endswith(".pyc")]
+        assert "core/__pycache__/service.cpython-313.pyc" in compiled
+        assert {entry.date_time for entry in archive.infolist()} == {package.ZIP_TIMESTAMP}
+        code = archive.read("core/__pycache__/service.cpython-313.pyc")
+    assert b"/var/task/core/service.py" in code and tempfile.gettempdir().encode() not in code
