@@ -388,6 +388,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tables", action="store_true", help="print the tables from --json and exit")
     args = parser.parse_args(argv)
     if args.tables:
+        if not args.json.is_file():
+            print(
+                f"no results in {args.json}: run python -m devtools.lambda_benchmark first", file=sys.stderr
+            )
+            return 2
         print(tables(json.loads(args.json.read_text())))
         return 0
     memories = [256, 1769] if args.quick else list(MEMORY_MB)
