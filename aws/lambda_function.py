@@ -9,8 +9,9 @@ SnapStart: Lambda snapshots the environment after this module is imported and
 restores copies of it. Before the snapshot the runtime closes its connections
 and forgets the DSN, so neither a connection nor the secret's value is in the
 snapshot; the first request after a restore reads the secret and connects once.
-boto3, when the secret comes from Secrets Manager, is imported before the
-snapshot, so restored copies do not import it again.
+The Secrets Manager client, when the secret comes from there, is built before
+the snapshot (no connection, no secret), so restored copies neither import boto3
+nor build a client again.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from snapshot_restore_py import register_after_restore, register_before_snapshot
 from aws import lambda_events
 from core import logs, service
 from core.runtime import Runtime
-from db.secret import import_aws_client
+from db.secret import prepare_aws_client
 
 runtime = Runtime()
 # The runtime's own root handler would write every line a second time, in its text format.
@@ -35,10 +36,9 @@ logs.configure(runtime.config.log_level)
 @register_before_snapshot
 def _before_snapshot() -> None:
     runtime.close()
-    # Modules are safe in a snapshot, unlike connections and secrets: the restored
-    # copies' first request then reads the secret without importing boto3.
+    # A client is safe in a snapshot, unlike connections and secrets: it holds neither yet.
     if runtime.config.database_url_secret_arn:
-        import_aws_client()
+        prepare_aws_client(runtime.config.database_url_secret_arn, runtime.config.secret_timeout)
 
 
 @register_after_restore

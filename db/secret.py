@@ -20,6 +20,7 @@ not work (see db.database).
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from db.errors import ConfigurationError, SecretUnavailable
 
@@ -164,37 +165,48 @@ def aws_secret_region(arn: str) -> str:
     return match.group(1)
 
 
-def import_aws_client() -> None:
-    """Import boto3 now: called before a SnapStart snapshot, so that restored copies
-    find it imported instead of paying for the import on their first request."""
-    import boto3  # noqa: F401
-    import botocore.config  # noqa: F401
-    import botocore.exceptions  # noqa: F401
+# One Secrets Manager client per environment (process) and (region, timeout): building one
+# (a botocore session, its endpoint and service model) is most of the secret's cost on a first
+# call. A race between two threads builds two, and one is kept: harmless.
+_aws_clients: dict[tuple[str, float], Any] = {}
+
+
+def aws_client(region: str, timeout: float) -> Any:
+    """The environment's Secrets Manager client for `region`, built on first use."""
+    client = _aws_clients.get((region, timeout))
+    if client is None:
+        import boto3
+        import botocore.config
+
+        config = botocore.config.Config(
+            connect_timeout=timeout,
+            read_timeout=timeout,
+            # Bounded: an outage must become a prompt 503, not minutes of the SDK's retries.
+            retries={"mode": "standard", "total_max_attempts": 2},
+        )
+        client = boto3.session.Session().client("secretsmanager", region_name=region, config=config)
+        _aws_clients[(region, timeout)] = client
+    return client
+
+
+def prepare_aws_client(arn: str, timeout: float) -> None:
+    """Build the client now: called before a SnapStart snapshot, so restored copies find
+    it built. It opens no connection and reads no secret until its first call."""
+    aws_client(aws_secret_region(arn), timeout)
 
 
 def read_aws_secret(arn: str, *, timeout: float) -> str:
     """The current version (AWSCURRENT) of a Secrets Manager secret, as text.
 
-    boto3 is imported here, on this path only: it is a third of a cold start's
-    imports (docs/aws-lambda.md). Credentials, and an endpoint override
-    (AWS_ENDPOINT_URL, for a local server), come from boto3's own environment
-    chain: on Lambda, the function's execution role.
+    boto3 is imported on this path only: it is a third of a cold start's imports
+    (docs/aws-lambda.md). Credentials, and an endpoint override (AWS_ENDPOINT_URL,
+    for a local server), come from boto3's own environment chain: on Lambda, the
+    function's execution role.
     """
-    import boto3
-    import botocore.config
     import botocore.exceptions
 
-    config = botocore.config.Config(
-        connect_timeout=timeout,
-        read_timeout=timeout,
-        # Bounded: an outage must become a prompt 503, not minutes of the SDK's retries.
-        retries={"mode": "standard", "total_max_attempts": 2},
-    )
     try:
-        client = boto3.session.Session().client(
-            "secretsmanager", region_name=aws_secret_region(arn), config=config
-        )
-        response = client.get_secret_value(SecretId=arn)
+        response = aws_client(aws_secret_region(arn), timeout).get_secret_value(SecretId=arn)
     except botocore.exceptions.ClientError as err:
         code = err.response.get("Error", {}).get("Code", "error")
         raise SecretUnavailable(f"cannot read secret {arn}: {code}") from None

@@ -7,10 +7,16 @@ from __future__ import annotations
 import pytest
 
 from db.errors import ConfigurationError, SecretUnavailable
-from db.secret import DsnSource, read_aws_secret
+from db.secret import DsnSource, aws_client, prepare_aws_client, read_aws_secret
 from devtools.postgres import free_port
 
 MISSING = "arn:aws:secretsmanager:us-east-1:123456789012:secret:missing-AbCdEf"
+
+
+def missing_in(region: str) -> str:
+    """A secret in a region of its own: the environment's client for it is built by this test,
+    with the environment this test sets (one client per environment and region)."""
+    return MISSING.replace("us-east-1", region)
 
 
 @pytest.fixture
@@ -49,14 +55,23 @@ def test_a_missing_secret_names_the_secret_and_the_error(secrets):
 def test_an_unreachable_endpoint_is_named_by_the_error_type(secrets, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     with pytest.raises(SecretUnavailable, match=r"^cannot read secret .*: EndpointConnectionError$"):
-        read_aws_secret(MISSING, timeout=1)
+        read_aws_secret(missing_in("eu-west-3"), timeout=1)
 
 
 def test_no_credentials_is_said_so(secrets, monkeypatch):
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(name)
     with pytest.raises(SecretUnavailable, match="no AWS credentials"):
-        read_aws_secret(MISSING, timeout=1)
+        read_aws_secret(missing_in("ap-northeast-3"), timeout=1)
+
+
+def test_every_read_in_an_environment_shares_one_client(secrets):
+    arn = secrets.create_secret(Name="reader-shared", SecretString="postgresql://shared")["ARN"]
+    prepare_aws_client(arn, timeout=2)  # as the SnapStart hook does before the snapshot
+    prepared = aws_client("us-east-1", 2)
+    assert read_aws_secret(arn, timeout=2) == "postgresql://shared"
+    assert DsnSource(aws_secret_arn=arn, timeout=2).read() == "postgresql://shared"
+    assert aws_client("us-east-1", 2) is prepared
 
 
 @pytest.mark.parametrize(
