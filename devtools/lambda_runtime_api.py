@@ -47,8 +47,9 @@ FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:events"
 class InvocationResult:
     """What Lambda's Invoke returns: the payload, or the error the handler raised (then `error`)."""
 
-    def __init__(self, body: bytes, error_type: str | None, answered_at: float = 0.0):
+    def __init__(self, body: bytes, error_type: str | None, answered_at: float = 0.0, request_id: str = ""):
         self.body = body
+        self.request_id = request_id  # Lambda-Runtime-Aws-Request-Id: the handler's context.aws_request_id
         self.error_type = error_type
         self.answered_at = answered_at  # time.perf_counter() when the answer arrived
 
@@ -107,14 +108,19 @@ class LambdaRuntimeApi:
 
     def invoke(self, event: Any, timeout: float = 30.0) -> InvocationResult:
         """Queue `event` for the function and wait for its answer."""
-        invocation = _Invocation(event)
-        with self._lock:
-            self._pending[invocation.id] = invocation
-        self._queue.put(invocation)
+        invocation = self.submit(event)
         if not invocation.done.wait(timeout):
             raise TimeoutError(f"the function did not answer within {timeout} s")
         assert invocation.result is not None
         return invocation.result
+
+    def submit(self, event: Any) -> _Invocation:
+        """Queue `event` for the function; its `done` is set when the answer arrives."""
+        invocation = _Invocation(event)
+        with self._lock:
+            self._pending[invocation.id] = invocation
+        self._queue.put(invocation)
+        return invocation
 
     def wait_for_snapshot(self, timeout: float = 30.0) -> None:
         """Return once the client has run the before-snapshot hooks and asked to be restored."""
@@ -136,7 +142,7 @@ class LambdaRuntimeApi:
             invocation = self._pending.pop(invocation_id, None)
         if invocation is None:
             return False
-        invocation.result = InvocationResult(body, error_type, time.perf_counter())
+        invocation.result = InvocationResult(body, error_type, time.perf_counter(), invocation.id)
         invocation.done.set()
         return True
 
@@ -278,6 +284,24 @@ class LambdaProcess:
             self.process.kill()
             self.process.wait()
         self.process = None
+
+    def invoke(self, event: Any) -> InvocationResult:
+        """Invoke and wait for as long as the environment lives: no fixed deadline, which a
+        busy machine would break, and a process that dies is an error at once."""
+        invocation = self.api.submit(event)
+        while not invocation.done.wait(0.05):
+            if self.process is None or self.process.poll() is not None:
+                raise RuntimeError(f"the function's process ended before answering: see {self.log_path}")
+        assert invocation.result is not None
+        return invocation.result
+
+    def wait_for_snapshot(self) -> None:
+        """Return at the snapshot point (SnapStart), waiting for as long as the process lives."""
+        while not self.api.snapshot_taken.wait(0.05):
+            if self.process is None or self.process.poll() is not None:
+                raise RuntimeError(
+                    f"the function's process ended before the snapshot point: see {self.log_path}"
+                )
 
     def log_lines(self) -> list[str]:
         return self.log_path.read_text(errors="replace").splitlines() if self.log_path.exists() else []

@@ -127,7 +127,7 @@ def test_under_snapstart_the_snapshot_holds_no_connection_and_no_secret(lambda_f
         SecretString=events_db.dsn(user="snapshotted", password="password-never-in-a-snapshot"),
     )["ARN"]
     function = lambda_function({"DATABASE_URL_SECRET_ARN": arn, **aws.client_environment()}, snap_start=True)
-    function.api.wait_for_snapshot()
+    function.process.wait_for_snapshot()
     # The snapshot would be taken now: awslambdaric has imported the handler, run the
     # before-snapshot hooks, and waits in restore/next.
     assert events_db.connection_count(user="snapshotted") == 0
