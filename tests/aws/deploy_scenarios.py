@@ -1,9 +1,16 @@
-"""aws/deploy.sh run with the real AWS CLI against a moto server of its own, in the background.
+"""aws/deploy.sh run whole, smoke test included, with the real AWS CLI against moto's server.
 
-The AWS CLI starts in about 0.4 s per call and a deployment makes about 25 calls,
+The server answers Invoke by running the uploaded package under awslambdaric
+(devtools.moto_server.LambdaStandIn), so the smoke test really calls the handler,
+which reads its DSN from moto's Secrets Manager and connects to a PostgreSQL
+server started here, its schema applied with `python -m db migrate`.
+
+The AWS CLI starts in about 0.4 s per call and a deployment makes about 30 calls,
 so the runs start once collection is done (conftest.py) and go on beside the other
 tests, at a low CPU priority; the tests that read them run last and wait for them.
-Each run's output and the calls moto recorded during it are kept.
+No run has a deadline: every step of deploy.sh is bounded itself, and a run that
+fails is reported with its output. Each run's output and the calls moto recorded
+during it are kept.
 """
 
 from __future__ import annotations
@@ -11,19 +18,28 @@ from __future__ import annotations
 import os
 import pathlib
 import subprocess
+import sys
 import tempfile
 import threading
 import zipfile
 from typing import NamedTuple
 
+from function_harness import known_secrets
+
+from aws.package import own_files
 from devtools.function_server import ROOT
 from devtools.moto_server import Call, MotoServer
+from devtools.postgres import PostgresServer
 
-REGION = "us-east-2"
-# The region comes from the cluster's host; the password is one the leak check knows.
+# AWS CLI v1 sends SQS calls in older regions to SQS's legacy endpoint names, not to
+# AWS_ENDPOINT_URL; in a region newer than that table they reach the stand-in.
+REGION = "mx-central-1"
+# A cluster's host names its region; the password is one the leak check knows.
 PASSWORD = "deploy-scenario-password-7f3a"
 DSN = f"postgresql://app:{PASSWORD}@events-1.aws-{REGION}.cockroachlabs.cloud:26257/defaultdb?sslmode=verify-full&sslrootcert=system"
 ACCOUNT = "123456789012"
+# A new account's quota: 10 concurrent executions, all of them unreserved.
+NEW_ACCOUNT_CONCURRENCY = 10
 
 
 class Run(NamedTuple):
@@ -31,6 +47,7 @@ class Run(NamedTuple):
     stdout: str
     stderr: str
     calls: list[Call]
+    function_logs: list[str]
 
 
 def deploy_environment(moto: MotoServer | None, dsn: str | None = DSN) -> dict[str, str]:
@@ -55,26 +72,40 @@ def run_deploy(args: list[str], env: dict[str, str], *, nice: int = 0) -> subpro
         capture_output=True,
         text=True,
         stdin=subprocess.DEVNULL,
-        timeout=180,
         preexec_fn=(lambda: os.nice(nice)) if nice else None,
     )
 
 
-def stand_in_package(path: pathlib.Path) -> pathlib.Path:
-    """A zip that stands for the package (moto stores code, it does not run it)."""
+def code_package(path: pathlib.Path) -> pathlib.Path:
+    """The function's own files, zipped; the stand-in's Python supplies the dependencies
+    (aws/requirements.txt's, installed in .venv), so no wheel is downloaded."""
     with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("aws/lambda_function.py", "# a stand-in for the package\n")
+        for name in own_files():
+            archive.write(ROOT / name, name)
     return path
 
 
+def migrate(dsn: str) -> None:
+    env = {"PATH": os.environ.get("PATH", ""), "DATABASE_URL": dsn}
+    subprocess.run(
+        [sys.executable, "-m", "db", "migrate"], cwd=ROOT, env=env, check=True, capture_output=True
+    )
+
+
 class DeployScenarios:
-    """first: a new deployment; again: the same, repeated; delete, delete-again: the teardown twice."""
+    """On one account: a first deployment, the same again, two changes, a database the
+    function cannot reach, the teardown twice, a deployment within the deleted secret's
+    recovery window. On a new account: a first deployment."""
 
     STEPS = (
-        ("first", ["--no-smoke-test"]),
-        ("again", ["--no-smoke-test"]),
+        ("first", []),
+        ("again", []),
+        ("changed", ["--memory", "512"]),
+        ("changed-again", ["--memory", "768"]),
+        ("unreachable-database", ["--memory", "768"]),
         ("delete", ["--delete", "--delete-secret"]),
         ("delete-again", ["--delete"]),
+        ("within-recovery-window", ["--no-smoke-test"]),
     )
 
     def __init__(self) -> None:
@@ -90,21 +121,38 @@ class DeployScenarios:
 
     def _run_all(self) -> None:
         try:
-            with tempfile.TemporaryDirectory() as workdir, MotoServer(pathlib.Path(workdir)) as moto:
-                package = stand_in_package(pathlib.Path(workdir) / "package.zip")
+            with (
+                tempfile.TemporaryDirectory() as workdir,
+                PostgresServer() as postgres,
+                MotoServer(pathlib.Path(workdir) / "account") as moto,
+                MotoServer(pathlib.Path(workdir) / "new", concurrency=NEW_ACCOUNT_CONCURRENCY) as new_account,
+            ):
+                known_secrets.add(postgres.app_password, postgres.admin_password)
+                dsn = postgres.dsn()
+                migrate(dsn)
+                package = code_package(pathlib.Path(workdir) / "package.zip")
                 for name, args in self.STEPS:
-                    moto.reset_recording()
-                    done = run_deploy([*args, "--zip", str(package)], deploy_environment(moto), nice=10)
-                    self._runs[name] = Run(done.returncode, done.stdout, done.stderr, moto.calls())
+                    step_dsn = (
+                        postgres.dsn(database="no_such_database") if name == "unreachable-database" else dsn
+                    )
+                    self._run(name, moto, [*args, "--region", REGION, "--zip", str(package)], step_dsn)
+                self._run("new-account", new_account, ["--region", REGION, "--zip", str(package)], dsn)
         except BaseException as err:  # noqa: BLE001 - reported to the tests that read the runs
             self._error = err
         finally:
             self.done.set()
 
-    def run(self, name: str, timeout: float = 300) -> Run:
+    def _run(self, name: str, moto: MotoServer, args: list[str], dsn: str) -> None:
+        moto.reset_recording()
+        logs_before = len(moto.function_logs())
+        done = run_deploy(args, deploy_environment(moto, dsn), nice=10)
+        logs = moto.function_logs()[logs_before:]
+        self._runs[name] = Run(done.returncode, done.stdout, done.stderr, moto.calls(), logs)
+
+    def run(self, name: str) -> Run:
+        """A run's result, once every run is done (each is bounded by deploy.sh itself)."""
         self.start()
-        if not self.done.wait(timeout):
-            raise TimeoutError(f"the deploy.sh scenarios did not finish within {timeout} s")
+        self.done.wait()
         if self._error is not None:
             raise RuntimeError("the deploy.sh scenarios failed") from self._error
         return self._runs[name]
