@@ -49,4 +49,5 @@ def _after_restore() -> None:
 
 
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
-    return lambda_events.answer(event, lambda request: service.handle(runtime, request))
+    with logs.invocation_scope(requestId=context.aws_request_id):
+        return lambda_events.answer(event, lambda request: service.handle(runtime, request))

@@ -47,6 +47,8 @@ _secrets_lock = threading.Lock()
 _secrets_pattern: re.Pattern[str] | None = None
 # The current request's fields (trace, execution id), added to every line written while serving it.
 _request_fields: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("request_log_fields")
+# The platform's id of the current invocation (Lambda's request id), on every line written during it.
+_invocation_fields: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("invocation_log_fields")
 
 
 class HeaderLookup(Protocol):
@@ -133,6 +135,17 @@ def request_scope(headers: HeaderLookup, project: str, *, label_execution_id: bo
         _request_fields.reset(token)
 
 
+@contextlib.contextmanager
+def invocation_scope(**fields: str) -> Iterator[None]:
+    """Every line written inside carries `fields`: on Lambda, `requestId`, the name
+    Lambda's own JSON log lines give the invocation's id, so CloudWatch can join them."""
+    token = _invocation_fields.set(fields)
+    try:
+        yield
+    finally:
+        _invocation_fields.reset(token)
+
+
 class CloudLoggingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -140,6 +153,7 @@ class CloudLoggingFormatter(logging.Formatter):
             "message": record.getMessage(),
             "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(),
             "logger": record.name,
+            **_invocation_fields.get({}),
             **_request_fields.get({}),
             **getattr(record, "fields", {}),
         }

@@ -16,6 +16,8 @@ import json
 import os
 import random
 import sys
+import types
+import uuid
 
 from awslambdaric import lambda_runtime_hooks_runner
 
@@ -50,7 +52,9 @@ def main() -> None:
     for line in sys.stdin:
         command = json.loads(line)
         if "invoke" in command:
-            answer = lambda_handler(command["invoke"], None)
+            answer = lambda_handler(
+                command["invoke"], types.SimpleNamespace(aws_request_id=str(uuid.uuid4()))
+            )
         elif "imported" in command:
             answer = [name for name in command["imported"] if name in sys.modules]
         elif "copies" in command:

@@ -80,6 +80,12 @@ def test_each_request_writes_one_log_line_and_the_runtime_adds_none(lambda_funct
     assert len(text_lines) == 3
 
 
+def test_each_log_line_carries_the_lambda_request_id(lambda_function, events_db):
+    function = lambda_function({"DATABASE_URL": events_db.dsn()})
+    ids = [function.invoke(http_event(method="GET", path="/")).request_id for _ in range(2)]
+    assert [line["requestId"] for line in function.request_lines()] == ids and len(set(ids)) == 2
+
+
 def test_the_pool_is_reused_across_invocations(function, events_db):
     assert answer_of(function, http_event("GET"))[0] == 200
     events_db.reset_connection_log()

@@ -106,9 +106,9 @@ def test_boto3_is_imported_only_on_the_secrets_manager_path(events_db, aws, vari
         ]
     event = http_event(body=json_body({"kind": "imports"}))
     script = (
-        "import json, sys\n"
+        "import json, sys, types\n"
         "from aws.lambda_function import lambda_handler\n"
-        f"reply = lambda_handler({event!r}, None)\n"
+        f"reply = lambda_handler({event!r}, types.SimpleNamespace(aws_request_id='imports'))\n"
         "print(json.dumps([reply['statusCode'], 'boto3' in sys.modules]))\n"
     )
     env = {**aws.client_environment(), variable: value, "PATH": "", "PYTHONPATH": str(ROOT)}
