@@ -11,7 +11,7 @@
 # Every setting is a flag or an environment variable (flag wins):
 #   --region R               REGION               AWS region; default: the cluster's, from aws-REGION in
 #                                                 its host; otherwise deploy.sh stops and asks for it
-#   --name N                 FUNCTION_NAME        function name, 1 to 50 letters, digits, - or _: it also
+#   --name N                 FUNCTION_NAME        function name, 1 to 54 letters, digits, - or _: it also
 #                                                 names the roles and the failed-runs queue (default events)
 #   --secret S               SECRET               Secrets Manager secret holding the DSN (default events-dsn)
 #   --dsn-stdin                                   read the DSN from standard input (or set DATABASE_URL;
@@ -282,7 +282,9 @@ plan_concurrency() {
     RESERVE=false
     RESERVE_WHY="the account has ${unreserved} unreserved executions and AWS keeps ${UNRESERVED_MINIMUM}"
   fi
-  if [ "${RESERVE}" = true ]; then
+  if [ "${RESERVE}" = true ] && [ "${DRY_RUN}" = true ]; then
+    printf 'concurrency: reserving %s (a dry run reads no account settings)\n' "${RESERVED_CONCURRENCY}"
+  elif [ "${RESERVE}" = true ]; then
     printf 'concurrency: reserving %s (account unreserved: %s)\n' "${RESERVED_CONCURRENCY}" "${unreserved}"
   else
     printf 'concurrency: none reserved (%s): requests in flight are then bounded only by the account'"'"'s unreserved pool (%s), each holding up to %s connection: --connection-budget %s is not enforced. Ask AWS for a higher concurrency quota, then deploy again.\n' \
@@ -298,6 +300,18 @@ run() {
     return 0
   fi
   aws "$@" --region "${REGION}" --output json >/dev/null
+}
+
+# An AWS command that creates something, its answer's field $1 as text; in --dry-run its
+# printout, on file descriptor 3 (the script's standard output: the caller captures fd 1).
+create() {
+  local field="$1"
+  shift
+  if [ "${DRY_RUN}" = true ]; then
+    { printf '+'; printf ' %q' aws "$@" --region "${REGION}" --query "${field}" --output text; printf '\n'; } >&3
+    return 0
+  fi
+  aws "$@" --region "${REGION}" --query "${field}" --output text
 }
 
 # An AWS query's answer as text (in --dry-run: nothing, as if the resource did not exist).
@@ -371,15 +385,19 @@ store_secret() {
         printf 'stored the DSN as a new current version\n'
       fi
     fi
-  elif [ "${DRY_RUN}" = true ]; then
-    printf '+ aws secretsmanager create-secret --name %q --secret-string file:///dev/stdin <<< (the DSN)\n' "${SECRET}"
-    SECRET_ARN="arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:${SECRET}-??????"
   else
-    [ -n "${DSN}" ] || die "secret ${SECRET} does not exist in ${REGION}: give the DSN (DATABASE_URL or --dsn-stdin)"
-    SECRET_ARN="$(printf '%s' "${DSN}" | aws secretsmanager create-secret --name "${SECRET}" \
-      --description "CockroachDB connection string of the ${FUNCTION_NAME} function" \
-      --secret-string file:///dev/stdin --region "${REGION}" --query ARN --output text)"
-    printf 'created secret %s\n' "${SECRET}"
+    [ -n "${DSN}" ] || [ "${DRY_RUN}" = true ] \
+      || die "secret ${SECRET} does not exist in ${REGION}: give the DSN (DATABASE_URL or --dsn-stdin)"
+    # The DSN on standard input, never an argument.
+    local args=(secretsmanager create-secret --name "${SECRET}" --secret-string file:///dev/stdin
+      --description "CockroachDB connection string of the ${FUNCTION_NAME} function")
+    if [ "${DRY_RUN}" = true ]; then
+      create ARN "${args[@]}"
+      SECRET_ARN="arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:${SECRET}-??????"
+    else
+      SECRET_ARN="$(printf '%s' "${DSN}" | create ARN "${args[@]}")"
+      printf 'created secret %s\n' "${SECRET}"
+    fi
   fi
   unset DSN current
 }
@@ -431,13 +449,9 @@ ensure_role() {
   if ROLE_ARN="$(query iam get-role --role-name "$1" --query Role.Arn)"; then
     printf 'role %s exists\n' "$1"
     run iam update-assume-role-policy --role-name "$1" --policy-document "$(trust_policy "$2")"
-  elif [ "${DRY_RUN}" = true ]; then
-    run iam create-role --role-name "$1" --assume-role-policy-document "$(trust_policy "$2")"
-    ROLE_ARN="arn:aws:iam::${ACCOUNT}:role/$1"
   else
-    ROLE_ARN="$(aws iam create-role --role-name "$1" --assume-role-policy-document "$(trust_policy "$2")" \
-      --region "${REGION}" --query Role.Arn --output text)"
-    printf 'created role %s\n' "$1"
+    ROLE_ARN="$(create Role.Arn iam create-role --role-name "$1" --assume-role-policy-document "$(trust_policy "$2")")"
+    if [ "${DRY_RUN}" = true ]; then ROLE_ARN="arn:aws:iam::${ACCOUNT}:role/$1"; else printf 'created role %s\n' "$1"; fi
   fi
   run iam put-role-policy --role-name "$1" --policy-name "$1-least-privilege" --policy-document "$3"
 }
@@ -540,12 +554,11 @@ publish() {
     printf 'unchanged: version %s stays live, nothing published\n' "${VERSION}"
     return 0
   fi
+  VERSION="$(create Version lambda publish-version --function-name "${FUNCTION_NAME}" --code-sha256 "${CODE_SHA}" \
+    --description "${DESCRIPTION}")"
   if [ "${DRY_RUN}" = true ]; then
-    run lambda publish-version --function-name "${FUNCTION_NAME}" --code-sha256 "${CODE_SHA}" --description "${DESCRIPTION}"
     VERSION='<the published version>'
   else
-    VERSION="$(aws lambda publish-version --function-name "${FUNCTION_NAME}" --code-sha256 "${CODE_SHA}" \
-      --description "${DESCRIPTION}" --region "${REGION}" --query Version --output text)"
     run lambda wait published-version-active --function-name "${FUNCTION_NAME}:${VERSION}"
     printf 'published version %s%s\n' "${VERSION}" "$([ "${SNAP_START}" = false ] || printf ' (SnapStart took its snapshot)')"
   fi
@@ -590,12 +603,10 @@ function_url() {
   # on it may call it; no resource policy is added, so nothing outside the account can.
   if URL="$(query lambda get-function-url-config --function-name "${FUNCTION_NAME}" --qualifier "${ALIAS}" --query FunctionUrl)"; then
     run lambda update-function-url-config --function-name "${FUNCTION_NAME}" --qualifier "${ALIAS}" --auth-type AWS_IAM
-  elif [ "${DRY_RUN}" = true ]; then
-    run lambda create-function-url-config --function-name "${FUNCTION_NAME}" --qualifier "${ALIAS}" --auth-type AWS_IAM
-    URL='<the function URL>'
   else
-    URL="$(aws lambda create-function-url-config --function-name "${FUNCTION_NAME}" --qualifier "${ALIAS}" \
-      --auth-type AWS_IAM --region "${REGION}" --query FunctionUrl --output text)"
+    URL="$(create FunctionUrl lambda create-function-url-config --function-name "${FUNCTION_NAME}" \
+      --qualifier "${ALIAS}" --auth-type AWS_IAM)"
+    [ "${DRY_RUN}" = false ] || URL='<the function URL>'
   fi
   printf 'url: %s\n' "${URL}"
 }
@@ -641,8 +652,8 @@ smoke_test() {
   local event="${WORK}/smoke-event.json" answer="${WORK}/smoke-answer.json" status
   printf '%s' '{"version":"2.0","rawPath":"/","rawQueryString":"","headers":{"user-agent":"aws/deploy.sh"},"requestContext":{"http":{"method":"GET","path":"/","sourceIp":"127.0.0.1"}}}' >"${event}"
   local invoke=(lambda invoke --function-name "${FUNCTION_NAME}" --qualifier "${ALIAS}" --payload "fileb://${event}" "${answer}")
-  if [ "${DRY_RUN}" = true ]; then run "${invoke[@]}"; return 0; fi
-  aws "${invoke[@]}" --region "${REGION}" --output json >/dev/null || die "could not invoke ${FUNCTION_NAME}:${ALIAS}"
+  run "${invoke[@]}" || die "could not invoke ${FUNCTION_NAME}:${ALIAS}"
+  [ "${DRY_RUN}" = false ] || return 0
   status="$("${PYTHON}" -c 'import json, sys; print(json.load(open(sys.argv[1])).get("statusCode", "an error"))' "${answer}" 2>/dev/null)" \
     || status="unreadable"
   printf 'smoke test: %s\n' "${status}"
@@ -710,6 +721,7 @@ teardown() {
 # ---------------------------------------------------------------- main
 
 main() {
+  exec 3>&1
   parse_args "$@"
   check_tools
   check_names

@@ -282,6 +282,9 @@ def test_dry_run_prints_the_commands_that_would_run_and_calls_nothing():
     (invoke,) = [line for line in done.stdout.splitlines() if line.startswith("+ aws lambda invoke")]
     words = shlex.split(invoke)
     assert words[words.index("--payload") + 1].startswith("fileb://")
+    assert words[-4:] == ["--region", REGION, "--output", "json"]  # as it runs, options included
+    (secret,) = [line for line in done.stdout.splitlines() if "secretsmanager create-secret" in line]
+    assert "--secret-string file:///dev/stdin" in secret and "--query ARN --output text" in secret
     assert PASSWORD not in done.stdout + done.stderr
 
 
