@@ -324,16 +324,18 @@ exists() { query "$@" >/dev/null; }
 
 
 # Run an AWS command ($1 describes it) that names a role created moments ago. IAM takes seconds
-# to propagate a new role; until then Lambda says it "cannot be assumed" and Scheduler that it
-# must allow the service to assume it. Those errors, and only those, are retried with doubling
-# waits for DEPLOY_IAM_RETRY_SECONDS.
+# to propagate a new role or policy; until then Lambda says it "cannot be assumed" (or that the
+# role "does not have permissions" for a destination) and Scheduler that it must allow the
+# service to assume it. Those errors, and only those, are retried with doubling waits for
+# DEPLOY_IAM_RETRY_SECONDS.
 run_naming_new_role() {
   local what="$1" error started="${SECONDS}"
   shift
   if [ "${DRY_RUN}" = true ]; then run "$@"; return 0; fi
   BACKOFF_MS="${DEPLOY_BACKOFF_MS}"
   while ! error="$(aws "$@" --region "${REGION}" --output json 2>&1 >/dev/null)"; do
-    if ! [[ "${error}" == *"cannot be assumed"* || "${error}" == *"must allow"*"to assume"* ]]; then
+    if ! [[ "${error}" == *"cannot be assumed"* || "${error}" == *"must allow"*"to assume"* \
+      || "${error}" == *"does not have permissions"* ]]; then
       printf '%s\n' "${error}" >&2
       die "could not ${what}"
     fi
@@ -592,7 +594,9 @@ prune_versions() {
 
 async_invoke_config() {
   step "10. scheduled runs: ${ASYNC_RETRY_ATTEMPTS} retries within ${ASYNC_MAX_EVENT_AGE}s, then queue ${QUEUE}"
-  run lambda put-function-event-invoke-config --function-name "${FUNCTION_NAME}" --qualifier "${ALIAS}" \
+  # Lambda checks that the role may send to the queue: a policy put moments ago may not have propagated.
+  run_naming_new_role "set ${FUNCTION_NAME}:${ALIAS}'s retries and failure queue" \
+    lambda put-function-event-invoke-config --function-name "${FUNCTION_NAME}" --qualifier "${ALIAS}" \
     --maximum-retry-attempts "${ASYNC_RETRY_ATTEMPTS}" --maximum-event-age-in-seconds "${ASYNC_MAX_EVENT_AGE}" \
     --destination-config "{\"OnFailure\":{\"Destination\":\"${QUEUE_ARN}\"}}"
 }
