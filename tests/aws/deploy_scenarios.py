@@ -38,8 +38,10 @@ REGION = "mx-central-1"
 PASSWORD = "deploy-scenario-password-7f3a"
 DSN = f"postgresql://app:{PASSWORD}@events-1.aws-{REGION}.cockroachlabs.cloud:26257/defaultdb?sslmode=verify-full&sslrootcert=system"
 ACCOUNT = "123456789012"
-# A new account's quota: 10 concurrent executions, all of them unreserved.
+# A new account's quota: 10 concurrent executions, all of them unreserved; and an account
+# whose quota leaves room for 20 of the 25 executions deploy.sh would reserve.
 NEW_ACCOUNT_CONCURRENCY = 10
+SMALL_ACCOUNT_CONCURRENCY = 120
 
 
 class Run(NamedTuple):
@@ -95,7 +97,8 @@ def migrate(dsn: str) -> None:
 class DeployScenarios:
     """On one account: a first deployment, the same again, two changes, a database the
     function cannot reach, the teardown twice, a deployment within the deleted secret's
-    recovery window. On a new account: a first deployment."""
+    recovery window. On a new account, and on one with room for less than the default
+    reservation: a first deployment."""
 
     STEPS = (
         ("first", []),
@@ -126,6 +129,9 @@ class DeployScenarios:
                 PostgresServer() as postgres,
                 MotoServer(pathlib.Path(workdir) / "account") as moto,
                 MotoServer(pathlib.Path(workdir) / "new", concurrency=NEW_ACCOUNT_CONCURRENCY) as new_account,
+                MotoServer(
+                    pathlib.Path(workdir) / "small", concurrency=SMALL_ACCOUNT_CONCURRENCY
+                ) as small_account,
             ):
                 known_secrets.add(postgres.app_password, postgres.admin_password)
                 dsn = postgres.dsn()
@@ -137,6 +143,8 @@ class DeployScenarios:
                     )
                     self._run(name, moto, [*args, "--region", REGION, "--zip", str(package)], step_dsn)
                 self._run("new-account", new_account, ["--region", REGION, "--zip", str(package)], dsn)
+                small = ["--region", REGION, "--zip", str(package), "--no-smoke-test"]
+                self._run("small-account", small_account, small, dsn)
         except BaseException as err:  # noqa: BLE001 - reported to the tests that read the runs
             self._error = err
         finally:

@@ -243,6 +243,14 @@ def test_a_new_account_deploys_without_reserving_and_says_what_that_means():
     assert "smoke test: 200" in new.stdout
 
 
+def test_an_account_with_less_room_reserves_what_fits_beside_the_100_aws_keeps():
+    small = run("small-account")
+    assert one(small.calls, "lambda:PUT /2017-10-31/functions/events/concurrency").json() == {
+        "ReservedConcurrentExecutions": 20
+    }
+    assert "reserving 20, not 25: the account has 120 unreserved and AWS keeps 100" in small.stdout
+
+
 # ---------------------------------------------------------------- no AWS call at all
 
 NO_AWS = {
