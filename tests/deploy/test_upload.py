@@ -30,7 +30,6 @@ def test_upload_holds_only_the_function_code(tmp_path):
         "main.py",
         "config.py",
         "requirements.txt",
-        "db/schema.sql",
         "db/database.py",
         "core/events.py",
     } <= files
@@ -48,5 +47,5 @@ def test_deploy_sh_uploads_the_function_code_only():
     upload = next(iter(SCENARIOS.result("new_project").standin.uploads.values()))
     # Files only: gcloud's zipper also writes (empty) entries for ignored folders.
     names = {name for name in zipfile.ZipFile(io.BytesIO(upload)).namelist() if not name.endswith("/")}
-    assert {"main.py", "requirements.txt", "db/schema.sql", "core/events.py"} <= names
+    assert {"main.py", "requirements.txt", "db/events.py", "core/events.py"} <= names
     assert not any(name.startswith(("tests/", "devtools/", ".venv/", ".local/", "deploy")) for name in names)
