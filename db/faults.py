@@ -18,17 +18,17 @@ from db.errors import DatabaseFault, ValueRefused
 OPERATOR_FIXES = {
     "42P01": "the events table does not exist: apply the schema with `python -m db migrate`",
     "42501": "the database user may not write the events table: GRANT INSERT, SELECT ON events TO the user",
-    "42703": "the events table lacks a column the function writes: compare it with db/schema.sql",
-    "42804": "an events column has another type than the function writes: compare it with db/schema.sql",
+    "42703": "the events table lacks a column the function writes: run `python -m db migrate`",
+    "42804": "an events column has another type than the function writes: compare it with db/migrations",
     "23502": (
         "the events table has a NOT NULL column the function does not fill: give it a DEFAULT "
-        "or drop NOT NULL (db/schema.sql is what the function expects)"
+        "or drop NOT NULL (db/migrations is what the function expects)"
     ),
     "23505": (
         "a unique index other than the primary key refused the event: the events table has drifted "
-        "from db/schema.sql"
+        "from db/migrations"
     ),
-    "23503": "a foreign key on the events table refused the event: it has drifted from db/schema.sql",
+    "23503": "a foreign key on the events table refused the event: it has drifted from db/migrations",
     "25006": "the database is read-only (a failover or a read-only replica): point the DSN at a writable node",
     "55P03": (
         "a lock was not granted within lock_timeout: a long transaction holds the rows; end it "
@@ -40,7 +40,10 @@ OPERATOR_FIXES = {
     "28000": "the database refused the user or the connection: check the DSN's user and the cluster's allowlist",
 }
 # Class 42 is syntax and access: the statement is fixed, so only the schema can make it fail.
-SCHEMA_CLASS_FIX = "the events table does not match the function's statement: compare it with db/schema.sql"
+SCHEMA_CLASS_FIX = (
+    "the events table does not match the function's statement: run `python -m db migrate`, "
+    "or compare it with db/migrations"
+)
 # CockroachDB's "result is ambiguous" codes: the commit may or may not have happened.
 AMBIGUOUS_CODES = frozenset({"40003", "XXUUU"})
 
