@@ -9,6 +9,7 @@ CockroachDB; docs/how-it-works.md ("Add a field") shows how to add a revision.
 
 from __future__ import annotations
 
+import argparse
 import pathlib
 
 from alembic import command
@@ -31,7 +32,8 @@ class MigrationError(Exception):
 
 def alembic_config(migrations: pathlib.Path = MIGRATIONS) -> Config:
     """Alembic's settings, in code rather than an alembic.ini (there is nothing else to set)."""
-    config = Config()
+    # quiet: Alembic's `-q`; `python -m db` says itself what it wrote or applied.
+    config = Config(cmd_opts=argparse.Namespace(quiet=True))
     config.set_main_option("script_location", str(migrations))
     # Revision files are named by a sequence number and the message: 0002_add_source.py.
     config.set_main_option("file_template", "%%(rev)s_%%(slug)s")

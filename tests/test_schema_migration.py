@@ -127,7 +127,7 @@ def test_a_new_revision_adds_a_column_in_place_and_the_old_insert_still_works(
     written = new_revision("add source", migrations_copy)
     assert written.name == "0002_add_source.py"
     text = written.read_text()
-    assert "down_revision = '0001'" in text
+    assert 'down_revision = "0001"' in text
     written.write_text(
         text.replace(
             'raise NotImplementedError("write this revision\'s statements, then remove this line")',

@@ -7,8 +7,8 @@ code already deployed keeps working on the result (new columns nullable or defau
 
 from alembic import op
 
-revision = ${repr(up_revision)}
-down_revision = ${repr(down_revision)}
+revision = "${up_revision}"
+down_revision = "${down_revision}"
 
 
 def upgrade() -> None:
