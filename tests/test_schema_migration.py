@@ -16,15 +16,21 @@ from db.database import Database
 from db.migrate import MIGRATIONS, MigrationError, migrate, new_revision
 from db.secret import DsnSource
 
-# db/schema.sql as every deployment applied it before migrations: the table, no version table.
-DEPLOYED_BEFORE_MIGRATIONS = """
+# db/schema.sql, verbatim, as every deployment applied it before migrations: the table, no version table.
+DEPLOYED_BEFORE_MIGRATIONS = """\
+-- The events table, in types that CockroachDB and PostgreSQL share.
+-- Applied by `python -m db migrate`; every statement is idempotent.
 CREATE TABLE IF NOT EXISTS events (
+    -- A random UUID spreads inserts across CockroachDB's ranges (a sequence
+    -- would make one range a hot spot). The function always supplies it, so
+    -- retries with the same id are recognised; the default serves other writers.
     id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
     kind TEXT NOT NULL CHECK (char_length(kind) BETWEEN 1 AND 100),
     payload JSONB NOT NULL DEFAULT '{}',
+    -- Set for Cloud Scheduler deliveries: the X-CloudScheduler-ScheduleTime.
     scheduled_at TIMESTAMPTZ,
     received_at TIMESTAMPTZ NOT NULL DEFAULT now()
-)
+);
 """
 
 # What defines the table: columns (type, nullability, default) and constraints.
@@ -214,11 +220,16 @@ def test_two_revisions_with_one_parent_are_refused_before_a_third_is_written(mig
         new_revision("a third", migrations_copy)
 
 
-def test_migrate_help_says_what_it_applies_and_records():
+def test_the_help_says_what_migrate_applies_and_records_and_where_revision_writes():
     result = run_migrate({}, "--help")
     assert result.returncode == 0
     for fact in ("db/migrations/versions", "alembic_version", "applied NAME", "already at head", "safe"):
         assert fact in " ".join(result.stdout.split()), fact
+    revision = subprocess.run(
+        [sys.executable, "-m", "db", "revision", "--help"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert revision.returncode == 0
+    assert "db/migrations/versions/NNNN_MESSAGE.py" in revision.stdout
 
 
 def test_the_function_never_imports_alembic():
