@@ -88,7 +88,9 @@ def _route(runtime: Runtime, request: Request, facts: dict[str, object]) -> Outc
     if runtime.config_error is not None:
         raise runtime.config_error
     if request.path != PATH:
-        raise RequestRejected(404, f"there is nothing at {request.path}; the function answers at {PATH}")
+        # A long path is not echoed whole (a client may send megabytes of it).
+        shown = logs.shortened(request.path, 100)
+        raise RequestRejected(404, f"there is nothing at {shown}; the function answers at {PATH}")
     if request.method in ("GET", "HEAD"):
         return health(runtime, facts)
     if request.method == "POST":

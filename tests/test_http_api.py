@@ -131,6 +131,47 @@ def test_other_methods_are_405_with_allow(server, method):
     assert reply.headers["Allow"] == "GET, HEAD, POST"
 
 
+def test_a_request_target_over_8_kib_is_414_without_echoing_it(server, events_db):
+    for target in ("/" + "p" * 9000, "/?q=" + "p" * 9000):
+        reply = server.request("POST", body=b"{}", path=target)
+        assert reply.status == 414
+        assert "the limit is 8192" in reply.json()["error"] and "ppp" not in reply.body.decode()
+    assert "ppp" not in server.stdout_text()
+    assert events_db.rows() == {}
+
+
+def test_a_long_unknown_path_is_neither_echoed_whole_nor_logged_whole(server, events_db):
+    path = "/" + "q" * 8000
+    reply = server.request("GET", path=path)
+    assert reply.status == 404 and len(reply.body) < 300
+    lines = [line for line in server.stdout_text().splitlines() if "qqqq" in line]
+    assert lines and all(len(line) < 12_000 and "[cut: " in line for line in lines)
+
+
+@pytest.mark.parametrize("path", ["//", "//x", "///"])
+def test_paths_with_a_doubled_slash_are_404(server, events_db, path):
+    assert server.request("POST", body=b'{"kind": "slashes"}', path=path).status == 404
+    assert events_db.rows() == {}
+
+
+@pytest.mark.parametrize(
+    "headers, status, names",
+    [
+        ({"Content-Encoding": "gzip"}, 415, "Content-Encoding is not supported"),
+        ({"Transfer-Encoding": "gzip, chunked"}, 400, "Transfer-Encoding may only be chunked"),
+    ],
+    ids=["content-encoding", "transfer-coding"],
+)
+def test_a_body_coding_the_function_would_not_undo_is_refused(server, events_db, headers, status, names):
+    body = b'{"kind": "encoded"}'
+    if "Transfer-Encoding" in headers:
+        body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    reply = server.request("POST", body=body, headers=headers)
+    assert reply.status == status and names in reply.json()["error"]
+    assert "gzip" not in reply.json()["error"]
+    assert events_db.rows() == {}
+
+
 def test_malformed_json_is_400_naming_the_problem(server, events_db):
     reply = server.request(body=b'{"kind": ', headers={"Content-Type": "application/json"})
     assert reply.status == 400
