@@ -8,6 +8,8 @@ the message are kept: the server's detail (`D`) may quote the refused row.
 
 from __future__ import annotations
 
+import re
+
 import pg8000.dbapi
 import sqlalchemy.exc
 
@@ -79,13 +81,46 @@ def translate(exc: BaseException, *, statement_sent: bool) -> Exception | None:
         # No answer from the server: refused, timed out, TLS failed, connection lost.
         return DatabaseFault(f"{message}: {_cause(exc)}", outcome_unknown=statement_sent)
     if statement_sent and (code.startswith("22") or code == "23514"):
-        return ValueRefused(message)
+        return ValueRefused(_refusal(exc, code))
+    if code.startswith("22"):
+        # Before a statement: a `-c` setting of the DSN's options, whose value the message may quote.
+        message = f"SQLSTATE {code}"
     fix = OPERATOR_FIXES.get(code)
+    if code == "42501" and not statement_sent:
+        fix = _startup_parameter_fix(message) or fix
     if fix is None and code.startswith(("42", "22", "23")):
         # (class 22 before a statement: a bad `-c` setting in the DSN's options)
         fix = SCHEMA_CLASS_FIX if code.startswith(("42", "23")) else "a connection setting was refused"
     return DatabaseFault(
         message, sqlstate=code, fix=fix, outcome_unknown=statement_sent and code in AMBIGUOUS_CODES
+    )
+
+
+def _refusal(exc: BaseException, code: str) -> str:
+    """What refused the value, by name: the server's message (`M`) may quote the value
+    ("invalid input syntax for type numeric: ..."), so only the code, the constraint
+    and the column are kept."""
+    fields = _fields(exc)
+    names = [
+        f"{label} {fields[key]}" for key, label in (("n", "constraint"), ("c", "column")) if fields.get(key)
+    ]
+    return ", ".join([f"SQLSTATE {code}", *names])
+
+
+# PostgreSQL's message for a setting the user may not change: the parameter is in quotes.
+_PARAMETER = re.compile(r'parameter "([\w.]{1,63})"')
+
+
+def _startup_parameter_fix(message: str) -> str | None:
+    """42501 while connecting is a startup parameter (`-c NAME=VALUE` in the DSN's options)
+    that the user may not set, not a missing GRANT on the table."""
+    match = _PARAMETER.search(message)
+    if match is None:
+        return None
+    name = match.group(1)
+    return (
+        f"the user may not set the startup parameter {name} (the DSN's options, -c {name}=...): "
+        f"remove it from the options, or GRANT SET ON PARAMETER {name} TO the user (PostgreSQL 15+)"
     )
 
 
