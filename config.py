@@ -10,6 +10,7 @@ The README's Configuration table describes each variable.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -23,6 +24,10 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # functions-framework's own test for LOG_EXECUTION_ID, so the function labels its
 # lines exactly when the framework would.
 _FRAMEWORK_TRUE_VALUES = ("y", "yes", "t", "true", "on", "1")
+# Google's project id rules: 6 to 30 lowercase letters, digits and hyphens, starting with a
+# letter, not ending with a hyphen; older projects may carry a domain (example.com:my-project).
+PROJECT_ID = re.compile(r"(?:[a-z0-9][a-z0-9.-]*[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]")
+HOST_PORT = re.compile(r"(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})")
 
 
 class Config(NamedTuple):
@@ -58,7 +63,7 @@ class Config(NamedTuple):
             database_url_file=_text(env, "DATABASE_URL_FILE"),
             database_url_secret=_text(env, "DATABASE_URL_SECRET"),
             database_url_secret_arn=_text(env, "DATABASE_URL_SECRET_ARN"),
-            secret_manager_emulator_host=_text(env, "SECRET_MANAGER_EMULATOR_HOST"),
+            secret_manager_emulator_host=_host_port(env, "SECRET_MANAGER_EMULATOR_HOST"),
             pool_size=_integer(env, "DB_POOL_SIZE", cls._field_defaults["pool_size"], 1, 1000),
             pool_timeout=_seconds(env, "DB_POOL_TIMEOUT", cls._field_defaults["pool_timeout"], 0.1),
             pool_recycle=_integer(env, "DB_POOL_RECYCLE", cls._field_defaults["pool_recycle"], 1, 86400),
@@ -68,7 +73,7 @@ class Config(NamedTuple):
                 env, "SECRET_RETRY_INTERVAL", cls._field_defaults["secret_retry_interval"], 0.1
             ),
             body_timeout=_seconds(env, "BODY_TIMEOUT", cls._field_defaults["body_timeout"], 0.1),
-            google_cloud_project=_text(env, "GOOGLE_CLOUD_PROJECT"),
+            google_cloud_project=_project_id(env),
             log_execution_id=env.get("LOG_EXECUTION_ID") in _FRAMEWORK_TRUE_VALUES,
             log_level=_log_level(env),
         )
@@ -165,3 +170,23 @@ def _log_level(env: Mapping[str, str]) -> str:
     if raw.upper() not in LOG_LEVELS:
         raise ConfigurationError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {raw!r}")
     return raw.upper()
+
+
+def _project_id(env: Mapping[str, str]) -> str:
+    raw = _text(env, "GOOGLE_CLOUD_PROJECT")
+    if raw and not PROJECT_ID.fullmatch(raw):
+        raise ConfigurationError(
+            "GOOGLE_CLOUD_PROJECT must be a project id: 6 to 30 lowercase letters, digits and "
+            f"hyphens, starting with a letter and not ending with a hyphen, got {raw!r}"
+        )
+    return raw
+
+
+def _host_port(env: Mapping[str, str], name: str) -> str:
+    raw = _text(env, name)
+    match = HOST_PORT.fullmatch(raw)
+    if raw and (match is None or not 1 <= int(match.group(1)) <= 65535):
+        raise ConfigurationError(
+            f"{name} must be HOST:PORT (port 1 to 65535), such as 127.0.0.1:8085, got {raw!r}"
+        )
+    return raw
