@@ -111,7 +111,7 @@ def _single_header(headers: HeaderValues, name: str) -> str | None:
     # A server may join a repeated header's values with commas (gunicorn does),
     # which neither a job name nor an RFC 3339 time can hold: the same value sent
     # twice (a proxy that repeats a header) is one value; two values are refused.
-    values = {part.strip() for value in headers.getlist(name) for part in value.split(",")}
+    values = {part.strip(" \t") for value in headers.getlist(name) for part in value.split(",")}
     if not values:
         return None
     if len(values) > 1:
