@@ -16,9 +16,9 @@ from typing import NamedTuple
 import sqlalchemy
 from sqlalchemy.engine import Connection, Engine
 
+from core.errors import ConfigurationError, SecretUnavailable
 from db import faults
 from db.dsn import parse_dsn, startup_options
-from db.errors import ConfigurationError, SecretUnavailable
 from db.secret import DsnSource
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class Database:
         self._failure: Exception | None = None
 
     def run[R](self, work: Callable[[Connection], R]) -> Ran[R]:
-        """Run `work` on a pooled connection; raise db.errors' exceptions for database failures.
+        """Run `work` on a pooled connection; raise core.errors' exceptions for database failures.
 
         If getting a connection fails (a rotated password, a moved host) and the
         DSN can be read again, it is read, at most every `secret_retry_interval`;

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 
-from db.errors import ConfigurationError, SecretUnavailable
+from core.errors import ConfigurationError, SecretUnavailable
 
 # Seconds to wait for Secret Manager before the request gets a 503.
 SECRET_TIMEOUT = 5.0

@@ -6,8 +6,7 @@ from fault_helpers import error_lines
 from function_harness import load_function
 
 import config
-from config import Config
-from db.errors import ConfigurationError
+from config import Config, SettingError
 
 MALFORMED = {
     "DB_POOL_SIZE": ["0", "1001", "two", "1.5"],
@@ -25,7 +24,7 @@ MALFORMED = {
     "name, value", [(name, value) for name, values in MALFORMED.items() for value in values]
 )
 def test_a_malformed_value_is_an_error_naming_the_variable_and_its_range(name, value):
-    with pytest.raises(ConfigurationError) as refused:
+    with pytest.raises(SettingError) as refused:
         Config.from_environ({name: value})
     message = str(refused.value)
     assert message.startswith(f"{name} must be ") and repr(value) in message

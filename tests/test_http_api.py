@@ -20,7 +20,7 @@ from function_harness import FunctionServer, free_port
 from core import logs, service
 from core.body import read_body
 from core.outcomes import RequestRejected
-from core.runtime import Runtime
+from runtime import Runtime
 
 
 # First in the module: these count the database's connections, and `server` below holds
@@ -185,7 +185,7 @@ def runtime(events_db):
 
 def test_an_event_is_stored_through_the_core_alone(runtime, events_db, capfd):
     logs.configure()  # what any entry point does once, at import
-    outcome = service.handle(runtime, request(body=b'{"kind": "core", "payload": {"n": 1}}'))
+    outcome = runtime.handle(request(body=b'{"kind": "core", "payload": {"n": 1}}'))
     assert outcome.status == 201 and outcome.rows == 1
     [event_id] = outcome.body["ids"]
     assert events_db.rows()[event_id] == {"kind": "core", "payload": {"n": 1}, "scheduled_at": None}
@@ -194,22 +194,22 @@ def test_an_event_is_stored_through_the_core_alone(runtime, events_db, capfd):
 
 
 def test_health_unknown_paths_and_methods(runtime, events_db):
-    assert service.handle(runtime, request("GET")).status == 200
+    assert runtime.handle(request("GET")).status == 200
     fresh = Runtime(environ={"DATABASE_URL": events_db.dsn()})  # an instance that has not connected
     events_db.reset_connection_log()
-    missing = service.handle(fresh, request("GET", path="/other"))
+    missing = fresh.handle(request("GET", path="/other"))
     assert (missing.status, missing.body["error"]) == (
         404,
         "there is nothing at /other; the function answers at /",
     )
-    refused = service.handle(fresh, request("PUT"))
+    refused = fresh.handle(request("PUT"))
     assert refused.status == 405 and refused.headers["Allow"] == "GET, HEAD, POST"
     assert events_db.connections_opened() == 0
 
 
 def test_faults_become_503_with_retry_after_not_exceptions(events_db):
     runtime = Runtime(environ={"DATABASE_URL": events_db.dsn(database="no_such_database")})
-    outcome = service.handle(runtime, request(body=b"{}"))
+    outcome = runtime.handle(request(body=b"{}"))
     runtime.close()
     assert outcome.status == 503 and outcome.headers["Retry-After"] == "5"
 
