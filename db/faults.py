@@ -13,8 +13,8 @@ import sqlalchemy.exc
 
 from core.errors import DatabaseFault, ValueRefused
 
-# Faults of the deployment, not of the request or the code: 503 until someone
-# fixes them, with the fix in the log line.
+# Faults of the deployment, not of the statement's values or the code: they last until
+# someone fixes them, so the fault carries the fix.
 OPERATOR_FIXES = {
     "42P01": "the events table does not exist: apply the schema with `python -m db migrate`",
     "42501": "the database user may not write the events table: GRANT INSERT, SELECT ON events TO the user",
