@@ -49,9 +49,8 @@ class EventsTable:
         return Receipt(frozenset(ran.value), ran.new_connection, ran.checkout_ms)
 
     def check(self) -> Receipt:
-        # Checking a connection out of the pool pre-pings it, or opens a new one:
-        # that single round trip is the check, so nothing more is sent.
-        ran = self.database.run(lambda connection: None)
+        """The pre-ping, and on a new connection the INSERT prepared: a missing table or column fails here."""
+        ran = self.database.run(prepare_insert)
         return Receipt(frozenset(), ran.new_connection, ran.checkout_ms)
 
 

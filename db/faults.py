@@ -18,7 +18,7 @@ from core.errors import DatabaseFault, ValueRefused
 OPERATOR_FIXES = {
     "42P01": "the events table does not exist: apply the schema with `python -m db migrate`",
     "42501": "the database user may not write the events table: GRANT INSERT, SELECT ON events TO the user",
-    "42703": "the events table lacks a column the function writes: compare it with db/schema.sql",
+    "42703": "the events table lacks a column the function writes: apply the migrations with `python -m db migrate`",
     "42804": "an events column has another type than the function writes: compare it with db/schema.sql",
     "23502": (
         "the events table has a NOT NULL column the function does not fill: give it a DEFAULT "
