@@ -10,15 +10,18 @@ driven with no web framework at all.
   handler) builds on: the same validation, statuses, storage and log line.
 """
 
+import datetime
 import io
 import json
 import uuid
+from decimal import Decimal
 
 import pytest
 from function_harness import FunctionServer, free_port
 
 from core import logs, service
 from core.body import read_body
+from core.events import FIELDS
 from core.outcomes import RequestRejected
 from runtime import Runtime
 
@@ -117,6 +120,44 @@ def test_client_supplied_id_makes_a_retry_idempotent(server, events_db):
     assert server.request(body=event).status == 201
     assert server.request(body=event).status == 200
     assert len(events_db.rows()) == 1
+
+
+# A value, as JSON text, for every field core.events accepts: each must come back
+# unchanged from the events column of its name. A field added to core.events.FIELDS
+# without a value here fails the test below, and one accepted but not stored fails it too.
+FIELD_SAMPLES = {
+    "id": '"0b7e3c1d-5a4f-4c2e-9d8b-7f6a5e4d3c2b"',
+    "kind": '"read back ✓"',
+    "payload": '{"text": "é\\u00e9 ✓", "big": 123456789012345678901234567890, "fraction": 0.1000000000000000055,'
+    ' "nested": [true, null, {"empty": []}], "empty": {}}',
+}
+
+
+def stored_row(events_db, event_id: str) -> dict:
+    """The event's row, every column by name, numbers exactly as stored."""
+    [[text]] = events_db.execute(
+        "SELECT to_jsonb(e)::text FROM events e WHERE id = CAST(:id AS UUID)", id=event_id
+    )
+    return json.loads(text, parse_float=Decimal)
+
+
+@pytest.mark.parametrize("field", FIELDS)
+def test_every_field_the_rules_accept_is_read_back_from_its_row(server, events_db, field):
+    sample = FIELD_SAMPLES.get(field)
+    assert sample is not None, f"core.events accepts {field!r}: give it a value in FIELD_SAMPLES"
+    reply = server.request(body=f'{{"{field}": {sample}}}'.encode())
+    assert reply.status == 201, reply.body
+    [event_id] = reply.json()["ids"]
+    assert stored_row(events_db, event_id).get(field) == json.loads(sample, parse_float=Decimal)
+
+
+def test_a_scheduler_delivery_stores_the_job_name_as_kind_and_the_schedule_time(server, events_db):
+    reply = server.request(body=b"", headers=SCHEDULER_HEADERS)
+    [event_id] = reply.json()["ids"]
+    row = stored_row(events_db, event_id)
+    assert row["kind"] == SCHEDULER_HEADERS["X-CloudScheduler-JobName"]
+    scheduled = datetime.datetime.fromisoformat(row["scheduled_at"])
+    assert scheduled == datetime.datetime(2026, 11, 25, 9, 0, 0, 520000, tzinfo=datetime.UTC)
 
 
 def test_health_is_ok(server):
