@@ -33,19 +33,17 @@ class Runtime:
         self.config = Config()
         self.config_error: ConfigurationError | None = None
         self._database: Database | None = None
+        self.store: EventStore
         try:
             self.config = Config.from_environ(environ)
             self._database = database(self.config, on_secret=logs.redact)
-        except SettingError as err:
+            self.store = EventsTable(self._database)
+        except (SettingError, ConfigurationError) as err:
             self.config_error = ConfigurationError(str(err))
-        except ConfigurationError as err:
-            self.config_error = err
+            self.store = Misconfigured(self.config_error)
         # A DSN set directly is a secret from the start: a library that logs it
         # (or the whole environment) before the first request must not print it.
         _redact_dsn(self.config.database_url)
-        self.store: EventStore = (
-            EventsTable(self._database) if self._database is not None else Misconfigured(self.config_error)
-        )
         self.settings = service.Settings(self.config.google_cloud_project, self.config.log_execution_id)
 
     def handle(self, request: service.Request) -> Outcome:
@@ -55,7 +53,8 @@ class Runtime:
     def database(self) -> Database:
         """The instance's Database (its engine is built on first use, not at import)."""
         if self._database is None:
-            raise self.config_error or ConfigurationError("no database is configured")
+            assert self.config_error is not None  # the only way to have no Database
+            raise self.config_error
         return self._database
 
     def close(self) -> None:
@@ -77,8 +76,8 @@ class Runtime:
 class Misconfigured:
     """The store of an instance whose configuration is wrong: every use is a 503 naming the error."""
 
-    def __init__(self, error: ConfigurationError | None):
-        self.error = error or ConfigurationError("no database is configured")
+    def __init__(self, error: ConfigurationError):
+        self.error = error
 
     def store(self, records: Sequence[EventRecord]) -> Receipt:
         raise self.error
