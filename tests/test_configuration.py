@@ -6,7 +6,9 @@ from fault_helpers import error_lines
 from function_harness import load_function
 
 import config
+import runtime
 from config import Config, SettingError
+from db.database import EngineOptions
 
 MALFORMED = {
     "DB_POOL_SIZE": ["0", "1001", "two", "1.5"],
@@ -41,6 +43,13 @@ def test_values_at_the_edges_of_their_ranges_are_accepted():
         {"DB_POOL_SIZE": "1000", "DB_POOL_RECYCLE": "1", "BODY_TIMEOUT": " 0.1 ", "LOG_LEVEL": "debug"}
     )
     assert (read.pool_size, read.pool_recycle, read.body_timeout, read.log_level) == (1000, 1, 0.1, "DEBUG")
+
+
+def test_unset_database_settings_take_the_engines_defaults_and_set_ones_reach_it():
+    dsn = {"DATABASE_URL": "postgresql://app@127.0.0.1/app"}
+    assert runtime.database(Config.from_environ(dsn)).options == EngineOptions()
+    read = Config.from_environ({**dsn, "DB_POOL_SIZE": "4", "DB_TIMEOUT": "2.5"})
+    assert runtime.database(read).options == EngineOptions(pool_size=4, db_timeout=2.5)
 
 
 def test_a_malformed_setting_makes_every_request_a_503_naming_it(events_db, monkeypatch, capfd):
