@@ -1,9 +1,9 @@
 """The Functions Framework entry point: an HTTP request in, the core's answer out.
 
-Everything the function does is in core/ (the use case) and db/ (the database);
-this file translates between Flask and the core. The runtime (the engine and
-its pool) is a module-level global, outside the handler, so every invocation on
-an instance reuses it: CockroachDB's serverless best practice.
+Everything the function does is in core/ (the use case) and db/ (the database),
+wired by runtime.py; this file translates between Flask and the core. The runtime
+(the engine and its pool) is a module-level global, outside the handler, so every
+invocation on an instance reuses it: CockroachDB's serverless best practice.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import functions_framework
 from core import logs, service
 from core.body import read_body
 from core.outcomes import Outcome, RequestRejected, outcome_for_error
-from core.runtime import Runtime
+from runtime import Runtime
 
 runtime = Runtime()
 logs.configure(runtime.config.log_level)
@@ -64,8 +64,7 @@ def handler(request: flask.Request) -> flask.Response:
         body_complete = True
         return body
 
-    outcome = service.handle(
-        runtime,
+    outcome = runtime.handle(
         service.Request(
             method=request.method,
             path=_path(request),

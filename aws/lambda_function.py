@@ -22,9 +22,8 @@ from typing import Any
 from snapshot_restore_py import register_after_restore, register_before_snapshot
 
 from aws import lambda_events
-from core import logs, service
-from core.runtime import Runtime
-from db.secret import import_aws_client
+from core import logs
+from runtime import Runtime
 
 runtime = Runtime()
 # The runtime's own root handler would write every line a second time, in its text format.
@@ -34,11 +33,7 @@ logs.configure(runtime.config.log_level)
 
 @register_before_snapshot
 def _before_snapshot() -> None:
-    runtime.close()
-    # Modules are safe in a snapshot, unlike connections and secrets: the restored
-    # copies' first request then reads the secret without importing boto3.
-    if runtime.config.database_url_secret_arn:
-        import_aws_client()
+    runtime.before_snapshot()
 
 
 @register_after_restore
@@ -49,4 +44,4 @@ def _after_restore() -> None:
 
 
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
-    return lambda_events.answer(event, lambda request: service.handle(runtime, request))
+    return lambda_events.answer(event, runtime.handle)

@@ -30,8 +30,10 @@ from core.rules import (
     random_id,
 )
 from core.scheduler import SchedulerDelivery
-from db.events import EventRecord
+from core.store import EventRecord
 
+# The fields an event may have; each is stored in the events column of its name
+# (tests/test_http_api.py reads every one back).
 FIELDS = ("id", "kind", "payload")
 _KNOWN_FIELDS = frozenset(FIELDS)
 

@@ -10,9 +10,9 @@ import argparse
 import logging
 import sys
 
-from config import Config
-from db.database import Database
-from db.errors import ConfigurationError, DatabaseFault, SecretUnavailable
+import runtime
+from config import Config, SettingError
+from core.errors import ConfigurationError, DatabaseFault, SecretUnavailable
 from db.migrate import MigrationError, head_name, migrate, new_revision
 
 MIGRATE_HELP = """\
@@ -61,9 +61,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _migrate() -> int:
     try:
-        config = Config.from_environ()
-        database = Database(config.dsn_source(), config.engine_options())
-    except ConfigurationError as err:
+        database = runtime.database(Config.from_environ())
+    except (SettingError, ConfigurationError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     try:

@@ -1,4 +1,4 @@
-"""What a SQLAlchemy or driver exception means, as one of db.errors' exceptions.
+"""What a SQLAlchemy or driver exception means, as one of core.errors' exceptions.
 
 A server error carries a SQLSTATE (pg8000 puts the server's fields in the
 exception's first argument, `C` the code and `M` the message); SQLAlchemy
@@ -13,10 +13,10 @@ import re
 import pg8000.dbapi
 import sqlalchemy.exc
 
-from db.errors import DatabaseFault, ValueRefused
+from core.errors import DatabaseFault, ValueRefused
 
-# Faults of the deployment, not of the request or the code: 503 until someone
-# fixes them, with the fix in the log line.
+# Faults of the deployment, not of the statement's values or the code: they last until
+# someone fixes them, so the fault carries the fix.
 OPERATOR_FIXES = {
     "42P01": "the events table does not exist: apply the schema with `python -m db migrate`",
     "42501": "the database user may not write the events table: GRANT INSERT, SELECT ON events TO the user",
@@ -67,7 +67,7 @@ def server_message(exc: BaseException) -> str:
 
 
 def translate(exc: BaseException, *, statement_sent: bool) -> Exception | None:
-    """The db.errors exception `exc` means; None if it is not a database failure (a bug).
+    """The core.errors exception `exc` means; None if it is not a database failure (a bug).
 
     `statement_sent`: the INSERT had been sent, so a value refused is the
     request's, and a connection lost without an answer leaves the commit unknown.

@@ -23,10 +23,10 @@ import os
 import re
 import stat
 
+from core.errors import ConfigurationError, SecretUnavailable
 from db.dsn import parse_dsn
-from db.errors import ConfigurationError, SecretUnavailable
 
-# Seconds to wait for Secret Manager before the request gets a 503.
+# Seconds to wait for Secret Manager before SecretUnavailable.
 SECRET_TIMEOUT = 5.0
 # A connection string is well under 4 KiB; a mounted secret file larger than this holds something else.
 MAX_FILE_BYTES = 64 * 1024
@@ -167,7 +167,7 @@ def read_secret(name: str, *, timeout: float, emulator_host: str = "") -> str:
         with _client(emulator_host) as client:
             response = client.access_secret_version(
                 name=name,
-                # Bounded: a Secret Manager outage must become a prompt 503, not
+                # Bounded: a Secret Manager outage must become a prompt SecretUnavailable, not
                 # the client's default of retrying UNAVAILABLE for a minute.
                 retry=retry.Retry(
                     initial=0.1,
@@ -245,7 +245,7 @@ def read_aws_secret(arn: str, *, timeout: float) -> str:
     config = botocore.config.Config(
         connect_timeout=timeout,
         read_timeout=timeout,
-        # Bounded: an outage must become a prompt 503, not minutes of the SDK's retries.
+        # Bounded: an outage must become a prompt SecretUnavailable, not minutes of the SDK's retries.
         retries={"mode": "standard", "total_max_attempts": 2},
     )
     try:

@@ -41,8 +41,8 @@ def uploaded_files() -> set[str]:
 
 def problem(dsn: str, uploaded: Callable[[], set[str]] = uploaded_files) -> str | None:
     """Why the deployed function could not use `dsn`, or None."""
+    from core.errors import ConfigurationError
     from db.dsn import parse_dsn
-    from db.errors import ConfigurationError
 
     try:
         parse_dsn(dsn)

@@ -6,8 +6,9 @@ from fault_helpers import error_lines
 from function_harness import load_function
 
 import config
-from config import Config
-from db.errors import ConfigurationError
+import runtime
+from config import Config, SettingError
+from db.database import EngineOptions
 
 MALFORMED = {
     "DB_POOL_SIZE": ["0", "1001", "two", "1.5"],
@@ -38,7 +39,7 @@ MALFORMED = {
     "name, value", [(name, value) for name, values in MALFORMED.items() for value in values]
 )
 def test_a_malformed_value_is_an_error_naming_the_variable_and_its_range(name, value):
-    with pytest.raises(ConfigurationError) as refused:
+    with pytest.raises(SettingError) as refused:
         Config.from_environ({name: value})
     message = str(refused.value)
     assert message.startswith(f"{name} must be ") and repr(value) in message
@@ -71,6 +72,13 @@ def test_values_at_the_edges_of_their_ranges_are_accepted():
 )
 def test_well_formed_names_and_addresses_are_accepted(name, value):
     Config.from_environ({name: value})
+
+
+def test_unset_database_settings_take_the_engines_defaults_and_set_ones_reach_it():
+    dsn = {"DATABASE_URL": "postgresql://app@127.0.0.1/app"}
+    assert runtime.database(Config.from_environ(dsn)).options == EngineOptions()
+    read = Config.from_environ({**dsn, "DB_POOL_SIZE": "4", "DB_TIMEOUT": "2.5"})
+    assert runtime.database(read).options == EngineOptions(pool_size=4, db_timeout=2.5)
 
 
 def test_a_malformed_setting_makes_every_request_a_503_naming_it(events_db, monkeypatch, capfd):

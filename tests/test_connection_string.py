@@ -29,9 +29,9 @@ from app_fixtures import driver_connection
 from function_harness import ROOT, known_secrets, load_function
 from sqlalchemy import text
 
+from core.errors import ConfigurationError
 from db.database import Database, EngineOptions
 from db.dsn import parse_dsn, startup_options
-from db.errors import ConfigurationError
 from db.secret import DsnSource
 
 PASSWORD = "s3cr3t p@ss/w#rd"

@@ -286,6 +286,40 @@ def test_missing_table_says_to_run_the_migration(events_db, database_without_sch
     assert "42P01" in message and "python -m db migrate" in message
 
 
+# The events table as the first release created it, before scheduled_at (an older deployment).
+OLDER_EVENTS_TABLE = """CREATE TABLE events (
+    id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    kind TEXT NOT NULL,
+    payload JSONB NOT NULL DEFAULT '{}',
+    received_at TIMESTAMPTZ NOT NULL DEFAULT now()
+)"""
+
+
+def test_health_without_the_events_table_is_a_503_naming_the_migration(
+    events_db, database_without_schema, monkeypatch, capfd
+):
+    _, client = load_function(monkeypatch, DATABASE_URL=database_without_schema)
+    assert_unavailable(client.get("/"))
+    message = the_one_error_line(capfd)
+    assert "42P01" in message and "python -m db migrate" in message
+
+
+def test_health_with_a_column_missing_is_a_503_naming_the_migration(
+    events_db, database_without_schema, monkeypatch, capfd
+):
+    """The table exists but lacks a column the INSERT writes: GET / says so, as a POST would,
+    so a deploy's smoke test catches a migration that was never run."""
+    name = database_without_schema.rsplit("/", 1)[1]
+    events_db.execute(OLDER_EVENTS_TABLE, database=name)
+    _, client = load_function(monkeypatch, DATABASE_URL=database_without_schema)
+    assert_unavailable(client.get("/"))
+    message = the_one_error_line(capfd)
+    assert "42703" in message and "python -m db migrate" in message
+    # What the migration adds; the instance already running is then healthy.
+    events_db.execute("ALTER TABLE events ADD COLUMN scheduled_at TIMESTAMPTZ", database=name)
+    assert client.get("/").status_code == 200
+
+
 def test_user_without_privilege_says_what_to_grant(events_db, create_role, monkeypatch, capfd):
     password = create_role("no_grants", member_of_app=False)
     assert_unavailable(post_one_event(monkeypatch, events_db.dsn(user="no_grants", password=password)))

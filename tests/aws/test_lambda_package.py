@@ -18,6 +18,7 @@ def test_the_package_holds_the_function_and_no_development_file():
         "aws/lambda_function.py",
         "aws/lambda_events.py",
         "config.py",
+        "runtime.py",
         "core/service.py",
         "db/events.py",
     ):

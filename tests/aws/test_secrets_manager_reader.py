@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from db.errors import ConfigurationError, SecretUnavailable
+from core.errors import ConfigurationError, SecretUnavailable
 from db.secret import DsnSource, read_aws_secret
 from devtools.postgres import free_port
 

@@ -29,13 +29,16 @@ def test_upload_holds_only_the_function_code(tmp_path):
     assert {
         "main.py",
         "config.py",
+        "runtime.py",
         "requirements.txt",
         "db/database.py",
         "core/events.py",
     } <= files
     for path in files:
         top = path.split("/", 1)[0]
-        assert top in ("main.py", "config.py", "requirements.txt", "core", "db"), f"{path} would be uploaded"
+        assert top in ("main.py", "runtime.py", "config.py", "requirements.txt", "core", "db"), (
+            f"{path} would be uploaded"
+        )
         assert "__pycache__" not in path
     # The development side of the tree is there, but stays home.
     assert (ROOT / "tests").is_dir() and (ROOT / "devtools").is_dir()
