@@ -48,7 +48,8 @@ class Config(NamedTuple):
     db_timeout: float | None = None
     secret_timeout: float | None = None
     secret_retry_interval: float | None = None
-    body_timeout: float = 10.0
+    # Under Cloud Run's 10 s from SIGTERM to SIGKILL: a stalled body ends, and the pool closes, in time.
+    body_timeout: float = 5.0
     google_cloud_project: str = ""
     log_execution_id: bool = False
     log_level: str = "INFO"

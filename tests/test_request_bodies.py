@@ -308,6 +308,25 @@ def test_sigterm_with_a_client_holding_an_unread_body_exits_promptly_and_closes_
     assert [line["message"] for line in server.log_lines()][-1] == "database connections closed"
 
 
+@pytest.mark.parametrize("threads", ["1", "2"], ids=["sync", "gthread"])
+def test_sigterm_during_a_stalled_body_at_the_default_time_limit_exits_in_time_and_closes_the_pool(
+    events_server, tmp_path, threads
+):
+    env = {"DATABASE_URL": events_server.dsn(), "THREADS": threads}  # BODY_TIMEOUT left at its default
+    server = FunctionServer(env, tmp_path / "function.log").start()
+    try:
+        assert server.request("GET").status == 200  # a pooled connection to close at exit
+        stalled = start_post(server, 100, b'{"kind":')
+        server.terminate()
+        started = time.monotonic()
+        assert server.wait(timeout=10) == 0
+        assert time.monotonic() - started < 10  # Cloud Run's SIGKILL comes 10 s after SIGTERM
+        assert answer(stalled)[0] == 408
+    finally:
+        server.stop()
+    assert [line["message"] for line in server.log_lines()][-1] == "database connections closed"
+
+
 @WORKERS
 def test_clients_that_never_send_their_declared_bodies_delay_no_other_request(unread_server):
     """gunicorn's threaded worker drains an unread body for up to 5 s on the request's thread
