@@ -83,15 +83,16 @@ def test_other_errors_are_raised_at_once(engine, code):
     assert faults.sqlstate(raised.value) == code
 
 
-def test_backoff_stays_within_its_cap(engine, monkeypatch):
-    delays = []
-    monkeypatch.setattr("examples.transaction_retry.time.sleep", delays.append)
+def test_backoff_stays_within_its_cap(engine):
+    delays: list[float] = []
 
     def work(connection):
         connection.exec_driver_sql(FAIL_WITH.format(code="40001"))
 
     with engine.connect() as connection, pytest.raises(sqlalchemy.exc.DBAPIError):
-        run_transaction(connection, work, max_attempts=8, initial_backoff=0.1, max_backoff=0.5)
+        run_transaction(
+            connection, work, max_attempts=8, initial_backoff=0.1, max_backoff=0.5, sleep=delays.append
+        )
     assert len(delays) == 7
     assert all(0 <= delay <= 0.5 for delay in delays)
 
