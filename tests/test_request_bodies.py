@@ -30,9 +30,11 @@ import time
 import pytest
 from function_harness import ROOT, FunctionServer, capture, load_function
 
+from devtools.deadlines import scaled
+
 BODY_TIMEOUT = 1.0
 THREADS = 8
-SLACK = 1.5  # seconds allowed beyond the limit on a shared 2-core machine
+SLACK = scaled(1.5)  # seconds allowed beyond the limit on a shared 2-core machine
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,7 @@ def server(events_server, tmp_path_factory):
 
 def start_post(server, content_length: int | None, sent: bytes, chunked: bool = False) -> socket.socket:
     """A POST whose headers and first `sent` bytes are on their way; the caller decides the rest."""
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=scaled(30))
     framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {content_length}"
     head = f"POST / HTTP/1.1\r\nHost: function\r\nContent-Type: application/json\r\n{framing}\r\n\r\n"
     sock.sendall(head.encode() + sent)
@@ -57,7 +59,7 @@ def answer(sock: socket.socket) -> tuple[int, dict, bool]:
     try:
         reply.begin()
         body = reply.read()
-        sock.settimeout(2)
+        sock.settimeout(scaled(2))
         closed = sock.recv(1) == b""
     finally:
         sock.close()
@@ -185,7 +187,7 @@ def test_malformed_body_timeout_is_a_503_naming_the_setting(events_db, monkeypat
 
 
 # Longer than any answer takes here, far shorter than the hang it guards against.
-ANSWER_WITHIN = 5.0
+ANSWER_WITHIN = scaled(5.0)
 
 
 @pytest.fixture(scope="module")

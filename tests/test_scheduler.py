@@ -19,6 +19,7 @@ from werkzeug.datastructures import Headers
 from core.events import parse_events
 from core.outcomes import RequestRejected
 from core.scheduler import delivery_from_headers
+from devtools.deadlines import scaled
 
 UTC = datetime.UTC
 
@@ -119,7 +120,7 @@ def test_a_job_name_header_sent_twice_through_the_server_is_refused(events_serve
     """The server joins repeated headers ("a, b"); a job name cannot hold a comma."""
     env = {"DATABASE_URL": events_server.dsn()}
     with FunctionServer(env, tmp_path / "function.log") as server:
-        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=scaled(10))
         connection.putrequest("POST", "/")
         for name, value in (
             ("X-CloudScheduler-JobName", "a"),

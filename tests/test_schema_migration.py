@@ -6,6 +6,8 @@ import sys
 
 from function_harness import ROOT
 
+from devtools.deadlines import scaled
+
 
 def migrate(env):
     return subprocess.run(
@@ -14,7 +16,7 @@ def migrate(env):
         capture_output=True,
         text=True,
         env={**os.environ, **env},
-        timeout=60,
+        timeout=scaled(60),
     )
 
 

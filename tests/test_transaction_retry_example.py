@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from db import faults
 from db.dsn import parse_dsn
+from devtools.deadlines import scaled
 from examples.transaction_retry import run_transaction
 
 FAIL_WITH = "DO $$ BEGIN RAISE EXCEPTION 'restart transaction' USING ERRCODE = '{code}'; END $$"
@@ -121,7 +122,7 @@ WORKERS = ("alice", "bob")
 
 def test_write_skew_conflict_is_retried_until_both_transactions_commit_once(events_db):
     engine = autocommit_engine(events_db.dsn(), pool_size=len(WORKERS))
-    barrier = threading.Barrier(len(WORKERS), timeout=10)
+    barrier = threading.Barrier(len(WORKERS), timeout=scaled(10))
     attempts = collections.Counter()
     failures = []
 
