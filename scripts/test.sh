@@ -39,5 +39,24 @@ echo "== mypy (mypy.ini)" >&2
 echo "== shellcheck" >&2
 "${VENV}/bin/shellcheck" -x deploy.sh aws/deploy.sh deploy/common.sh scripts/*.sh .ci/run
 echo "== pytest, coverage floor ${COVERAGE_FLOOR} %" >&2
-exec "${VENV}/bin/python" -m pytest --cov --cov-config=.coveragerc --cov-report=term \
-  --cov-fail-under="${COVERAGE_FLOOR}"
+# Two sessions at once, so both cores are busy: deploy.sh's and aws/deploy.sh's tests,
+# whose scenarios run in the background of their own session (tests/deploy/conftest.py;
+# under pytest-xdist every worker would run them all), and the rest over two pytest-xdist
+# workers, each with its own servers on free ports. A file's tests stay on one worker
+# (--dist loadfile): the servers a module shares start once.
+work="$(mktemp -d)"
+trap 'rm -rf "${work}"' EXIT
+coverage_options=(--cov --cov-config=.coveragerc --cov-report=)
+COVERAGE_FILE="${work}/coverage.deploy" "${VENV}/bin/python" -m pytest "${coverage_options[@]}" \
+  tests/deploy tests/aws >"${work}/deploy.log" 2>&1 &
+deploy_tests=$!
+status=0
+COVERAGE_FILE="${work}/coverage.rest" "${VENV}/bin/python" -m pytest "${coverage_options[@]}" \
+  -n 2 --dist loadfile --ignore=tests/deploy --ignore=tests/aws || status=$?
+wait "${deploy_tests}" || status=$?
+echo "== pytest tests/deploy tests/aws" >&2
+cat "${work}/deploy.log"
+export COVERAGE_FILE="${work}/coverage"
+"${VENV}/bin/coverage" combine --quiet --rcfile=.coveragerc "${work}/coverage.deploy" "${work}/coverage.rest"
+"${VENV}/bin/coverage" report --rcfile=.coveragerc --fail-under="${COVERAGE_FLOOR}" || status=$?
+exit "${status}"
