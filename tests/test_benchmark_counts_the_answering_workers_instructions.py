@@ -52,7 +52,7 @@ def test_the_dump_counts_the_master_before_the_fork_and_the_worker_to_the_dump_o
     subprocess.run(
         ["callgrind_control", "--dump", str(worker)], capture_output=True, check=True, timeout=scaled(60)
     )
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + scaled(30)
     while (dumped := dumped_instructions(tmp_path, worker)) is None and time.monotonic() < deadline:
         time.sleep(0.1)
     process.stdin.write("\n")
