@@ -24,6 +24,7 @@ the faults are in the transport.
 
 import http.client
 import json
+import pathlib
 import socket
 import time
 
@@ -154,9 +155,25 @@ def test_trickling_body_is_cut_off_at_the_time_limit(server, events_db):
     assert events_db.rows() == {}
 
 
+def connections_read_to_the_end(port: int) -> int:
+    """How many open connections to `port` the server has read all that was sent on
+    (an empty receive queue in /proc/net/tcp: columns local address, state, queues)."""
+    count = 0
+    for line in pathlib.Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        _, local, _, state, queues, *_ = line.split()
+        established = state == "01"
+        if established and int(local.split(":")[1], 16) == port and int(queues.split(":")[1], 16) == 0:
+            count += 1
+    return count
+
+
 def test_stalled_clients_on_every_thread_delay_health_by_the_time_limit_at_most(server, events_db):
     stalled = [start_post(server, 100, b'{"kind": "stalled"') for _ in range(THREADS)]
-    time.sleep(0.2)  # every thread is now waiting for a body
+    # Every thread has read its client's head and first bytes, and now waits for the rest.
+    deadline = time.monotonic() + scaled(10)
+    while connections_read_to_the_end(server.port) < THREADS:
+        assert time.monotonic() < deadline, "the server did not read every stalled client's first bytes"
+        time.sleep(0.01)
     started = time.monotonic()
     health = server.request("GET", timeout=BODY_TIMEOUT + 10)
     elapsed = time.monotonic() - started
