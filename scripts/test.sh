@@ -37,7 +37,9 @@ fi
 # a file's tests on one worker (--dist loadfile) so the servers a module shares start once.
 # Every step runs; the script fails if any did.
 work="$(mktemp -d)"
-trap 'rm -rf "${work}"' EXIT
+deploy_tests=""
+# Interrupted (Ctrl-C) before the background session was waited for: it must not outlive us.
+trap '[ -z "${deploy_tests}" ] || kill "${deploy_tests}" 2>/dev/null || true; rm -rf "${work}"' EXIT
 coverage_options=(--cov --cov-config=.coveragerc --cov-report=)
 COVERAGE_FILE="${work}/coverage.deploy" "${VENV}/bin/python" -m pytest "${coverage_options[@]}" \
   tests/deploy tests/aws >"${work}/deploy.log" 2>&1 &
@@ -56,6 +58,7 @@ COVERAGE_FILE="${work}/coverage.rest" "${VENV}/bin/python" -m pytest "${coverage
   -n 2 --dist loadfile --ignore=tests/deploy --ignore=tests/aws || status=1
 echo "== pytest tests/deploy tests/aws (run alongside)" >&2
 wait "${deploy_tests}" || status=1
+deploy_tests=""
 cat "${work}/deploy.log"
 echo "== coverage of both, floor ${COVERAGE_FLOOR} %" >&2
 export COVERAGE_FILE="${work}/coverage"
