@@ -23,6 +23,7 @@ from core import logs, service
 from core.body import read_body
 from core.events import FIELDS
 from core.outcomes import RequestRejected
+from devtools.deadlines import scaled
 from runtime import Runtime
 
 
@@ -239,7 +240,7 @@ def test_database_down_is_a_fast_503_with_retry_after(tmp_path):
     closed = f"postgresql://app:pw@127.0.0.1:{free_port()}/app"
     with FunctionServer({"DATABASE_URL": closed}, tmp_path / "down.log") as down:
         for method in ("POST", "GET"):
-            reply = down.request(method, body=b"{}" if method == "POST" else None, timeout=5)
+            reply = down.request(method, body=b"{}" if method == "POST" else None, timeout=scaled(5))
             assert reply.status == 503
             assert reply.headers["Retry-After"] == "5"
             assert reply.json() == {"error": "the database is unavailable; retry later"}

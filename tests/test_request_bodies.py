@@ -27,14 +27,17 @@ the faults are in the transport.
 
 import http.client
 import json
+import pathlib
 import socket
 import time
 
 import pytest
 from function_harness import ROOT, FunctionServer, capture, load_function
 
+from devtools.deadlines import scaled
+
 BODY_TIMEOUT = 1.0
-SLACK = 1.5  # seconds allowed beyond the limit on a shared 2-core machine
+SLACK = scaled(1.5)  # seconds allowed beyond the limit on a shared 2-core machine
 
 # functions-framework runs gunicorn's sync worker with THREADS=1 (the deployment's default
 # concurrency of 1) and its threaded worker with more: deploy.sh sets THREADS to the pool
@@ -56,7 +59,7 @@ def server(events_server, tmp_path_factory, threads):
 
 def start_post(server, content_length: int | None, sent: bytes, chunked: bool = False) -> socket.socket:
     """A POST whose headers and first `sent` bytes are on their way; the caller decides the rest."""
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=scaled(30))
     framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {content_length}"
     head = f"POST / HTTP/1.1\r\nHost: function\r\nContent-Type: application/json\r\n{framing}\r\n\r\n"
     sock.sendall(head.encode() + sent)
@@ -69,7 +72,7 @@ def answer(sock: socket.socket) -> tuple[int, dict, bool]:
     try:
         reply.begin()
         body = reply.read()
-        sock.settimeout(2)
+        sock.settimeout(scaled(2))
         closed = sock.recv(1) == b""
     finally:
         sock.close()
@@ -170,10 +173,26 @@ def test_trickling_body_is_cut_off_at_the_time_limit(server, events_db):
     assert events_db.rows() == {}
 
 
+def connections_read_to_the_end(port: int) -> int:
+    """How many open connections to `port` the server has read all that was sent on
+    (an empty receive queue in /proc/net/tcp: columns local address, state, queues)."""
+    count = 0
+    for line in pathlib.Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        _, local, _, state, queues, *_ = line.split()
+        established = state == "01"
+        if established and int(local.split(":")[1], 16) == port and int(queues.split(":")[1], 16) == 0:
+            count += 1
+    return count
+
+
 @WORKERS
 def test_stalled_clients_on_every_thread_delay_health_by_the_time_limit_at_most(server, events_db, threads):
     stalled = [start_post(server, 100, b'{"kind": "stalled"') for _ in range(int(threads))]
-    time.sleep(0.2)  # every thread is now waiting for a body
+    # Every thread has read its client's head and first bytes, and now waits for the rest.
+    deadline = time.monotonic() + scaled(10)
+    while connections_read_to_the_end(server.port) < int(threads):
+        assert time.monotonic() < deadline, "the server did not read every stalled client's first bytes"
+        time.sleep(0.01)
     started = time.monotonic()
     health = server.request("GET", timeout=BODY_TIMEOUT + 10)
     elapsed = time.monotonic() - started
@@ -204,7 +223,7 @@ def test_malformed_body_timeout_is_a_503_naming_the_setting(events_db, monkeypat
 
 
 # Longer than any answer takes here, far shorter than the hang it guards against.
-ANSWER_WITHIN = 5.0
+ANSWER_WITHIN = scaled(5.0)
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from werkzeug.datastructures import Headers
 from core.events import parse_events
 from core.outcomes import RequestRejected
 from core.scheduler import DELIVERY_NAMESPACE, delivery_from_headers
+from devtools.deadlines import scaled
 
 UTC = datetime.UTC
 
@@ -156,7 +157,7 @@ def plain_server(events_server, tmp_path_factory):
 
 def post_raw_headers(server, headers: list[tuple[str, bytes]]) -> tuple[int, dict]:
     """A POST with these header lines as they are, in order (repeats and UTF-8 bytes included)."""
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=scaled(30))
     try:
         connection.putrequest("POST", "/")
         for name, value in [*headers, ("Content-Length", b"0")]:
