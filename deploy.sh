@@ -30,7 +30,8 @@
 #   --time-zone TZ           TIME_ZONE          schedule time zone (default Etc/UTC)
 #   --job J                  JOB_NAME           Scheduler job name (default <name>-schedule)
 #   --pool-size N            POOL_SIZE          connections per instance = requests per instance
-#                                               (--concurrency), 1 to 1000 (default 1)
+#                                               (--concurrency) = gunicorn threads (THREADS),
+#                                               1 to 1000 (default 1)
 #   --connection-budget N    CONNECTION_BUDGET  connections the function may hold on the cluster
 #                                               (default 50)
 #   --max-instances N        MAX_INSTANCES      default: half the budget / pool size (50 / 2 / 1 = 25).
@@ -739,7 +740,7 @@ smoke_unreachable() {
 # GET / once as the deployer: 200 is done; 401/403 while IAM propagates is retried for
 # DEPLOY_SMOKE_RETRY_SECONDS; 503 shows the function's last ERROR log line and the likely causes.
 smoke_test() {
-  step "9. smoke test: GET / as the deployer"
+  step "11. smoke test: GET / as the deployer"
   local token result status started="${SECONDS}" skipped
   skipped="$(smoke_unreachable)"
   if [ -n "${skipped}" ]; then printf 'smoke test %s\n' "${skipped}"; return 0; fi

@@ -40,7 +40,7 @@ Faults a test switches on, each answering as the real service does:
 
 Every request is recorded for the tests to assert on. `python
 tests/deploy/gcloud_standin.py first-run` prints a first deploy into a new
-project, the transcript docs/deploy.md shows.
+project.
 """
 
 from __future__ import annotations
@@ -1242,6 +1242,8 @@ def new_project(world: Scenario) -> Scenario:
         "LOG_LEVEL=DEBUG",
         "--notification-channel",
         CHANNEL,
+        "--image-cleanup-days",
+        "30",
         stdin=DSN + "\n",
     )
     return world
@@ -1249,6 +1251,7 @@ def new_project(world: Scenario) -> Scenario:
 
 # A cluster on GCP in us-east1, where Cloud Scheduler is offered.
 GCP_DSN = DSN.replace(HOST, "events-5678.xyz.gcp-us-east1.cockroachlabs.cloud")
+EU_DSN = DSN.replace(HOST, "events-5678.xyz.gcp-europe-west1.cockroachlabs.cloud")
 OPTIONS = (
     "--secret-delivery",
     "client",
@@ -1274,7 +1277,8 @@ OPTIONS = (
 @SCENARIOS.define()
 def constrained_org_with_options() -> Scenario:
     """A new project in an organisation that forbids `global` resources, with a VPC
-    connector made for the function, deployed with every option set."""
+    connector made for the function, deployed with every option set, to us-east1 for a
+    cluster in europe-west1 (--region)."""
     standin = GoogleCloudStandIn(PROJECT).start()
     standin.deny_global_locations = True
     standin.enabled.add("vpcaccess.googleapis.com")  # the connector was made with it
@@ -1285,7 +1289,7 @@ def constrained_org_with_options() -> Scenario:
         "state": "READY",
     }
     world = scenario(standin)
-    world.deploy("--project", PROJECT, *OPTIONS, env={"DATABASE_URL": GCP_DSN})
+    world.deploy("--project", PROJECT, "--region", "us-east1", *OPTIONS, env={"DATABASE_URL": EU_DSN})
     return world
 
 

@@ -265,3 +265,13 @@ def test_the_documented_rollback_sends_all_traffic_to_the_previous_revision():
     assert twin.standin.serving_revisions(REGION, "events") == {twin.extra["older"]: 100}
     [replace] = [r for r in twin.standin.requests if r.method == "PUT" and r.api == "run"]
     assert replace.path.endswith("/namespaces/demo-project/services/events")
+
+
+def test_image_cleanup_days_sets_a_cleanup_policy_on_gcf_artifacts():
+    first, second = SCENARIOS.result("new_project").runs
+    assert not first.find("PATCH", r"/repositories/gcf-artifacts$")  # no policy unless asked
+    [patch] = second.find("PATCH", rf"/locations/{REGION}/repositories/gcf-artifacts$")
+    policies = patch.body["cleanupPolicies"]
+    assert policies["delete-old"]["condition"]["olderThan"] in ("2592000s", "2592000.0s")
+    assert policies["keep-newest"]["mostRecentVersions"]["keepCount"] == 5
+    assert patch.body.get("cleanupPolicyDryRun") is False

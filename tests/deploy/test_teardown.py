@@ -2,8 +2,8 @@
 functions, their jobs by description, the metrics and alert policies, the bindings, the service
 accounts; the secret only with --delete-secret), each step safe to repeat, never exits 0 while a
 function it made still serves, says what it leaves, and --dry-run prints the commands without
-running them. It runs on a copy of the project as the first deploy into a new project left it,
-plus the same function deployed with --region us-east1; --delete is given no region.
+running them. It runs, without --region, on a copy of the project as the first deploy into a
+new project left it, and on one deployed with --region us-east1 for a cluster in europe-west1.
 `--rollback-secret` stores the version before the latest again."""
 
 import os
@@ -17,7 +17,6 @@ ACCOUNTS = ("events-runtime", "events-invoker", "events-build")
 @SCENARIOS.define(after="new_project_first_run")
 def deployed_then_deleted(first_run: Scenario) -> Scenario:
     world = scenario(first_run.extra["deployed"].clone())
-    world.deploy("--project", PROJECT, "--region", "us-east1", "--no-smoke-test", "--no-alerts")
     world.deploy("--project", PROJECT, "--delete")
     world.deploy("--project", PROJECT, "--delete", "--delete-secret")
     return world
@@ -41,24 +40,35 @@ def bad_dsn_rolled_back_then_delete_refused(first_run: Scenario) -> Scenario:
     return world
 
 
+@SCENARIOS.define(after="constrained_org_with_options")
+def deployed_with_region_then_deleted_without(deployed: Scenario) -> Scenario:
+    """The function deployed with --region us-east1 for a cluster in europe-west1, and a second
+    copy of it in us-east4 (a function deploy.sh made there earlier), deleted without --region."""
+    world = scenario(deployed.standin.clone())
+    earlier = world.standin.seed_function(REGION, "events")
+    earlier["labels"] = {"function": "events", "managed-by": "deploy-sh", "scheduler-location": REGION}
+    world.deploy("--project", PROJECT, "--delete")
+    return world
+
+
 @pytest.fixture(scope="module")
 def runs():
-    return SCENARIOS.result("deployed_then_deleted").runs[1:]
+    return SCENARIOS.result("deployed_then_deleted").runs
 
 
 def test_delete_without_region_finds_the_function_in_every_region_it_was_deployed_to():
-    deployed, first, _ = SCENARIOS.result("deployed_then_deleted").runs
-    assert deployed.returncode == 0, deployed.stderr[-2000:]
-    assert first.returncode == 0, first.stderr
-    assert "functions in: us-east4 us-east1" in first.stdout
-    for region in (REGION, "us-east1"):
-        assert first.find("DELETE", rf"/locations/{region}/functions/events$")
-        assert first.find("DELETE", rf"/locations/{region}/jobs/events-schedule$")
-    assert "no function labelled function=events, managed-by=deploy-sh is left" in first.stdout
+    [run] = SCENARIOS.result("deployed_with_region_then_deleted_without").runs
+    assert run.returncode == 0, run.stderr
+    assert "functions in: us-east1 us-east4" in run.stdout
+    for region in ("us-east1", REGION):
+        assert run.find("DELETE", rf"/locations/{region}/functions/events$")
+    assert run.find("DELETE", r"/locations/us-east1/jobs/events-schedule$")
+    assert not [name for name in run.resources if "/functions/" in name or "/jobs/" in name]
+    assert "no function labelled function=events, managed-by=deploy-sh is left" in run.stdout
 
 
-def test_delete_removes_the_metrics_and_alert_policies():
-    first = SCENARIOS.result("deployed_then_deleted").runs[1]
+def test_delete_removes_the_metrics_and_alert_policies(runs):
+    first = runs[0]
     assert not [name for name in first.resources if "/metrics/" in name or "/alertPolicies/" in name]
     assert len(first.find("DELETE", r"/alertPolicies/\d+$")) == 2
     assert len(first.find("DELETE", r"/metrics/events-")) == 5
