@@ -275,3 +275,21 @@ def test_image_cleanup_days_sets_a_cleanup_policy_on_gcf_artifacts():
     assert policies["delete-old"]["condition"]["olderThan"] in ("2592000s", "2592000.0s")
     assert policies["keep-newest"]["mostRecentVersions"]["keepCount"] == 5
     assert patch.body.get("cleanupPolicyDryRun") is False
+
+
+def test_a_cluster_out_of_connections_is_logged_with_the_budget_and_the_fix(caplog):
+    """16 instances started at once against a limit of 13 gave three 503s logged only as
+    "53300: sorry, too many clients already": the line now says what to change."""
+    import pg8000.dbapi
+
+    from core.outcomes import outcome_for_error
+    from db.faults import translate
+
+    refused = pg8000.dbapi.DatabaseError({"S": "FATAL", "C": "53300", "M": "sorry, too many clients already"})
+    with caplog.at_level("ERROR"):
+        outcome = outcome_for_error(translate(refused, statement_sent=False))
+    assert outcome.status == 503
+    [line] = [r.getMessage() for r in caplog.records if "53300" in r.getMessage()]
+    assert "sorry, too many clients already" in line
+    assert "--connection-budget" in line and "max instances x DB_POOL_SIZE" in line
+    assert "lower --max-instances or raise the limit" in line
