@@ -368,8 +368,12 @@ check_tools() {
   command -v gcloud >/dev/null || die "gcloud is not installed: https://cloud.google.com/sdk/docs/install"
   find_python "${HERE}"
   # Alert policies are created with gcloud's alpha track, the only one that has them (gcloud 528).
-  if [ "${MODE}" = deploy ] && [ "${ALERTS}" = true ] && [ "${DRY_RUN}" = false ] && ! gcloud alpha --help >/dev/null 2>&1; then
-    die "alert policies need gcloud's alpha component: gcloud components install alpha (or pass --no-alerts)"
+  # Asked of the installation, not of `gcloud alpha`, which offers to install it and would wait.
+  if [ "${MODE}" = deploy ] && [ "${ALERTS}" = true ] && [ "${DRY_RUN}" = false ]; then
+    local root
+    root="$(gcloud info --format 'value(installation.sdk_root)' 2>/dev/null)" || root=""
+    [ -f "${root}/lib/surface/alpha/__init__.py" ] \
+      || die "alert policies need gcloud's alpha component: gcloud components install alpha (or pass --no-alerts)"
   fi
 }
 
