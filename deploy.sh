@@ -5,6 +5,10 @@
 #        DATABASE_URL='postgresql://...' ./deploy.sh --project PROJECT   (stores the DSN first)
 #        ./deploy.sh --project PROJECT --delete [--delete-secret]   remove what deploy.sh made
 #        ./deploy.sh --project PROJECT --smoke-test-only            call the deployed function once
+#        ./deploy.sh --project PROJECT --rollback-secret            store the previous DSN again
+#
+# Before the first deploy, create the table: DATABASE_URL=... .venv/bin/python -m db migrate
+# (the smoke test's GET / answers 503 until the schema is applied).
 #
 # Every setting is a flag or an environment variable (flag wins):
 #   --project P              PROJECT            GCP project (required)
@@ -13,12 +17,12 @@
 #                                               never a flag, so it stays out of shell history and `ps`);
 #                                               it is checked by the function's own parser, then stored
 #                                               as a new secret version if it differs from the latest
-#   --region R               REGION             GCP region; default: the cluster's region if it offers
-#                                               Cloud Functions, else the nearest region that does
-#                                               (asked of Google: gcloud functions regions list --gen2)
-#   --cluster-region C       CLUSTER_REGION     the cluster's (primary) region, e.g. gcp-us-east1 or
-#                                               aws-eu-west-1, when the host does not name it
-#                                               (CockroachDB Basic and multi-region hosts never do)
+#   --region R               REGION             GCP region; default: the cluster's, read from its host
+#                                               (…gcp-us-east1.cockroachlabs.cloud). Checked against
+#                                               `gcloud functions regions list`; a cluster on another
+#                                               cloud, or a host naming no region, needs --region
+#                                               (deploy.sh stops before any change, listing them)
+#   --scheduler-location L   SCHEDULER_LOCATION Cloud Scheduler location (default: the function's region)
 #   --name N                 FUNCTION_NAME      function name, at most 22 characters: it also names the
 #                                               N-runtime, N-invoker and N-build service accounts
 #                                               (default events)
@@ -26,14 +30,32 @@
 #   --time-zone TZ           TIME_ZONE          schedule time zone (default Etc/UTC)
 #   --job J                  JOB_NAME           Scheduler job name (default <name>-schedule)
 #   --pool-size N            POOL_SIZE          connections per instance = requests per instance
-#                                               (--concurrency), 1 to 1000 (default 1)
-#   --connection-budget N    CONNECTION_BUDGET  most connections the function may hold on the cluster
+#                                               (--concurrency) = gunicorn threads (THREADS),
+#                                               1 to 1000 (default 1)
+#   --connection-budget N    CONNECTION_BUDGET  connections the function may hold on the cluster
 #                                               (default 50)
-#   --max-instances N        MAX_INSTANCES      default: connection budget / pool size; max instances
-#                                               x pool size may not exceed the budget
-#   --timeout SECONDS        TIMEOUT            function timeout, 1 to 3600 (default 60)
+#   --max-instances N        MAX_INSTANCES      default: half the budget / pool size (50 / 2 / 1 = 25).
+#                                               Not a hard cap: Cloud Run may exceed it briefly, and it
+#                                               holds per revision, so during a rollout or traffic split
+#                                               each serving revision may run this many. The half left
+#                                               over absorbs both; max x pool size <= budget is required
+#   --min-instances N        MIN_INSTANCES      instances kept warm (billed while idle), 0 to max (default 0)
+#   --timeout SECONDS        TIMEOUT            function timeout, 1 to 1799 (default 60): Cloud Scheduler
+#                                               waits at most 1800s and must wait longer than the function
 #   --attempt-deadline S     ATTEMPT_DEADLINE   how long Scheduler waits for an answer, 15 to 1800 and
-#                                               longer than the timeout (default timeout + 30)
+#                                               longer than the timeout (default timeout + 30, at most 1800)
+#   --env KEY=VALUE          (repeatable)       an environment variable for the function, e.g.
+#                                               LOG_LEVEL=DEBUG; added with --update-env-vars, so variables
+#                                               set earlier (by hand or by --env) are kept across deploys
+#   --runtime-update-policy P RUNTIME_UPDATE_POLICY  automatic (security patches of the language runtime
+#                                               applied by Google without a deploy) or on-deploy (only
+#                                               when you deploy) (default automatic)
+#   --image-cleanup-days N   IMAGE_CLEANUP_DAYS set a cleanup policy on the gcf-artifacts repository:
+#                                               delete images older than N days, keeping the newest 5
+#                                               (default: no policy; every deploy adds an image)
+#   --no-alerts                                 skip the log-based metrics and alert policies
+#   --notification-channel C NOTIFICATION_CHANNEL  alert policies notify this channel
+#                                               (projects/P/notificationChannels/ID)
 #   --ingress I              INGRESS            all | internal-only | internal-and-gclb (default all;
 #                                               the function is private either way: IAM decides).
 #                                               Cloud Scheduler in the project still reaches an
@@ -58,10 +80,15 @@
 #                                               connector (default all when a connector is given)
 #   --no-smoke-test                             skip calling the function after deploying it
 #   --smoke-test-only                           only call the deployed function once and report
-#   --delete                                    remove the job, the function, the bindings and the
-#                                               service accounts (each step safe to repeat); it says
-#                                               what it leaves (APIs, images, connector, NAT, IP)
+#   --delete                                    remove the job, the function, the metrics and alert
+#                                               policies, the bindings and the service accounts, found by
+#                                               their labels in every region (each step safe to repeat);
+#                                               exits 1 while a function it made still serves; it says
+#                                               what it leaves (APIs, images, source buckets, connector,
+#                                               NAT, IP, secret)
 #   --delete-secret                             with --delete: also delete the secret and its versions
+#   --rollback-secret                           add the version before the latest as a new version (a bad
+#                                               DSN rolled back); the function reads `latest`
 #   --dry-run                                   print every gcloud command that would change something,
 #                                               run none
 #   -h, --help                                  this text
@@ -76,16 +103,17 @@
 #                               propagates (default 120)
 #
 # Deploy steps, each safe to repeat; every check that needs no change comes first:
-#   1. enable the APIs;  2. read what the project offers (the regions offering Cloud Functions,
-#   Cloud Scheduler's locations, the VPC connector);  3. the secret, labelled, with a new
-#   version only if the DSN changed;  4. service accounts: runtime, invoker, build;  5. roles:
-#   the build account may build, the runtime account may read that one secret;  6. the
-#   function (2nd gen, private, labelled, CPU and memory stated, all traffic to the new
-#   revision);  7. the invoker account may call it;  8. the Scheduler job (OIDC, retries), in
-#   the function's region or the nearest offered one;  9. a smoke test: GET / as the deployer.
+#   1. enable the APIs;  2. check what the project offers (the function's region among those
+#   offering Cloud Functions, Cloud Scheduler's location, the VPC connector);  3. the secret,
+#   labelled, with a new version only if the DSN changed;  4. service accounts: runtime,
+#   invoker, build;  5. roles: the build account may build, the runtime account may read that
+#   one secret;  6. the function (2nd gen, private, labelled, CPU and memory stated, all traffic
+#   to the new revision);  7. the invoker account may call it;  8. the Scheduler job (OIDC,
+#   retries);  9. log-based metrics and alert policies;  10. the image cleanup policy, if asked;
+#   11. a smoke test: GET / as the deployer.
 # Labels function=<name>, cluster=<cluster>, managed-by=deploy-sh go on the function and the
-# secret, and into the job's description (Cloud Scheduler jobs take no labels). docs/deploy.md
-# has the rest: rollback, reaching the cluster, costs.
+# secret, and into the descriptions of the job and the service accounts (they take no labels).
+# docs/deploy.md has the rest: rollback, alerts, reaching the cluster, costs.
 set -euo pipefail
 
 # ---------------------------------------------------------------- defaults, in one place
@@ -111,7 +139,7 @@ BUILD_ROLE="roles/run.builder"
 # looks the project number up through it, and new projects do not have it enabled.
 APIS=(cloudresourcemanager.googleapis.com iam.googleapis.com secretmanager.googleapis.com
   cloudfunctions.googleapis.com run.googleapis.com cloudbuild.googleapis.com
-  artifactregistry.googleapis.com cloudscheduler.googleapis.com logging.googleapis.com)
+  artifactregistry.googleapis.com cloudscheduler.googleapis.com logging.googleapis.com monitoring.googleapis.com)
 
 # Found beside this script with bash alone: the checks below run before any other tool is known.
 HERE="${BASH_SOURCE[0]%/*}"
@@ -123,7 +151,7 @@ source "${HERE}/deploy/common.sh"
 PROJECT="${PROJECT:-}"
 SECRET="${SECRET:-events-dsn}"
 REGION="${REGION:-}"
-CLUSTER_REGION="${CLUSTER_REGION:-}"
+SCHEDULER_LOCATION="${SCHEDULER_LOCATION:-}"
 FUNCTION_NAME="${FUNCTION_NAME:-events}"
 SCHEDULE="${SCHEDULE:-*/5 * * * *}"
 TIME_ZONE="${TIME_ZONE:-Etc/UTC}"
@@ -131,6 +159,12 @@ JOB_NAME="${JOB_NAME:-}"
 POOL_SIZE="${POOL_SIZE:-1}"
 CONNECTION_BUDGET="${CONNECTION_BUDGET:-50}"
 MAX_INSTANCES="${MAX_INSTANCES:-}"
+MIN_INSTANCES="${MIN_INSTANCES:-0}"
+RUNTIME_UPDATE_POLICY="${RUNTIME_UPDATE_POLICY:-automatic}"
+IMAGE_CLEANUP_DAYS="${IMAGE_CLEANUP_DAYS:-}"
+NOTIFICATION_CHANNEL="${NOTIFICATION_CHANNEL:-}"
+ALERTS=true
+EXTRA_ENV=()
 TIMEOUT="${TIMEOUT:-60}"
 ATTEMPT_DEADLINE="${ATTEMPT_DEADLINE:-}"
 INGRESS="${INGRESS:-all}"
@@ -146,6 +180,7 @@ DEPLOY_IAM_RETRY_SECONDS="${DEPLOY_IAM_RETRY_SECONDS:-120}"
 DEPLOY_SMOKE_RETRY_SECONDS="${DEPLOY_SMOKE_RETRY_SECONDS:-120}"
 SMOKE_TEST=true
 CPU_WHY=""
+OFFER_CHECKED=false
 MODE=deploy
 DELETE_SECRET=false
 DRY_RUN=false
@@ -158,7 +193,7 @@ parse_args() {
       --secret) SECRET="${2:?--secret needs a value}"; shift 2 ;;
       --dsn-stdin) DSN_FROM_STDIN=true; shift ;;
       --region) REGION="${2:?--region needs a value}"; shift 2 ;;
-      --cluster-region) CLUSTER_REGION="${2:?--cluster-region needs a value}"; shift 2 ;;
+      --scheduler-location) SCHEDULER_LOCATION="${2:?--scheduler-location needs a value}"; shift 2 ;;
       --name) FUNCTION_NAME="${2:?--name needs a value}"; shift 2 ;;
       --schedule) SCHEDULE="${2:?--schedule needs a value}"; shift 2 ;;
       --time-zone) TIME_ZONE="${2:?--time-zone needs a value}"; shift 2 ;;
@@ -166,6 +201,13 @@ parse_args() {
       --pool-size) POOL_SIZE="${2:?--pool-size needs a value}"; shift 2 ;;
       --connection-budget) CONNECTION_BUDGET="${2:?--connection-budget needs a value}"; shift 2 ;;
       --max-instances) MAX_INSTANCES="${2:?--max-instances needs a value}"; shift 2 ;;
+      --min-instances) MIN_INSTANCES="${2:?--min-instances needs a value}"; shift 2 ;;
+      --env) EXTRA_ENV+=("${2:?--env needs KEY=VALUE}"); shift 2 ;;
+      --runtime-update-policy) RUNTIME_UPDATE_POLICY="${2:?--runtime-update-policy needs a value}"; shift 2 ;;
+      --image-cleanup-days) IMAGE_CLEANUP_DAYS="${2:?--image-cleanup-days needs a value}"; shift 2 ;;
+      --no-alerts) ALERTS=false; shift ;;
+      --notification-channel) NOTIFICATION_CHANNEL="${2:?--notification-channel needs a value}"; shift 2 ;;
+      --rollback-secret) MODE=rollback-secret; shift ;;
       --timeout) TIMEOUT="${2:?--timeout needs a value}"; shift 2 ;;
       --attempt-deadline) ATTEMPT_DEADLINE="${2:?--attempt-deadline needs a value}"; shift 2 ;;
       --ingress) INGRESS="${2:?--ingress needs a value}"; shift 2 ;;
@@ -201,25 +243,50 @@ check_names() {
   [[ "${RUNTIME}" =~ ^python3[0-9]{1,2}$ ]] || die "--runtime must be a Python runtime such as python313, got '${RUNTIME}'"
   case "${INGRESS}" in all|internal-only|internal-and-gclb) ;; *) die "--ingress must be all, internal-only or internal-and-gclb" ;; esac
   case "${SECRET_DELIVERY}" in file|client) ;; *) die "--secret-delivery must be file or client, got '${SECRET_DELIVERY}'" ;; esac
+  case "${RUNTIME_UPDATE_POLICY}" in automatic|on-deploy) ;; *) die "--runtime-update-policy must be automatic or on-deploy, got '${RUNTIME_UPDATE_POLICY}'" ;; esac
+  [ -z "${REGION}" ] || [[ "${REGION}" =~ ^[a-z]+-[a-z]+[0-9]+$ ]] || die "--region must be a GCP region such as us-east1, got '${REGION}'"
+  [ -z "${SCHEDULER_LOCATION}" ] || [[ "${SCHEDULER_LOCATION}" =~ ^[a-z]+-[a-z]+[0-9]+$ ]] \
+    || die "--scheduler-location must be a GCP region such as us-east1, got '${SCHEDULER_LOCATION}'"
+  [ -z "${NOTIFICATION_CHANNEL}" ] || [[ "${NOTIFICATION_CHANNEL}" =~ ^projects/[^/]+/notificationChannels/[0-9]+$ ]] \
+    || die "--notification-channel must be projects/PROJECT/notificationChannels/ID (gcloud beta monitoring channels list), got '${NOTIFICATION_CHANNEL}'"
+  check_env
   if [ -n "${SECRET_LOCATIONS}" ] && ! [[ "${SECRET_LOCATIONS}" =~ ^[a-z]+-[a-z]+[0-9]+(,[a-z]+-[a-z]+[0-9]+)*$ ]]; then
     die "--secret-locations must be regions separated by commas, e.g. us-east1,us-central1, got '${SECRET_LOCATIONS}'"
   fi
 }
 
+# Extra variables (--env KEY=VALUE): names the platform accepts, none deploy.sh sets itself, no
+# DSN in plain text, no comma (gcloud's list separator).
+check_env() {
+  local pair
+  for pair in "${EXTRA_ENV[@]}"; do
+    [[ "${pair}" =~ ^([A-Za-z_][A-Za-z0-9_]*)=([^,]*)$ ]] || die "--env must be KEY=VALUE without a comma, got '${pair%%=*}=...'"
+    case "${BASH_REMATCH[1]}" in
+      DATABASE_URL*|GOOGLE_CLOUD_PROJECT|DB_POOL_SIZE|THREADS|K_*|PORT) die "--env ${BASH_REMATCH[1]} is set by deploy.sh or the platform (the DSN belongs in the secret)" ;;
+    esac
+  done
+}
+
+# The budget: max instances x pool size connections, with headroom. Cloud Run may run more
+# instances than the maximum for a short while, and the maximum holds per revision
+# (https://cloud.google.com/run/docs/configuring/max-instances), so the default keeps half.
 check_numbers() {
   decimal POOL_SIZE --pool-size 1 1000  # Cloud Run's concurrency limit
   decimal CONNECTION_BUDGET --connection-budget 1 100000
   if [ -z "${MAX_INSTANCES}" ]; then
-    MAX_INSTANCES=$((CONNECTION_BUDGET / POOL_SIZE))
+    MAX_INSTANCES=$((CONNECTION_BUDGET / 2 / POOL_SIZE))
     [ "${MAX_INSTANCES}" -ge 1 ] \
-      || die "--connection-budget (${CONNECTION_BUDGET}) is smaller than --pool-size (${POOL_SIZE}): not one instance fits"
+      || die "--connection-budget (${CONNECTION_BUDGET}) is smaller than twice --pool-size (${POOL_SIZE}): no instance fits with headroom (or set --max-instances)"
     if [ "${MAX_INSTANCES}" -gt 1000 ]; then MAX_INSTANCES=1000; fi
   fi
   decimal MAX_INSTANCES --max-instances 1 1000
   [ "$((MAX_INSTANCES * POOL_SIZE))" -le "${CONNECTION_BUDGET}" ] \
     || die "--max-instances ${MAX_INSTANCES} x --pool-size ${POOL_SIZE} = $((MAX_INSTANCES * POOL_SIZE)) connections, over the --connection-budget of ${CONNECTION_BUDGET}"
-  decimal TIMEOUT --timeout 1 3600  # 2nd gen HTTP functions: at most 60 minutes
-  ATTEMPT_DEADLINE="${ATTEMPT_DEADLINE:-$((TIMEOUT + 30))}"
+  decimal MIN_INSTANCES --min-instances 0 "${MAX_INSTANCES}"
+  [ -z "${IMAGE_CLEANUP_DAYS}" ] || decimal IMAGE_CLEANUP_DAYS --image-cleanup-days 1 3650
+  # Functions take up to 3600s, but Scheduler waits at most 1800s and must outwait the function.
+  decimal TIMEOUT --timeout 1 1799
+  ATTEMPT_DEADLINE="${ATTEMPT_DEADLINE:-$((TIMEOUT + 30 > 1800 ? 1800 : TIMEOUT + 30))}"
   decimal ATTEMPT_DEADLINE "--attempt-deadline (default --timeout + 30)" 15 1800  # Scheduler, HTTP targets
   # Scheduler must give up after the function does, or a slow attempt is retried while it runs.
   [ "${ATTEMPT_DEADLINE}" -gt "${TIMEOUT}" ] \
@@ -300,6 +367,24 @@ check_modes() {
 check_tools() {
   command -v gcloud >/dev/null || die "gcloud is not installed: https://cloud.google.com/sdk/docs/install"
   find_python "${HERE}"
+  # Alert policies are created with gcloud's alpha track, the only one that has them (gcloud 528).
+  # Asked of the installation, not of `gcloud alpha`, which offers to install it and would wait.
+  if [ "${MODE}" = deploy ] && [ "${ALERTS}" = true ] && [ "${DRY_RUN}" = false ]; then
+    local root
+    root="$(gcloud info --format 'value(installation.sdk_root)' 2>/dev/null)" || root=""
+    [ -f "${root}/lib/surface/alpha/__init__.py" ] \
+      || die "alert policies need gcloud's alpha component: gcloud components install alpha (or pass --no-alerts)"
+  fi
+}
+
+# --smoke-test-only without --region: the region of the function deploy.sh made, by its labels.
+find_region() {
+  [ -z "${REGION}" ] || return 0
+  local found
+  found="$(deployed_functions)"
+  [ -n "${found}" ] || die "no function labelled function=${FUNCTION_NAME}, managed-by=deploy-sh in project ${PROJECT}"
+  [ "$(wc -l <<<"${found}")" -eq 1 ] || die "${FUNCTION_NAME} runs in several regions ($(cut -d' ' -f1 <<<"${found}" | paste -sd' ' -)): pass --region"
+  REGION="${found%% *}"
 }
 
 check_logged_in() {
@@ -316,48 +401,72 @@ check_dsn() {
   printf '%s' "$1" | (cd "${HERE}" && "${PYTHON}" -m deploy.dsn_check) || exit 2
 }
 
-# Where the cluster is (CLUSTER_LOCATION, e.g. aws-us-east-1) and its name (CLUSTER_NAME, for
-# the labels), before any change. The DSN the function will use is checked whether it comes now
-# or is already stored: deploying without one reads the secret's latest version.
+# Where the cluster is (CLUSTER_LOCATION, e.g. gcp-us-east1, or empty when the host names
+# none) and its name (CLUSTER_NAME, for the labels), before any change. The DSN the function will
+# use is checked whether it comes now or is already stored.
 locate_cluster() {
-  local dsn_for_region="${DSN}" located
-  if [ -z "${DSN}" ] && { [ "${MODE}" = deploy ] || [ -z "${REGION}${CLUSTER_REGION}" ]; }; then
-    if [ "${DRY_RUN}" = true ]; then
-      [ -n "${REGION}${CLUSTER_REGION}" ] || die "--dry-run needs REGION, CLUSTER_REGION or a DSN to choose the region"
-    else
-      dsn_for_region="$(gcloud secrets versions access latest --secret "${SECRET}" --project "${PROJECT}" --quiet 2>/dev/null)" \
-        || die "cannot read a DSN from secret ${SECRET}: give the DSN (DATABASE_URL or --dsn-stdin)$([ "${MODE}" = deploy ] || printf ', or set REGION or CLUSTER_REGION')"
-      if [ "${MODE}" = deploy ]; then check_dsn "${dsn_for_region}"; fi
-    fi
+  local dsn="${DSN}" located
+  if [ -z "${dsn}" ] && [ "${DRY_RUN}" = false ]; then
+    dsn="$(gcloud secrets versions access latest --secret "${SECRET}" --project "${PROJECT}" --quiet 2>/dev/null)" \
+      || die "cannot read a DSN from secret ${SECRET}: give the DSN (DATABASE_URL or --dsn-stdin)"
+    check_dsn "${dsn}"
   fi
-  located="$(printf '%s' "${dsn_for_region}" | (cd "${HERE}" && "${PYTHON}" -m deploy.region --locate --dsn-stdin \
-    --region "${REGION}" --cluster-region "${CLUSTER_REGION}"))" || exit 2
+  located="$(printf '%s' "${dsn}" | (cd "${HERE}" && "${PYTHON}" -m deploy.dsn_check --locate))" || exit 2
   IFS=$'\t' read -r CLUSTER_LOCATION CLUSTER_NAME <<<"${located}"
-  LABELS="function=${FUNCTION_NAME},managed-by=deploy-sh${CLUSTER_NAME:+,cluster=${CLUSTER_NAME}}"
+  LABELS="${LABELS}${CLUSTER_NAME:+,cluster=${CLUSTER_NAME}}"
 }
 
-# The function's region: REGION if offered, else the cluster's region if it offers Cloud Functions,
-# else the nearest offered region. Google is asked which regions offer functions (the Cloud
-# Functions API's locations), so a region Google opens or closes needs no change here.
+# The function's region: --region, else the cluster's own GCP region. For a cluster elsewhere the
+# nearest region is the user's call: deploy.sh stops, before any change, and lists the offer.
 choose_function_region() {
-  local offered="" choice args=(--cluster-region "${CLUSTER_LOCATION}" --region "${REGION}")
-  if [ "${MODE}" != deploy ] && [ -n "${REGION}" ]; then return 0; fi  # where it was deployed
-  if [ "${DRY_RUN}" = true ]; then
-    printf 'Cloud Functions regions: not asked in a dry run; a real run asks: gcloud functions regions list --gen2 --project %s (here: every region deploy/regions.py knows)\n' "${PROJECT}"
+  local offered=""
+  if [ -n "${REGION}" ]; then
+    REGION_WHY="--region"
+  elif [[ "${CLUSTER_LOCATION}" == gcp-* ]]; then
+    REGION="${CLUSTER_LOCATION#gcp-}"
+    REGION_WHY="the cluster's region, ${CLUSTER_LOCATION}"
   else
-    offered="$(gcloud functions regions list --gen2 --project "${PROJECT}" --quiet --format 'value(locationId)' | paste -sd, -)" \
-      || die "cannot list the regions offering Cloud Functions (gcloud functions regions list --gen2)"
-    [ -n "${offered}" ] || die "Cloud Functions (2nd gen) offers no region to project ${PROJECT}"
-    args+=(--offered "${offered}")
+    [ "${DRY_RUN}" = true ] || offered="$(function_regions 2>/dev/null)" || offered=""
+    die "the cluster is in ${CLUSTER_LOCATION:-a region its host does not name}, not in a Google Cloud region deploy.sh can read: pass --region with the Cloud Functions region nearest to it. ${offered:+Offered to project ${PROJECT}: ${offered}}${offered:-List them with: gcloud functions regions list --gen2 --project ${PROJECT} (https://cloud.google.com/functions/docs/locations)}"
   fi
-  choice="$(cd "${HERE}" && "${PYTHON}" -m deploy.region "${args[@]}")" || exit 2
-  IFS=$'\t' read -r REGION DISTANCE_KM REGION_WHY <<<"${choice}"
-  printf 'region: %s (%s' "${REGION}" "${REGION_WHY}"
-  [ "${DISTANCE_KM}" = "0" ] || printf '; %s km from the cluster' "${DISTANCE_KM}"
-  printf ')\n'
+  printf 'region: %s (%s)\n' "${REGION}" "${REGION_WHY}"
+}
+
+# Where Cloud Functions is offered, asked of Google, so a region it opens needs no change here.
+function_regions() {
+  gcloud functions regions list --gen2 --project "${PROJECT}" --quiet --format 'value(locationId)' | paste -sd' ' -
+}
+
+# Where Cloud Scheduler is offered; a job may call a function in another region
+# (https://cloud.google.com/scheduler/docs/locations).
+scheduler_locations() {
+  gcloud scheduler locations list --project "${PROJECT}" --quiet --format 'value(locationId)' | paste -sd' ' -
+}
+
+# REGION must offer Cloud Functions and SCHEDULER_LOCATION Cloud Scheduler. Checked before step 1
+# when both APIs answer ($1 = early), else right after step 1 turns them on: before anything is
+# created either way.
+check_offer() {
+  local functions scheduler
+  SCHEDULER_LOCATION="${SCHEDULER_LOCATION:-${REGION}}"
+  [ "${DRY_RUN}" = false ] && [ "${OFFER_CHECKED}" = false ] || return 0
+  if [ "$1" = early ]; then
+    functions="$(function_regions 2>/dev/null)" && scheduler="$(scheduler_locations 2>/dev/null)" || return 0
+  else
+    functions="$(function_regions)" || die "cannot list the regions offering Cloud Functions (gcloud functions regions list --gen2)"
+    scheduler="$(scheduler_locations)" || die "cannot list Cloud Scheduler's locations"
+  fi
+  OFFER_CHECKED=true
+  [[ " ${functions} " == *" ${REGION} "* ]] \
+    || die "Cloud Functions (2nd gen) is not offered in ${REGION} to project ${PROJECT}: pass --region with one of: ${functions}"
+  printf 'Cloud Functions: offered in %s\n' "${REGION}"
+  [[ " ${scheduler} " == *" ${SCHEDULER_LOCATION} "* ]] \
+    || die "Cloud Scheduler is not offered in ${SCHEDULER_LOCATION} to project ${PROJECT}: pass --scheduler-location with one of: ${scheduler} (the job may call a function in another region)"
+  printf 'Cloud Scheduler: offered in %s\n' "${SCHEDULER_LOCATION}"
 }
 
 set_names() {
+  LABELS="function=${FUNCTION_NAME},managed-by=deploy-sh"
   RUNTIME_SA="${FUNCTION_NAME}-runtime@${PROJECT}.iam.gserviceaccount.com"
   INVOKER_SA="${FUNCTION_NAME}-invoker@${PROJECT}.iam.gserviceaccount.com"
   BUILD_SA="${FUNCTION_NAME}-build@${PROJECT}.iam.gserviceaccount.com"
@@ -423,28 +532,6 @@ remove() {
 }
 
 # ---------------------------------------------------------------- what the project offers
-
-# Cloud Scheduler runs in fewer regions than Cloud Functions, and a job may call a function in
-# another region (https://cloud.google.com/scheduler/docs/locations, read 2026-11-27).
-choose_scheduler_location() {
-  local offered choice
-  if [ "${DRY_RUN}" = true ]; then
-    SCHEDULER_LOCATION="${REGION}"
-    printf 'Cloud Scheduler: assuming %s (a real run lists the locations Scheduler offers)\n' "${REGION}"
-    return 0
-  fi
-  offered="$(gcloud scheduler locations list --project "${PROJECT}" --quiet --format 'value(locationId)' | paste -sd, -)" \
-    || die "cannot list Cloud Scheduler's locations"
-  [ -n "${offered}" ] || die "Cloud Scheduler offers no location to this project"
-  choice="$(cd "${HERE}" && "${PYTHON}" -m deploy.region --nearest-of "${offered}" --to "${REGION}")" || exit 2
-  IFS=$'\t' read -r SCHEDULER_LOCATION SCHEDULER_KM <<<"${choice}"
-  if [ "${SCHEDULER_LOCATION}" = "${REGION}" ]; then
-    printf 'Cloud Scheduler: offered in %s\n' "${REGION}"
-  else
-    printf 'Cloud Scheduler: not offered in %s; the job goes to %s, the nearest offered location (%s km away)\n' \
-      "${REGION}" "${SCHEDULER_LOCATION}" "${SCHEDULER_KM}"
-  fi
-}
 
 check_vpc_connector() {
   [ -n "${VPC_CONNECTOR}" ] || return 0
@@ -537,7 +624,7 @@ create_service_accounts() {
     if grep -qxF "${account%%:*}" <<<"${existing}"; then
       printf '%s exists\n' "${name}"
     else
-      run iam service-accounts create "${name}" --display-name "${account#*:}"
+      run iam service-accounts create "${name}" --display-name "${account#*:}" --description "${LABELS//,/ }"
     fi
   done
 }
@@ -556,28 +643,34 @@ grant_roles() {
 
 deploy_function() {
   step "6. deploy ${FUNCTION_NAME} to ${REGION}"
-  local env_vars="GOOGLE_CLOUD_PROJECT=${PROJECT},DB_POOL_SIZE=${POOL_SIZE}" args
+  # functions-framework's gunicorn runs one thread per request served at once, and threads =
+  # concurrency = pool size keeps "one connection per request in flight".
+  local env_vars="GOOGLE_CLOUD_PROJECT=${PROJECT},DB_POOL_SIZE=${POOL_SIZE},THREADS=${POOL_SIZE}" args pair
+  for pair in "${EXTRA_ENV[@]}"; do env_vars+=",${pair}"; done
   args=(functions deploy "${FUNCTION_NAME}" --gen2 --region "${REGION}" --runtime "${RUNTIME}"
     --source "${HERE}" --entry-point handler --trigger-http --no-allow-unauthenticated
     --service-account "${RUNTIME_SA}" --build-service-account "projects/${PROJECT}/serviceAccounts/${BUILD_SA}"
-    --concurrency "${POOL_SIZE}" --max-instances "${MAX_INSTANCES}" --timeout "${TIMEOUT}s"
+    --concurrency "${POOL_SIZE}" --max-instances "${MAX_INSTANCES}" --min-instances "${MIN_INSTANCES}"
+    --timeout "${TIMEOUT}s" --runtime-update-policy "${RUNTIME_UPDATE_POLICY}"
     --ingress-settings "${INGRESS}" --memory "${MEMORY}" --cpu "${CPU}" --serve-all-traffic-latest-revision
-    --update-labels "${LABELS}")
+    --update-labels "${LABELS},scheduler-location=${SCHEDULER_LOCATION}")
+  # Variables are updated, not replaced: what a user set by hand or with --env stays. Only the
+  # other secret mode's variable goes.
   if [ "${SECRET_DELIVERY}" = file ]; then
-    # Cloud Run reads a mounted secret from Secret Manager when the file is read, so
-    # `latest` follows a rotation without a redeploy.
+    # The function reads `latest`, so a new version (a rotation, or --rollback-secret) takes
+    # effect without a deploy.
     env_vars+=",DATABASE_URL_FILE=${SECRET_MOUNT}"
-    args+=(--set-secrets "${SECRET_MOUNT}=${SECRET}:latest")
+    args+=(--set-secrets "${SECRET_MOUNT}=${SECRET}:latest" --remove-env-vars DATABASE_URL_SECRET)
   else
     env_vars+=",DATABASE_URL_SECRET=${SECRET_VERSION}"
-    args+=(--clear-secrets)
+    args+=(--clear-secrets --remove-env-vars DATABASE_URL_FILE)
   fi
   if [ -n "${VPC_CONNECTOR}" ]; then
     args+=(--vpc-connector "${VPC_CONNECTOR}" --egress-settings "${EGRESS_SETTINGS}")
   else
     args+=(--clear-vpc-connector)
   fi
-  args+=(--set-env-vars "${env_vars}")
+  args+=(--update-env-vars "${env_vars}")
   if [ "${DRY_RUN}" = true ]; then
     run "${args[@]}"
     URL="https://${FUNCTION_NAME}-PROJECT_NUMBER.${REGION}.run.app"  # the run.app URL the job calls
@@ -651,7 +744,7 @@ smoke_unreachable() {
 # GET / once as the deployer: 200 is done; 401/403 while IAM propagates is retried for
 # DEPLOY_SMOKE_RETRY_SECONDS; 503 shows the function's last ERROR log line and the likely causes.
 smoke_test() {
-  step "9. smoke test: GET / as the deployer"
+  step "11. smoke test: GET / as the deployer"
   local token result status started="${SECONDS}" skipped
   skipped="$(smoke_unreachable)"
   if [ -n "${skipped}" ]; then printf 'smoke test %s\n' "${skipped}"; return 0; fi
@@ -688,10 +781,12 @@ explain_503() {
   local allowlist="the cluster refuses this function's address: CockroachDB Standard and Advanced accept only allowlisted addresses or private connectivity; egress through --vpc-connector with Cloud NAT on a static IP and allowlist that IP (docs/deploy.md, \"Reaching the cluster\")"
   local ca="the CA: sslrootcert must name a CA file shipped with the code (e.g. db/certs/ca.crt) or be sslrootcert=system"
   local secret="the secret: ${FUNCTION_NAME}-runtime must read ${SECRET}, and its latest version must hold the DSN"
+  local schema="the schema: apply it before the first deploy with DATABASE_URL=... .venv/bin/python -m db migrate"
   case "${line}" in
+    *migrat*|*table*|*column*) causes=("${schema}" "${secret}") ;;
     *[Cc]ertificate*|*SSL*|*ssl*) causes=("${ca}" "${allowlist}" "${secret}") ;;
     *configuration*|*[Ss]ecret*|*DATABASE_URL*) causes=("${secret}" "${ca}" "${allowlist}") ;;
-    *) causes=("${allowlist}" "${ca}" "${secret}") ;;
+    *) causes=("${allowlist}" "${ca}" "${secret}" "${schema}") ;;
   esac
   printf 'likely causes, most likely first:\n'
   printf '  - %s\n' "${causes[@]}"
@@ -715,61 +810,267 @@ runtime account:   ${RUNTIME_SA} (reads secret ${SECRET} only)
 build account:     ${BUILD_SA} (${BUILD_ROLE})
 invoker account:   ${INVOKER_SA} (roles/run.invoker on ${FUNCTION_NAME})
 schedule:          ${JOB_NAME} in ${SCHEDULER_LOCATION}: "${SCHEDULE}" ${TIME_ZONE}, OIDC, 3 retries, deadline ${ATTEMPT_DEADLINE}s
-connection budget: ${CONNECTION_BUDGET} >= max ${MAX_INSTANCES} instances x pool size ${POOL_SIZE}
+connection budget: ${CONNECTION_BUDGET} >= max ${MAX_INSTANCES} instances x pool size ${POOL_SIZE} (min ${MIN_INSTANCES}); the
+                   maximum can be exceeded briefly and holds per revision: keep headroom
+runtime updates:   ${RUNTIME_UPDATE_POLICY}
+alerts:            $([ "${ALERTS}" = true ] && printf 'metrics %s-*, 2 alert policies%s' "${FUNCTION_NAME}" "${NOTIFICATION_CHANNEL:+ -> ${NOTIFICATION_CHANNEL}}" || printf 'none (--no-alerts)')
 egress:            ${egress}
+schema:            apply it before the first deploy and after upgrades: python -m db migrate
 labels:            ${LABELS} (function, secret; job description)
 EOF
 }
 
+# ---------------------------------------------------------------- alerts
+
+# Log-based metrics on the function's request line (core/service.py) and on the job's failed
+# runs: NAME, filter, description (each counts the entries its filter matches).
+metric_filters() {
+  local function_logs="resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${FUNCTION_NAME}\""
+  printf '%s\t%s\t%s\n' \
+    "${FUNCTION_NAME}-status-503" "${function_logs} AND jsonPayload.status=503" "requests ${FUNCTION_NAME} answered 503" \
+    "${FUNCTION_NAME}-outcome-unknown" "${function_logs} AND jsonPayload.message:\"outcome of the insert is unknown\"" "inserts whose commit is unknown (the connection ended first)" \
+    "${FUNCTION_NAME}-new-connections" "${function_logs} AND jsonPayload.new_connection=true" "requests that opened a database connection" \
+    "${FUNCTION_NAME}-scheduler-failures" "resource.type=\"cloud_scheduler_job\" AND resource.labels.job_id=\"${JOB_NAME}\" AND severity>=ERROR" "failed runs of the Cloud Scheduler job ${JOB_NAME}"
+}
+
+# The checkout time as a distribution (milliseconds a request waited for a pooled connection).
+checkout_metric_file() {
+  local filter="resource.type=\\\"cloud_run_revision\\\" AND resource.labels.service_name=\\\"${FUNCTION_NAME}\\\" AND jsonPayload.checkout_ms>=0"
+  cat >"$1" <<JSON
+{"description": "milliseconds ${FUNCTION_NAME}'s requests waited for a pooled connection",
+ "filter": "${filter}",
+ "valueExtractor": "EXTRACT(jsonPayload.checkout_ms)",
+ "metricDescriptor": {"metricKind": "DELTA", "valueType": "DISTRIBUTION", "unit": "ms"},
+ "bucketOptions": {"exponentialBuckets": {"numFiniteBuckets": 20, "growthFactor": 2, "scale": 0.1}}}
+JSON
+}
+
+# One alert policy: $1 display name, $2 metric, $3 resource type, $4 aligner, $5 the file.
+# Any matching entry in 5 minutes opens an incident: a job every few minutes has no noise to average.
+policy_file() {
+  local channels=""
+  [ -z "${NOTIFICATION_CHANNEL}" ] || channels="\"${NOTIFICATION_CHANNEL}\""
+  cat >"$5" <<JSON
+{"displayName": "$1",
+ "userLabels": {"function": "${FUNCTION_NAME}", "managed-by": "deploy-sh"},
+ "combiner": "OR",
+ "notificationChannels": [${channels}],
+ "conditions": [{"displayName": "$1",
+   "conditionThreshold": {
+     "filter": "metric.type=\"logging.googleapis.com/user/$2\" AND resource.type=\"$3\"",
+     "aggregations": [{"alignmentPeriod": "300s", "perSeriesAligner": "$4"}],
+     "comparison": "COMPARISON_GT", "thresholdValue": 0, "duration": "0s"}}]}
+JSON
+}
+
+# Alert policies deploy.sh made for this function: lines of "NAME<TAB>DISPLAY NAME".
+deployed_policies() {
+  gcloud alpha monitoring policies list --project "${PROJECT}" --quiet --verbosity error \
+    --filter "userLabels.function=${FUNCTION_NAME} AND userLabels.managed-by=deploy-sh" \
+    --format 'value(name,displayName)'
+}
+
+# A log-based metric, created or updated: $1 its name, then its settings. METRICS holds the
+# names that exist (one listing for all five).
+upsert_metric() {
+  local name="$1"
+  shift
+  if [[ " ${METRICS} " == *" ${name} "* ]]; then
+    run logging metrics update "${name}" "$@"
+  else
+    run logging metrics create "${name}" "$@"
+  fi
+}
+
+# Step 9: the metrics, then a policy on failed job runs and one on 503 answers.
+create_alerts() {
+  step "9. log-based metrics and alert policies"
+  local dir name filter description existing="" policy display file
+  dir="$(mktemp -d)"
+  METRICS=""
+  if [ "${DRY_RUN}" = false ]; then
+    METRICS="$(gcloud logging metrics list --project "${PROJECT}" --quiet --format 'value(name.basename())' | paste -sd' ' -)" \
+      || die "cannot list the log-based metrics"
+  fi
+  while IFS=$'\t' read -r name filter description; do
+    upsert_metric "${name}" --log-filter "${filter}" --description "${description}"
+  done < <(metric_filters)
+  checkout_metric_file "${dir}/checkout.json"
+  upsert_metric "${FUNCTION_NAME}-checkout-ms" --config-from-file "${dir}/checkout.json"
+  printf 'metrics: %s-{status-503,outcome-unknown,new-connections,scheduler-failures,checkout-ms}\n' "${FUNCTION_NAME}"
+  [ "${DRY_RUN}" = true ] || existing="$(deployed_policies)"
+  for policy in "scheduler-failures:cloud_scheduler_job:ALIGN_DELTA:failed Cloud Scheduler runs" \
+    "status-503:cloud_run_revision:ALIGN_RATE:503 answers"; do
+    IFS=: read -r name filter description display <<<"${policy}"
+    display="${FUNCTION_NAME}: ${display}"
+    file="${dir}/${name}.json"
+    policy_file "${display}" "${FUNCTION_NAME}-${name}" "${filter}" "${description}" "${file}"
+    name="$(awk -F'\t' -v d="${display}" '$2 == d {print $1; exit}' <<<"${existing}")"
+    if [ -n "${name}" ]; then
+      run alpha monitoring policies update "${name}" --policy-from-file "${file}"
+    else
+      run alpha monitoring policies create --policy-from-file "${file}"
+    fi
+    printf 'alert policy: %s%s\n' "${display}" "${NOTIFICATION_CHANNEL:+, notifying ${NOTIFICATION_CHANNEL}}"
+  done
+  rm -rf "${dir}"
+}
+
+teardown_alerts() {
+  step "delete the alert policies and log-based metrics"
+  local policies="" name display
+  # Without the alpha component (or the Monitoring API) there are no policies to find.
+  [ "${DRY_RUN}" = true ] || policies="$(deployed_policies 2>/dev/null)" || policies=""
+  while IFS=$'\t' read -r name display; do
+    [ -z "${name}" ] || remove "alert policy ${display}" alpha monitoring policies delete "${name}"
+  done <<<"${policies}"
+  for name in status-503 outcome-unknown new-connections scheduler-failures checkout-ms; do
+    remove "metric ${FUNCTION_NAME}-${name}" logging metrics delete "${FUNCTION_NAME}-${name}"
+  done
+}
+
+# Step 10: every deploy adds an image to gcf-artifacts; this deletes those older than N days
+# and keeps the newest 5 whatever their age (the serving revision's among them).
+image_cleanup() {
+  [ -n "${IMAGE_CLEANUP_DAYS}" ] || return 0
+  step "10. cleanup policy on Artifact Registry repository gcf-artifacts in ${REGION}"
+  local file
+  file="$(mktemp)"
+  cat >"${file}" <<JSON
+[{"name": "delete-old", "action": {"type": "Delete"}, "condition": {"olderThan": "$((IMAGE_CLEANUP_DAYS * 86400))s"}},
+ {"name": "keep-newest", "action": {"type": "Keep"}, "mostRecentVersions": {"keepCount": 5}}]
+JSON
+  run artifacts repositories set-cleanup-policies gcf-artifacts --location "${REGION}" --policy "${file}" --no-dry-run
+  rm -f "${file}"
+  printf 'images older than %s days are deleted, the newest 5 kept\n' "${IMAGE_CLEANUP_DAYS}"
+}
+
+# ---------------------------------------------------------------- secret rollback
+
+# The version before the latest, added again as the newest: the function reads `latest`, so it
+# takes effect without a deploy (an instance re-reads the DSN when the one it holds fails).
+# Disabling the bad version instead would leave `latest` pointing at it, unreadable.
+rollback_secret() {
+  step "roll back secret ${SECRET}: the version before the latest becomes the latest"
+  local versions previous dsn
+  versions="$(gcloud secrets versions list "${SECRET}" --project "${PROJECT}" --quiet --filter 'state=ENABLED' \
+    --format 'value(name.basename())' | sort -rn)" || die "cannot list the versions of secret ${SECRET}"
+  previous="$(sed -n 2p <<<"${versions}")"
+  [ -n "${previous}" ] || die "secret ${SECRET} has no enabled version before the latest: nothing to roll back to"
+  [ "${DRY_RUN}" = false ] || { printf '+ gcloud secrets versions add %q --data-file - <<< (version %s)\n' "${SECRET}" "${previous}"; return 0; }
+  dsn="$(gcloud secrets versions access "${previous}" --secret "${SECRET}" --project "${PROJECT}" --quiet)" \
+    || die "cannot read version ${previous} of secret ${SECRET}"
+  check_dsn "${dsn}"
+  printf '%s' "${dsn}" | gcloud secrets versions add "${SECRET}" --data-file - --project "${PROJECT}" --quiet --format none
+  unset dsn
+  printf 'the DSN of version %s is the latest of %s again; version %s stays: disable or destroy it once you are sure\n' \
+    "${previous}" "${SECRET}" "$(head -1 <<<"${versions}")"
+}
+
 # ---------------------------------------------------------------- teardown
 
-# The job is where deploy.sh would put it now: in the function's region if Scheduler is offered
-# there, else in the nearest offered location; an earlier run may have used that nearest other
-# location before Scheduler came to the function's region, so it is looked for there too.
-teardown_job() {
-  step "delete the Cloud Scheduler job ${JOB_NAME}"
-  local offered="" others locations=() location
-  if [ "${DRY_RUN}" = true ]; then
-    offered="${REGION}"
-  else
-    offered="$(gcloud scheduler locations list --project "${PROJECT}" --quiet --format 'value(locationId)' 2>/dev/null)" || offered=""
+# Every function deploy.sh made under this name, in any region, by its labels: lines of
+# "REGION SCHEDULER_LOCATION". A project whose Cloud Functions API is off has none.
+deployed_functions() {
+  local found
+  if ! found="$(gcloud functions list --project "${PROJECT}" --quiet --verbosity error \
+    --filter "labels.function=${FUNCTION_NAME} AND labels.managed-by=deploy-sh" \
+    --format 'value(name.segment(3),labels.scheduler-location)' 2>&1)"; then
+    [[ "${found}" =~ SERVICE_DISABLED|has\ not\ been\ used\ in\ project ]] && return 0
+    printf '%s\n' "${found}" >&2
+    die "cannot list the functions to find ${FUNCTION_NAME}'s"
   fi
-  if [ -z "${offered}" ]; then
-    printf '  Cloud Scheduler is not enabled here: no job to delete\n'
-    return 0
+  printf '%s\n' "${found}"
+}
+
+# Jobs whose description carries this deployment's labels (jobs take no labels), in $@.
+teardown_jobs() {
+  local location jobs name description
+  for location in "$@"; do
+    if [ "${DRY_RUN}" = true ]; then
+      run scheduler jobs delete "${JOB_NAME}" --location "${location}"
+      continue
+    fi
+    jobs="$(gcloud scheduler jobs list --location "${location}" --project "${PROJECT}" --quiet \
+      --format 'value(name.basename(),description)' 2>/dev/null)" || continue  # Scheduler off, or not there
+    while IFS=$'\t' read -r name description; do
+      if [ -z "${name}" ] || ! ours "${description}"; then continue; fi
+      remove "job ${name} in ${location}" scheduler jobs delete "${name}" --location "${location}"
+    done <<<"${jobs}"
+  done
+}
+
+# Whether a description holds this deployment's labels as words (function=NAME managed-by=deploy-sh).
+ours() {
+  [[ " $1 " == *" function=${FUNCTION_NAME} "* && " $1 " == *" managed-by=deploy-sh "* ]]
+}
+
+# The service accounts: those described with the labels, and the three names (older deploys
+# wrote no description).
+teardown_accounts() {
+  local listed email description accounts=("${RUNTIME_SA}" "${INVOKER_SA}" "${BUILD_SA}")
+  if [ "${DRY_RUN}" = false ]; then
+    listed="$(gcloud iam service-accounts list --project "${PROJECT}" --quiet --format 'value(email,description)' 2>/dev/null)" || listed=""
+    while IFS=$'\t' read -r email description; do
+      if [ -n "${email}" ] && ours "${description}" && [[ " ${accounts[*]} " != *" ${email} "* ]]; then accounts+=("${email}"); fi
+    done <<<"${listed}"
   fi
-  if grep -qxF "${REGION}" <<<"${offered}"; then locations+=("${REGION}"); fi
-  others="$(grep -vxF "${REGION}" <<<"${offered}" | paste -sd, -)" || others=""
-  if [ -n "${others}" ]; then
-    location="$(cd "${HERE}" && "${PYTHON}" -m deploy.region --nearest-of "${others}" --to "${REGION}" | cut -f1)" || exit 2
-    locations+=("${location}")
-  fi
-  for location in "${locations[@]}"; do
-    remove "job ${JOB_NAME} in ${location}" scheduler jobs delete "${JOB_NAME}" --location "${location}"
+  for email in "${accounts[@]}"; do
+    remove "${email%%@*}" iam service-accounts delete "${email}"
   done
 }
 
 teardown() {
-  teardown_job
-  step "delete the function ${FUNCTION_NAME} (and with it who may invoke it)"
-  remove "function ${FUNCTION_NAME}" functions delete "${FUNCTION_NAME}" --region "${REGION}" --gen2
+  step "find what deploy.sh made for ${FUNCTION_NAME} (labels function=${FUNCTION_NAME}, managed-by=deploy-sh)"
+  local found regions=() locations=() region location
+  if [ "${DRY_RUN}" = true ]; then
+    found="${REGION:-REGION} ${SCHEDULER_LOCATION:-${REGION:-REGION}}"
+  else
+    found="$(deployed_functions)"
+  fi
+  while read -r region location; do
+    [ -z "${region}" ] || regions+=("${region}")
+    [ -z "${location:-${region}}" ] || locations+=("${location:-${region}}")
+  done <<<"${found}"
+  # A function deleted by an earlier --delete leaves no labels to find its job by.
+  for location in "${SCHEDULER_LOCATION}" "${REGION}"; do
+    [ -z "${location}" ] || [[ " ${locations[*]} " == *" ${location} "* ]] || locations+=("${location}")
+  done
+  printf 'functions in: %s; jobs looked for in: %s\n' "${regions[*]:-none}" "${locations[*]:-none}"
+  step "delete the Cloud Scheduler jobs"
+  teardown_jobs "${locations[@]}"
+  step "delete the functions (and with them who may invoke them)"
+  for region in "${regions[@]}"; do
+    remove "function ${FUNCTION_NAME} in ${region}" functions delete "${FUNCTION_NAME}" --region "${region}" --gen2
+  done
+  teardown_alerts
   step "remove the bindings"
   remove "${FUNCTION_NAME}-runtime's access to ${SECRET}" secrets remove-iam-policy-binding "${SECRET}" \
     --member "serviceAccount:${RUNTIME_SA}" --role roles/secretmanager.secretAccessor
   remove "${BUILD_ROLE} of ${FUNCTION_NAME}-build" projects remove-iam-policy-binding "${PROJECT}" \
     --member "serviceAccount:${BUILD_SA}" --role "${BUILD_ROLE}" --condition None
   step "delete the service accounts"
-  local account
-  for account in "${RUNTIME_SA}" "${INVOKER_SA}" "${BUILD_SA}"; do
-    remove "${account%%@*}" iam service-accounts delete "${account}"
-  done
+  teardown_accounts
   step "the secret ${SECRET}"
   if [ "${DELETE_SECRET}" = true ]; then
     remove "secret ${SECRET} and its versions" secrets delete "${SECRET}"
   else
     printf 'kept (it holds the DSN; add --delete-secret to delete it)\n'
   fi
+  check_gone
   left_in_place
+}
+
+# --delete never ends well while a function it made still serves.
+check_gone() {
+  [ "${DRY_RUN}" = false ] || return 0
+  local left
+  left="$(deployed_functions)"
+  if [ -n "${left}" ]; then
+    printf '%s: %s still serves in: %s\n' "${0##*/}" "${FUNCTION_NAME}" "$(cut -d' ' -f1 <<<"${left}" | paste -sd' ' -)" >&2
+    exit 1
+  fi
+  printf '\nno function labelled function=%s, managed-by=deploy-sh is left\n' "${FUNCTION_NAME}"
 }
 
 # What --delete does not remove: deploy.sh did not make it, or other workloads may share it.
@@ -779,7 +1080,11 @@ left_in_place() {
 Left in place (deploy.sh did not create these, or they may serve other workloads; docs/deploy.md,
 "Removing everything", has the commands):
   - the enabled APIs
-  - the build images in Artifact Registry: repository gcf-artifacts in ${REGION}
+  - the build images in Artifact Registry: repository gcf-artifacts in each region the function ran in
+    (and its cleanup policy, if --image-cleanup-days set one)
+  - the source uploads: Cloud Storage buckets gcf-v2-sources-PROJECT_NUMBER-REGION and
+    gcf-v2-uploads-PROJECT_NUMBER-REGION
+  - the logs the function and the job wrote (kept for the log bucket's retention)
   - a Serverless VPC Access connector${VPC_CONNECTOR:+ (${VPC_CONNECTOR##*/})}, its Cloud Router and Cloud NAT, if you made them for egress
   - the reserved static IP address Cloud NAT used (billed while reserved)
 EOF
@@ -798,16 +1103,18 @@ main() {
   read_dsn
   if [ -n "${DSN}" ]; then check_dsn "${DSN}"; fi
   check_logged_in
-  locate_cluster
   set_names
   case "${MODE}" in
-    delete) choose_function_region; teardown; return 0 ;;
-    smoke) choose_function_region; function_url; smoke_test; return 0 ;;
+    delete) teardown; return 0 ;;
+    smoke) find_region; function_url; smoke_test; return 0 ;;
+    rollback-secret) rollback_secret; return 0 ;;
   esac
+  locate_cluster
+  choose_function_region
+  check_offer early
   enable_apis
   step "2. what the project offers (read only)"
-  choose_function_region
-  choose_scheduler_location
+  check_offer late
   check_vpc_connector
   store_secret
   create_service_accounts
@@ -815,6 +1122,8 @@ main() {
   deploy_function
   grant_invoker
   schedule_job
+  if [ "${ALERTS}" = true ]; then create_alerts; fi
+  image_cleanup
   if [ "${SMOKE_TEST}" = true ]; then smoke_test; fi
   summary
 }

@@ -1,9 +1,9 @@
 """The Functions Framework entry point: an HTTP request in, the core's answer out.
 
-Everything the function does is in core/ (the use case) and db/ (the database);
-this file translates between Flask and the core. The runtime (the engine and
-its pool) is a module-level global, outside the handler, so every invocation on
-an instance reuses it: CockroachDB's serverless best practice.
+Everything the function does is in core/ (the use case) and db/ (the database),
+wired by runtime.py; this file translates between Flask and the core. The runtime
+(the engine and its pool) is a module-level global, outside the handler, so every
+invocation on an instance reuses it: CockroachDB's serverless best practice.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import functions_framework
 
 from core import logs, service
 from core.body import read_body
-from core.outcomes import Outcome
-from core.runtime import Runtime
+from core.outcomes import Outcome, RequestRejected, outcome_for_error
+from runtime import Runtime
 
 runtime = Runtime()
 logs.configure(runtime.config.log_level)
@@ -27,10 +27,21 @@ logs.configure(runtime.config.log_level)
 atexit.register(runtime.close)
 # functions-framework answers these paths itself (404), then reads the body.
 FRAMEWORK_PATHS = ("/robots.txt", "/favicon.ico")
+# The longest request target (path and query, as decoded) answered, as common servers
+# bound it (8 KiB); functions-framework lets gunicorn read request lines of any length.
+MAX_TARGET_BYTES = 8 * 1024
 
 
-def answer_framework_paths_without_their_body() -> flask.Response | None:
+def answer_before_routing() -> flask.Response | None:
+    """A 414 for an overlong target, and the framework's own paths answered without their body."""
     request = flask.request
+    target = len(request.environ.get("PATH_INFO", "")) + len(request.environ.get("QUERY_STRING", ""))
+    if target > MAX_TARGET_BYTES:
+        # The target itself is neither echoed nor logged: only its size.
+        refused = RequestRejected(
+            414, f"the request target is {target} bytes; the limit is {MAX_TARGET_BYTES}"
+        )
+        return _response(outcome_for_error(refused), body_left_unread=_has_body(request))
     if request.path in FRAMEWORK_PATHS and _has_body(request):
         return _response(
             Outcome(404, {"error": f"there is nothing at {request.path}"}), body_left_unread=True
@@ -40,7 +51,7 @@ def answer_framework_paths_without_their_body() -> flask.Response | None:
 
 # functions-framework imports this file inside its app's context; a plain import has none.
 if flask.has_app_context():
-    flask.current_app.before_request(answer_framework_paths_without_their_body)
+    flask.current_app.before_request(answer_before_routing)
 
 
 @functions_framework.http
@@ -53,12 +64,11 @@ def handler(request: flask.Request) -> flask.Response:
         body_complete = True
         return body
 
-    outcome = service.handle(
-        runtime,
+    outcome = runtime.handle(
         service.Request(
             method=request.method,
-            path=request.path,
-            headers=request.headers,
+            path=_path(request),
+            headers=Utf8Headers(request.headers),
             read_body=read,
             url=request.url,
             remote_ip=request.remote_addr or "",
@@ -67,7 +77,37 @@ def handler(request: flask.Request) -> flask.Response:
     return _response(outcome, body_left_unread=_has_body(request) and not body_complete)
 
 
+def _path(request: flask.Request) -> str:
+    # Werkzeug drops a path's leading slashes ("//" reads as "/"); only "/" itself is the function's.
+    raw = request.environ.get("PATH_INFO", "")
+    return "/" + request.path if raw.startswith("//") else request.path
+
+
+class Utf8Headers:
+    """The request's headers with each value read as the UTF-8 its sender meant: WSGI
+    hands header bytes over as latin-1 text (PEP 3333). Bytes that are not UTF-8 read
+    as U+FFFD, which no rule takes for what was sent."""
+
+    def __init__(self, headers: service.RequestHeaders):
+        self._headers = headers
+
+    def get(self, key: str, default: str = "") -> str:
+        values = self._headers.getlist(key)
+        return _utf8(values[0]) if values else default
+
+    def getlist(self, name: str) -> list[str]:
+        return [_utf8(value) for value in self._headers.getlist(name)]
+
+
+def _utf8(value: str) -> str:
+    try:
+        return value.encode("latin-1").decode("utf-8", errors="replace")
+    except UnicodeEncodeError:  # not from a WSGI server: already text
+        return value
+
+
 def _read_body(request: flask.Request) -> bytes:
+    _refuse_codings(request.headers)
     # Parsed as JSON whatever the Content-Type: Cloud Scheduler's HTTP targets
     # send application/octet-stream unless the job sets a header.
     sock = client_socket(request)
@@ -78,10 +118,24 @@ def _read_body(request: flask.Request) -> bytes:
     )
 
 
+def _refuse_codings(headers: service.RequestHeaders) -> None:
+    """A body is stored as sent: a coding the function would not undo is refused, not stored
+    still encoded. Values are not quoted back (a header may hold anything)."""
+    codings = [coding.strip().lower() for coding in headers.get("Transfer-Encoding", "").split(",")]
+    if [coding for coding in codings if coding] not in ([], ["chunked"]):
+        raise RequestRejected(
+            400, "Transfer-Encoding may only be chunked; send the body without other codings"
+        )
+    if headers.get("Content-Encoding", "").strip().lower() not in ("", "identity"):
+        raise RequestRejected(415, "Content-Encoding is not supported; send the body uncompressed")
+
+
 def client_socket(request: flask.Request) -> socket.socket | None:
     """The client's socket, which gunicorn (functions-framework's server) puts in the WSGI
     environ: the one server-specific detail here, since neither WSGI nor Flask can end a read
-    blocked on a stalled client. tests/test_request_bodies.py fails if an upgrade drops it."""
+    blocked on a stalled client, nor make gunicorn's threaded worker close a connection (it
+    drops the response's Connection header). tests/test_request_bodies.py fails if an
+    upgrade drops it."""
     return request.environ.get("gunicorn.socket")
 
 
@@ -93,9 +147,24 @@ def _response(outcome: Outcome, *, body_left_unread: bool) -> flask.Response:
     text = json.dumps(outcome.body)
     if not body_left_unread:
         return flask.Response(text, outcome.status, outcome.headers, content_type="application/json")
-    # functions-framework reads whatever body the function left, without a limit
-    # of time or size, after every response that is not streamed. Answered
-    # without reading it (404, 405, 413, a GET with a body), the response is
-    # streamed and the connection closed, so the rest is never read.
+    # functions-framework reads whatever body the function left after every
+    # response that is not streamed, and gunicorn's threaded worker drains it for
+    # up to 5 s before reusing the connection. Answered without reading it (404,
+    # 405, 413, a GET with a body), the response is streamed, and once it is
+    # written the connection is shut, so the rest is never read or waited for.
     headers = {**outcome.headers, "Connection": "close", "Content-Length": str(len(text.encode()))}
-    return flask.Response(iter([text]), outcome.status, headers, content_type="application/json")
+    response = flask.Response(iter([text]), outcome.status, headers, content_type="application/json")
+    sock = client_socket(flask.request)
+    if sock is not None:
+        response.call_on_close(lambda: _shut(sock))
+    return response
+
+
+def _shut(sock: socket.socket) -> None:
+    # Called by the server once the response is written. Reading side only: a read then
+    # returns at once (the server's drain of the body and its lingering close wait for
+    # nothing), while bytes already sent are still read, within the server's own caps.
+    try:
+        sock.shutdown(socket.SHUT_RD)
+    except OSError:
+        pass  # the client is already gone

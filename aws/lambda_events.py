@@ -26,7 +26,6 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from core.outcomes import RequestRejected
 from core.scheduler import SchedulerDelivery
 from core.service import Headers, Outcome, Request
 
@@ -73,41 +72,70 @@ def _is_http(event: Any) -> bool:
 
 
 def http_request(event: Mapping[str, Any]) -> Request:
-    """A payload format 2.0 event as the core's Request."""
-    context = event.get("requestContext") or {}
-    http = context.get("http") or {}
-    headers = event.get("headers") or {}
-    pairs = [(str(name), str(value)) for name, value in headers.items()]
-    # Payload 2.0 moves the Cookie header into a list of its own.
-    if event.get("cookies"):
-        pairs.append(("cookie", "; ".join(event["cookies"])))
-    path = event.get("rawPath") or http.get("path") or "/"
-    query = event.get("rawQueryString") or ""
-    host = context.get("domainName") or headers.get("host", "")
+    """A payload format 2.0 event as the core's Request; EventRefused naming the field
+    whose shape is wrong (no value is quoted: it may be a payload)."""
+    context = _object(event, "requestContext")
+    http = _object(context, "http", "requestContext.")
+    method = _text(http, "method", "requestContext.http.")
+    if not method:
+        raise EventRefused("requestContext.http.method must be a non-empty string")
+    headers = _object(event, "headers")
+    if not all(isinstance(value, str) for value in headers.values()):
+        raise EventRefused("headers must map each name to a string")
+    pairs = [(str(name), value) for name, value in headers.items()]
+    cookies = event.get("cookies") or []
+    if not isinstance(cookies, list) or not all(isinstance(cookie, str) for cookie in cookies):
+        raise EventRefused("cookies must be a list of strings")
+    if cookies:
+        # Payload 2.0 moves the Cookie header into a list of its own.
+        pairs.append(("cookie", "; ".join(cookies)))
+    body = _body(event)
+    path = _text(event, "rawPath") or _text(http, "path", "requestContext.http.") or "/"
+    query = _text(event, "rawQueryString")
+    host = _text(context, "domainName", "requestContext.") or str(headers.get("host", ""))
     return Request(
-        method=str(http.get("method", "")).upper(),
+        method=method.upper(),
         path=path,
         headers=Headers(pairs),
-        read_body=lambda: _body(event),
+        read_body=lambda: body,
         url=f"https://{host}{path}" + (f"?{query}" if query else ""),
-        remote_ip=str(http.get("sourceIp", "")),
+        remote_ip=_text(http, "sourceIp", "requestContext.http."),
     )
 
 
+def _object(parent: Mapping[str, Any], name: str, where: str = "") -> Mapping[str, Any]:
+    value = parent.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise EventRefused(f"{where}{name} must be a JSON object")
+    return value
+
+
+def _text(parent: Mapping[str, Any], name: str, where: str = "") -> str:
+    value = parent.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise EventRefused(f"{where}{name} must be a string")
+    return value
+
+
 def _body(event: Mapping[str, Any]) -> bytes:
-    body = event.get("body")
-    if body is None:
-        return b""
-    if not event.get("isBase64Encoded"):
-        return str(body).encode("utf-8")
+    body = _text(event, "body")
+    encoded = event.get("isBase64Encoded", False)
+    if not isinstance(encoded, bool):
+        raise EventRefused("isBase64Encoded must be true or false")
+    if not encoded:
+        return body.encode("utf-8", errors="surrogatepass")
     try:
         return base64.b64decode(body, validate=True)
     except (binascii.Error, ValueError):
-        raise RequestRejected(400, "the body is marked isBase64Encoded but is not valid base64") from None
+        raise EventRefused("the body is marked isBase64Encoded but is not valid base64") from None
 
 
 def http_answer(event: Mapping[str, Any], outcome: Outcome) -> dict[str, Any]:
-    method = str(((event.get("requestContext") or {}).get("http") or {}).get("method", "")).upper()
+    method = str(event["requestContext"]["http"]["method"]).upper()  # checked by http_request
     return {
         "statusCode": outcome.status,
         "headers": {**JSON_HEADERS, **outcome.headers},
@@ -143,14 +171,16 @@ def _scheduled_time(event: Mapping[str, Any]) -> datetime.datetime:
     value = event.get("scheduled_time")
     try:
         parsed = datetime.datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None:
+        # At the calendar's edges (0001-01-01T00:00:00+01:00) the UTC time is outside the years Python holds.
+        utc = parsed.astimezone(datetime.UTC) if parsed is not None and parsed.tzinfo is not None else None
+    except (ValueError, OverflowError):
+        utc = None
+    if utc is None:
         raise EventRefused(
             "scheduled_time must be a time with its offset, such as 2026-01-31T09:00:00Z "
-            "(the schedule's Input sets it from <aws.scheduler.scheduled-time>)"
+            "(the schedule's Input sets it from <aws.scheduler.scheduled-time>), in years 1 to 9999 in UTC"
         )
-    return parsed.astimezone(datetime.UTC)
+    return utc
 
 
 def scheduled_answer(outcome: Outcome) -> dict[str, Any]:

@@ -23,9 +23,8 @@ from typing import Any
 from snapshot_restore_py import register_after_restore, register_before_snapshot
 
 from aws import lambda_events
-from core import logs, service
-from core.runtime import Runtime
-from db.secret import prepare_aws_client
+from core import logs
+from runtime import Runtime
 
 runtime = Runtime()
 # The runtime's own root handler would write every line a second time, in its text format.
@@ -35,10 +34,7 @@ logs.configure(runtime.config.log_level)
 
 @register_before_snapshot
 def _before_snapshot() -> None:
-    runtime.close()
-    # A client is safe in a snapshot, unlike connections and secrets: it holds neither yet.
-    if runtime.config.database_url_secret_arn:
-        prepare_aws_client(runtime.config.database_url_secret_arn, runtime.config.secret_timeout)
+    runtime.before_snapshot()
 
 
 @register_after_restore
@@ -50,4 +46,4 @@ def _after_restore() -> None:
 
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     with logs.invocation_scope(requestId=context.aws_request_id):
-        return lambda_events.answer(event, lambda request: service.handle(runtime, request))
+        return lambda_events.answer(event, runtime.handle)

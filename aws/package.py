@@ -26,7 +26,15 @@ import zipfile
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 # The function's own code, relative to the repository root.
-SOURCES = ("aws/__init__.py", "aws/lambda_function.py", "aws/lambda_events.py", "core", "db", "config.py")
+SOURCES = (
+    "aws/__init__.py",
+    "aws/lambda_function.py",
+    "aws/lambda_events.py",
+    "core",
+    "db",
+    "config.py",
+    "runtime.py",
+)
 REQUIREMENTS = ROOT / "aws" / "requirements.txt"
 # Where Lambda unpacks the package.
 TASK_ROOT = "/var/task"

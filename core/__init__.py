@@ -1,1 +1,1 @@
-"""The HTTP side of the events function: request parsing, Cloud Scheduler, logs."""
+"""The use case: validation, the request's answer and log line, and the port (store.py) it stores through."""

@@ -17,6 +17,7 @@ import math
 from decimal import Decimal
 from typing import Any
 
+from core.logs import shortened
 from core.outcomes import RequestRejected
 from core.rules import (
     DEFAULT_KIND,
@@ -29,8 +30,10 @@ from core.rules import (
     random_id,
 )
 from core.scheduler import SchedulerDelivery
-from db.events import EventRecord
+from core.store import EventRecord
 
+# The fields an event may have; each is stored in the events column of its name
+# (tests/test_http_api.py reads every one back).
 FIELDS = ("id", "kind", "payload")
 _KNOWN_FIELDS = frozenset(FIELDS)
 
@@ -89,7 +92,8 @@ def _finite_float(literal: str) -> Decimal:
     # into 0.1), but limited to what a double can hold, which most readers of
     # the stored JSON (JavaScript, Python) will parse it into.
     if not math.isfinite(float(literal)):
-        raise ValueError(f"{literal} is out of range for a number")
+        # The literal is not quoted back: it is the request's value (and may be 60,000 digits).
+        raise ValueError("a number is out of range for a double (beyond about 1.8e308)")
     return Decimal(literal)
 
 
@@ -104,7 +108,8 @@ def _event(item: Any, where: str, index: int, delivery: SchedulerDelivery | None
     unknown = item.keys() - _KNOWN_FIELDS
     if unknown:
         raise RequestRejected(
-            400, f"{where}{min(unknown)} is not a known field; an event has {', '.join(FIELDS)}"
+            400,
+            f"{where}{shortened(min(unknown), 40)} is not a known field; an event has {', '.join(FIELDS)}",
         )
     return EventRecord(
         id=_id(item.get("id"), where, index, delivery),

@@ -40,6 +40,13 @@ _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]
 # Google's own header: TRACE_ID/SPAN_ID;o=OPTIONS, the span id in decimal.
 _CLOUD_TRACE = re.compile(r"^([0-9a-fA-F]{32})(?:/(\d{1,20}))?(?:;o=([0-9]+))?$")
 
+# Every string value of a line is cut to this many characters (the cut is said),
+# so a line's size is bounded whatever a request holds: a 10 MiB path is not logged whole.
+MAX_VALUE_CHARS = 4096
+# A secret is scrubbed before a value is cut; this much past the cut is scrubbed, so a
+# secret that straddles it cannot survive in part.
+_SCRUB_MARGIN = 4096
+
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
 # Every known secret in one pattern, longest first, so a DSN is replaced whole
@@ -78,15 +85,30 @@ def scrub(text: str) -> str:
     return pattern.sub(REDACTED, text) if pattern is not None else text
 
 
+def shortened(text: str, limit: int = MAX_VALUE_CHARS) -> str:
+    """`text`, or its first `limit` characters and how long it was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [cut: {len(text)} characters in all]"
+
+
+def _bounded(text: str) -> str:
+    """Scrubbed, then cut: a secret is never cut in part before it is scrubbed."""
+    if len(text) <= MAX_VALUE_CHARS:
+        return scrub(text)
+    kept = scrub(text[: MAX_VALUE_CHARS + _SCRUB_MARGIN])
+    return f"{kept[:MAX_VALUE_CHARS]}... [cut: {len(text)} characters in all]"
+
+
 def _scrub_values(value: Any) -> Any:
-    """Every string value scrubbed; keys are names the code chose, and stay."""
+    """Every string value scrubbed and bounded; keys are names the code chose, and stay."""
     if isinstance(value, str):
-        return scrub(value)
+        return _bounded(value)
     if isinstance(value, dict):
         return {key: _scrub_values(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_scrub_values(item) for item in value]
-    return scrub(str(value)) if not isinstance(value, (int, float, bool, type(None))) else value
+    return _bounded(str(value)) if not isinstance(value, (int, float, bool, type(None))) else value
 
 
 def trace_fields(headers: HeaderLookup, project: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from db.errors import ConfigurationError, DatabaseFault, SecretUnavailable, ValueRefused
+from core.errors import ConfigurationError, DatabaseFault, SecretUnavailable, ValueRefused
 
 logger = logging.getLogger("events")
 

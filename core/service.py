@@ -5,8 +5,8 @@
     other paths answer 404 and other methods 405, without touching the database
 
 An entry point (main.py for the Functions Framework, aws/lambda_function.py for
-AWS Lambda) turns its request into a `Request`, calls `handle`, and sends the
-Outcome back.
+AWS Lambda) turns its request into a `Request`, has runtime.py's Runtime call
+`handle` with the instance's EventStore, and sends the Outcome back.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ from core import logs
 from core.body import check_size
 from core.events import parse_events
 from core.outcomes import Outcome, RequestRejected, outcome_for_error
-from core.runtime import Runtime
 from core.scheduler import SchedulerDelivery, delivery_from_headers
-from db.events import EventRecord, insert_events
+from core.store import EventRecord, EventStore, Receipt
 
 logger = logging.getLogger("events")
 
@@ -68,32 +67,38 @@ class Request(NamedTuple):
     delivery: SchedulerDelivery | None = None
 
 
-def handle(runtime: Runtime, request: Request) -> Outcome:
+class Settings(NamedTuple):
+    """What the use case reads of the configuration: how it labels its log lines."""
+
+    google_cloud_project: str = ""
+    log_execution_id: bool = False
+
+
+def handle(store: EventStore, request: Request, settings: Settings) -> Outcome:
     """Answer one request; never raises. Writes the request's one log line."""
     started = time.perf_counter()
-    config = runtime.config
     with logs.request_scope(
-        request.headers, config.google_cloud_project, label_execution_id=config.log_execution_id
+        request.headers, settings.google_cloud_project, label_execution_id=settings.log_execution_id
     ):
         facts: dict[str, object] = {}
         try:
-            outcome = _route(runtime, request, facts)
+            outcome = _route(store, request, facts)
         except Exception as exc:  # noqa: BLE001 - the one place errors become answers
             outcome = outcome_for_error(exc)
         _log_request(request, outcome, facts, time.perf_counter() - started)
     return outcome
 
 
-def _route(runtime: Runtime, request: Request, facts: dict[str, object]) -> Outcome:
-    if runtime.config_error is not None:
-        raise runtime.config_error
+def _route(store: EventStore, request: Request, facts: dict[str, object]) -> Outcome:
     if request.path != PATH:
-        raise RequestRejected(404, f"there is nothing at {request.path}; the function answers at {PATH}")
+        # A long path is not echoed whole (a client may send megabytes of it).
+        shown = logs.shortened(request.path, 100)
+        raise RequestRejected(404, f"there is nothing at {shown}; the function answers at {PATH}")
     if request.method in ("GET", "HEAD"):
-        return health(runtime, facts)
+        return health(store, facts)
     if request.method == "POST":
         delivery = request.delivery or delivery_from_headers(request.headers)
-        return ingest(runtime, check_size(request.read_body()), delivery, facts)
+        return ingest(store, check_size(request.read_body()), delivery, facts)
     raise RequestRejected(
         405,
         f"method {request.method} is not allowed; use POST to record events, GET for health",
@@ -101,16 +106,14 @@ def _route(runtime: Runtime, request: Request, facts: dict[str, object]) -> Outc
     )
 
 
-def health(runtime: Runtime, facts: dict[str, object]) -> Outcome:
-    # Checking a connection out of the pool pre-pings it, or opens a new one:
-    # that single round trip is the health check, so nothing more is sent.
-    ran = runtime.database().run(lambda connection: None)
-    facts.update(new_connection=ran.new_connection, checkout_ms=ran.checkout_ms)
+def health(store: EventStore, facts: dict[str, object]) -> Outcome:
+    """200 only if an event could be stored now: the store is reached and accepts the INSERT."""
+    _note(facts, store.check())
     return Outcome(200, {"status": "ok"})
 
 
 def ingest(
-    runtime: Runtime, body: bytes, delivery: SchedulerDelivery | None, facts: dict[str, object]
+    store: EventStore, body: bytes, delivery: SchedulerDelivery | None, facts: dict[str, object]
 ) -> Outcome:
     """Validate and store a body's events; repeated ids are stored once and counted as duplicates."""
     records = parse_events(body, delivery)
@@ -119,11 +122,15 @@ def ingest(
     for record in records:
         first_by_id.setdefault(record.id, record)
     unique = list(first_by_id.values())
-    ran = runtime.database().run(lambda connection: insert_events(connection, unique))
-    facts.update(new_connection=ran.new_connection, checkout_ms=ran.checkout_ms)
-    ids = [record.id for record in unique if record.id in ran.value]
+    receipt = _note(facts, store.store(unique))
+    ids = [record.id for record in unique if record.id in receipt.new_ids]
     body_out = {"inserted": len(ids), "duplicates": len(records) - len(ids), "ids": ids}
     return Outcome(201 if ids else 200, body_out, rows=len(ids))
+
+
+def _note(facts: dict[str, object], receipt: Receipt) -> Receipt:
+    facts.update(new_connection=receipt.new_connection, checkout_ms=receipt.checkout_ms)
+    return receipt
 
 
 def _log_request(request: Request, outcome: Outcome, facts: dict[str, object], seconds: float) -> None:

@@ -1,5 +1,7 @@
-"""Database access for the events function: DSN, secret, engine, dialect, SQL, errors.
+"""The database layer: the events table as the use case's store (core.store.EventStore).
 
-Each module has one concern; `db.database` ties them together into the
-per-instance `Database` that core.runtime builds. Nothing here knows HTTP.
+`db.events.EventsTable` implements the port on a `db.database.Database` (the
+engine and its pool), with the DSN, secret, dialect and fault translation each
+in its own module. It raises only core.errors' exceptions and knows nothing of
+HTTP; it imports from core only the port and the errors (core/store.py, core/errors.py).
 """

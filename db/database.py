@@ -1,8 +1,6 @@
-"""The per-instance engine: built on first use, shared by every request, rebuilt when the DSN changes.
+"""The engine, and the per-instance Database that builds it on first use and rebuilds it when the DSN changes.
 
-CockroachDB's serverless best practice, as SQLAlchemy settings: a pool that
-persists across invocations, one connection per request served at once, no
-idle minimum, a 30-minute maximum lifetime, and a health check before each use.
+CockroachDB's serverless best practice, as SQLAlchemy settings (create_engine below).
 """
 
 from __future__ import annotations
@@ -16,24 +14,62 @@ from typing import NamedTuple
 import sqlalchemy
 from sqlalchemy.engine import Connection, Engine
 
+from core.errors import ConfigurationError, SecretUnavailable
 from db import faults
-from db.dsn import parse_dsn, startup_options
-from db.errors import ConfigurationError, SecretUnavailable
+from db.dsn import ConnectionTarget, parse_dsn, startup_options
 from db.secret import DsnSource
 
 logger = logging.getLogger(__name__)
 
+
+def create_engine(target: ConnectionTarget, options: EngineOptions) -> Engine:
+    # The statement timeout is sent at connection start-up (the `options` startup
+    # parameter's `-c`): no statement, no round trip, on CockroachDB and PostgreSQL alike.
+    startup, timeout_ms, timeout_source = startup_options(target, options.statement_timeout_ms)
+    engine = sqlalchemy.create_engine(
+        target.url,
+        connect_args={
+            **target.connect_args,
+            "startup_params": {"options": startup},
+            "timeout": options.db_timeout,
+        },
+        # One connection per concurrent caller of the instance, opened on demand: no idle minimum.
+        pool_size=options.pool_size,
+        # Never more: instances x pool size bounds the cluster's connections.
+        max_overflow=0,
+        # Waiting longer than this for a free connection means the instance is overloaded.
+        pool_timeout=options.pool_timeout,
+        # CockroachDB's 30-minute maximum lifetime: connections follow node restarts and rebalancing.
+        pool_recycle=options.pool_recycle,
+        # A connection idle while the instance was frozen may be dead: check it before use.
+        pool_pre_ping=True,
+        # Each statement its own implicit transaction: no BEGIN/COMMIT round trips, and CockroachDB retries it.
+        isolation_level="AUTOCOMMIT",
+        # Keep bound values (event payloads) out of exception messages.
+        hide_parameters=True,
+    )
+    logger.info(
+        "database engine created for %s; statement_timeout %d ms, from %s",
+        target.describe(),
+        timeout_ms,
+        timeout_source,
+    )
+    return engine
+
+
 # The server ends a statement at this fraction of DB_TIMEOUT, so its error
 # reaches the client before the client's socket timeout gives up: a statement
-# the client abandoned would otherwise run on, and commit, after a 503.
+# the client abandoned would otherwise run on, and commit, after the client gave up.
 STATEMENT_TIMEOUT_FRACTION = 0.8
 
 
 class EngineOptions(NamedTuple):
-    pool_size: int = 1
+    """The engine's settings and their defaults (config.py leaves an unset variable to these)."""
+
+    pool_size: int = 1  # CockroachDB's serverless guidance: one connection per function instance
     pool_timeout: float = 5.0
-    pool_recycle: int = 1800
-    db_timeout: float = 10.0
+    pool_recycle: int = 1800  # 30 minutes
+    db_timeout: float = 10.0  # the driver's socket timeout
     # An unusable DSN (unreadable, malformed, refused) is read again at most this often.
     secret_retry_interval: float = 5.0
 
@@ -70,7 +106,7 @@ class Database:
         self._failure: Exception | None = None
 
     def run[R](self, work: Callable[[Connection], R]) -> Ran[R]:
-        """Run `work` on a pooled connection; raise db.errors' exceptions for database failures.
+        """Run `work` on a pooled connection; raise core.errors' exceptions for database failures.
 
         If getting a connection fails (a rotated password, a moved host) and the
         DSN can be read again, it is read, at most every `secret_retry_interval`;
@@ -168,39 +204,8 @@ class Database:
         target = parse_dsn(dsn)
         if target.url.password:
             self._on_secret(target.url.password)
-        options = self.options
-        connect_args = dict(target.connect_args)
-        # Set at connection start-up (the `options` startup parameter's `-c`), so it
-        # costs no statement and no round trip, on CockroachDB and PostgreSQL alike.
-        startup, timeout_ms, timeout_source = startup_options(target, options.statement_timeout_ms)
-        connect_args["startup_params"] = {"options": startup}
-        engine = sqlalchemy.create_engine(
-            target.url,
-            connect_args={**connect_args, "timeout": options.db_timeout},
-            # One connection per request served at once (DB_POOL_SIZE = the
-            # function's concurrency), opened on demand: no idle minimum.
-            pool_size=options.pool_size,
-            # Never more: max instances x pool size bounds the cluster's connections.
-            max_overflow=0,
-            # Waiting longer than this for a connection means the instance is overloaded: 503.
-            pool_timeout=options.pool_timeout,
-            # CockroachDB's 30-minute maximum lifetime: connections follow node restarts and rebalancing.
-            pool_recycle=options.pool_recycle,
-            # A connection idle while the instance was frozen may be dead: check it before use.
-            pool_pre_ping=True,
-            # Each statement is its own implicit transaction: no BEGIN/COMMIT round
-            # trips, and CockroachDB retries implicit transactions itself.
-            isolation_level="AUTOCOMMIT",
-            # Keep bound values (event payloads) out of exception messages.
-            hide_parameters=True,
-        )
+        engine = create_engine(target, self.options)
         self._dsn = dsn
-        logger.info(
-            "database engine created for %s; statement_timeout %d ms, from %s",
-            target.describe(),
-            timeout_ms,
-            timeout_source,
-        )
         return engine
 
 

@@ -26,8 +26,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from sqlalchemy.engine import URL
 
+from core.errors import ConfigurationError
 from db.dialect import DRIVERNAME
-from db.errors import ConfigurationError
 
 FUNCTION_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMES = ("postgresql", "postgres", "cockroachdb")

@@ -1,4 +1,4 @@
-"""The SQL the function runs: one INSERT per request, one statement text for every batch size.
+"""The events table as the use case's store (core.store.EventStore): one INSERT per call.
 
 The whole batch travels as a single JSON document, bound as one parameter and
 expanded into rows by the server (`jsonb_array_elements`, which CockroachDB and
@@ -13,24 +13,16 @@ import contextlib
 import datetime
 import json
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from typing import Any
 
 import pg8000.dbapi
 from sqlalchemy.engine import Connection
 
+from core.errors import DatabaseFault
+from core.store import EventRecord, Receipt
 from db import faults
+from db.database import Database
 from db.dialect import forget_prepared, prepared
-from db.errors import DatabaseFault
-
-
-class EventRecord(NamedTuple):
-    """One row of the events table, as the function writes it."""
-
-    id: str
-    kind: str
-    payload_json: str  # the payload as JSON text, stored as JSONB
-    scheduled_at: datetime.datetime | None = None
-
 
 INSERT_EVENTS = (
     "INSERT INTO events (id, kind, payload, scheduled_at) "
@@ -46,20 +38,41 @@ _STATEMENT_KEY = "events.insert"
 REPREPARE = frozenset({"0A000", "26000"})
 
 
+class EventsTable:
+    """core.store.EventStore on the events table of a Database."""
+
+    def __init__(self, database: Database):
+        self.database = database
+
+    def store(self, records: Sequence[EventRecord]) -> Receipt:
+        ran = self.database.run(lambda connection: insert_events(connection, records))
+        return Receipt(frozenset(ran.value), ran.new_connection, ran.checkout_ms)
+
+    def check(self) -> Receipt:
+        """The pre-ping, and on a new connection the INSERT prepared: a missing table or column fails here."""
+        ran = self.database.run(prepare_insert)
+        return Receipt(frozenset(), ran.new_connection, ran.checkout_ms)
+
+
+def prepare_insert(connection: Connection) -> Any:
+    """The connection's prepared INSERT: prepared once per connection, against the live schema."""
+    with _driver_errors(connection, statement_sent=False):
+        return prepared(connection, _STATEMENT_KEY, INSERT_EVENTS)
+
+
 def insert_events(connection: Connection, records: Sequence[EventRecord]) -> set[str]:
     """Insert the records in one statement; return the ids that were new.
 
     ON CONFLICT DO NOTHING makes a repeated id (a retried delivery) a no-op, and
     RETURNING tells which ids were inserted, in one round trip that the database
     runs as one implicit transaction. Ids must be unique within `records`.
-    Raises db.errors' exceptions.
+    Raises core.errors' exceptions.
     """
     if not records:
         return set()
     document = batch_document(records)
     for attempt in (1, 2):
-        with _driver_errors(connection, statement_sent=False):
-            statement = prepared(connection, _STATEMENT_KEY, INSERT_EVENTS)
+        statement = prepare_insert(connection)
         try:
             with _driver_errors(connection, statement_sent=True):
                 rows = statement.run(events=document)
@@ -74,7 +87,7 @@ def insert_events(connection: Connection, records: Sequence[EventRecord]) -> set
 
 @contextlib.contextmanager
 def _driver_errors(connection: Connection, *, statement_sent: bool) -> Iterator[None]:
-    """Driver errors as db.errors' exceptions; a broken connection is invalidated first,
+    """Driver errors as core.errors' exceptions; a broken connection is invalidated first,
     so the pool replaces it instead of handing it to the next request."""
     try:
         yield

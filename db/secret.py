@@ -19,13 +19,18 @@ not work (see db.database).
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from typing import Any
 
-from db.errors import ConfigurationError, SecretUnavailable
+from core.errors import ConfigurationError, SecretUnavailable
+from db.dsn import parse_dsn
 
-# Seconds to wait for Secret Manager before the request gets a 503.
+# Seconds to wait for Secret Manager before SecretUnavailable.
 SECRET_TIMEOUT = 5.0
+# A connection string is well under 4 KiB; a mounted secret file larger than this holds something else.
+MAX_FILE_BYTES = 64 * 1024
 SECRET_NAME = re.compile(r"projects/[^/\s]+/secrets/[^/\s]+/versions/[^/\s]+")
 
 
@@ -65,12 +70,18 @@ class DsnSource:
     def describe(self) -> str:
         """Where the DSN comes from, for log lines and errors (never the value)."""
         if self.secret_name:
-            return f"secret {self.secret_name}"
+            return f"DATABASE_URL_SECRET {self.secret_name}"
         if self.aws_secret_arn:
-            return f"secret {self.aws_secret_arn}"
+            return f"DATABASE_URL_SECRET_ARN {self.aws_secret_arn}"
         if self.path:
-            return f"file {self.path}"
+            return f"DATABASE_URL_FILE {self.path}"
         return "DATABASE_URL"
+
+    def prepare(self) -> None:
+        """Build what reading needs and holds no secret (Secrets Manager's client): called
+        before a SnapStart snapshot, so restored copies find it built."""
+        if self.aws_secret_arn:
+            prepare_aws_client(self.aws_secret_arn, self._timeout)
 
     def read(self) -> str:
         if self._dsn:
@@ -88,17 +99,70 @@ class DsnSource:
             raise SecretUnavailable(
                 f"{self.describe()} begins with a byte order mark (U+FEFF): save it without one"
             )
+        try:
+            parse_dsn(value)  # a malformed value is said with the variable it came from
+        except ConfigurationError as err:
+            raise ConfigurationError(f"{self.describe()}: {err}") from None
         return value
 
 
 def read_file(path: str) -> str:
-    """A mounted secret: the platform fetches the version when the file is read."""
+    """A mounted secret: the platform fetches the version when the file is read.
+
+    Read as untrusted input: opened without blocking (a FIFO with no writer would
+    otherwise block the runtime, every request behind it), a regular file only
+    (not /dev/zero, a FIFO or a directory), and at most MAX_FILE_BYTES.
+    """
     try:
-        with open(path, encoding="utf-8") as file:
-            return file.read().strip()
-    except (OSError, UnicodeDecodeError) as err:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as err:
         # OSError's text names the path, never the content.
         raise SecretUnavailable(f"cannot read DATABASE_URL_FILE {path}: {type(err).__name__}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise SecretUnavailable(
+                f"DATABASE_URL_FILE {path} is not a regular file ({_file_type(mode)}); "
+                "mount the secret as a file"
+            )
+        content = _read_at_most(fd, MAX_FILE_BYTES + 1)
+    except OSError as err:
+        raise SecretUnavailable(f"cannot read DATABASE_URL_FILE {path}: {type(err).__name__}") from None
+    finally:
+        os.close(fd)
+    if len(content) > MAX_FILE_BYTES:
+        raise SecretUnavailable(
+            f"DATABASE_URL_FILE {path} is larger than {MAX_FILE_BYTES} bytes: it holds no connection string"
+        )
+    try:
+        return content.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise SecretUnavailable(f"DATABASE_URL_FILE {path} is not UTF-8 text") from None
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    received = 0
+    while received < limit:
+        chunk = os.read(fd, limit - received)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        received += len(chunk)
+    return b"".join(chunks)
+
+
+def _file_type(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a file"
 
 
 def read_secret(name: str, *, timeout: float, emulator_host: str = "") -> str:
@@ -110,7 +174,7 @@ def read_secret(name: str, *, timeout: float, emulator_host: str = "") -> str:
         with _client(emulator_host) as client:
             response = client.access_secret_version(
                 name=name,
-                # Bounded: a Secret Manager outage must become a prompt 503, not
+                # Bounded: a Secret Manager outage must become a prompt SecretUnavailable, not
                 # the client's default of retrying UNAVAILABLE for a minute.
                 retry=retry.Retry(
                     initial=0.1,
@@ -181,7 +245,7 @@ def aws_client(region: str, timeout: float) -> Any:
         config = botocore.config.Config(
             connect_timeout=timeout,
             read_timeout=timeout,
-            # Bounded: an outage must become a prompt 503, not minutes of the SDK's retries.
+            # Bounded: an outage must become a prompt SecretUnavailable, not minutes of the SDK's retries.
             retries={"mode": "standard", "total_max_attempts": 2},
         )
         client = boto3.session.Session().client("secretsmanager", region_name=region, config=config)

@@ -16,11 +16,20 @@ Exit 0 and no output when the DSN will work; else exit 2 and one message on
 standard error. No message contains the password: parse_dsn promises that, and
 the messages here name only parameters and paths. Needs the function's
 dependencies (requirements.txt), unlike the rest of deploy/.
+
+    printf '%s' "$DSN" | python -m deploy.dsn_check --locate
+
+prints where the cluster is and its name, CLOUD-REGION<TAB>NAME, read from the
+host: CockroachDB Cloud hosts of single-region clusters carry the cloud and
+region in the label before `.cockroachlabs.cloud`
+(`events-1234.abc.gcp-us-east1.cockroachlabs.cloud` gives `gcp-us-east1`).
+Other hosts give an empty location: deploy.sh then asks for --region.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -29,6 +38,17 @@ from urllib.parse import parse_qsl, urlsplit
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FILE_PARAMETERS = ("sslrootcert", "sslcert", "sslkey")
 CA_HOME = "db/certs/ca.crt"  # where the CA goes: shipped with the code, relative to main.py
+# The cloud-region label of a CockroachDB Cloud host, just before the domain.
+CLUSTER_HOST = re.compile(r"(?:.*\.)?((?:gcp|aws|azure)-[a-z0-9-]+)\.cockroachlabs\.cloud\.?")
+LABEL_VALUE = re.compile(r"[^a-z0-9_-]")  # what a label value may not hold
+
+
+def locate(dsn: str) -> tuple[str, str]:
+    """(CLOUD-REGION or "", cluster name as a label value) from the DSN's host."""
+    host = (urlsplit(dsn.strip()).hostname or "").lower()
+    match = CLUSTER_HOST.fullmatch(host)
+    name = LABEL_VALUE.sub("-", host.split(".", 1)[0])[:63].strip("-_")
+    return (match.group(1) if match else ""), name
 
 
 def uploaded_files() -> set[str]:
@@ -41,8 +61,8 @@ def uploaded_files() -> set[str]:
 
 def problem(dsn: str, uploaded: Callable[[], set[str]] = uploaded_files) -> str | None:
     """Why the deployed function could not use `dsn`, or None."""
+    from core.errors import ConfigurationError
     from db.dsn import parse_dsn
-    from db.errors import ConfigurationError
 
     try:
         parse_dsn(dsn)
@@ -70,6 +90,9 @@ def problem(dsn: str, uploaded: Callable[[], set[str]] = uploaded_files) -> str 
 
 
 def main() -> int:
+    if sys.argv[1:] == ["--locate"]:
+        print("\t".join(locate(sys.stdin.read())))
+        return 0
     try:
         import sqlalchemy  # noqa: F401 - the function's translation needs its dependencies
     except ImportError:

@@ -122,7 +122,8 @@ def event_body(count: int) -> bytes:
 
 def one_event_document() -> str:
     """The INSERT's one parameter for one new event, built by the function's own code."""
-    from db.events import EventRecord, batch_document
+    from core.store import EventRecord
+    from db.events import batch_document
 
     return batch_document([EventRecord(id=str(uuid.uuid4()), kind="bench", payload_json=PAYLOAD)])
 
@@ -389,9 +390,9 @@ def warm_latency(
                 "layer_database_run": lambda: runtime.database().run(
                     lambda connection: insert_events(connection, parse_events(body))
                 ),
-                "layer_ingest": lambda: service.ingest(runtime, body, None, {}),
-                "layer_handle": lambda: service.handle(
-                    runtime, service.Request(method="POST", path="/", headers=headers, read_body=lambda: body)
+                "layer_ingest": lambda: service.ingest(runtime.store, body, None, {}),
+                "layer_handle": lambda: runtime.handle(
+                    service.Request(method="POST", path="/", headers=headers, read_body=lambda: body)
                 ),
             }
         )

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         runtime = sys.modules["main"].runtime
         runtime.database().run(lambda connection: None)
         phase("connect")
-        outcome = service.ingest(runtime, args.body.encode(), None, {})
+        outcome = service.ingest(runtime.store, args.body.encode(), None, {})
         if outcome.status >= 300:
             raise SystemExit(f"the first statement failed: {outcome.status} {outcome.body}")
         phase("first statement")

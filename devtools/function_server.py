@@ -31,9 +31,14 @@ import time
 from collections.abc import Callable, Mapping
 
 from config import VARIABLES as FUNCTION_ENV  # a child sees only the function settings it is given
+from devtools.deadlines import scaled
 from devtools.postgres import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+# How long a start, a stop and an answer may take (devtools.deadlines).
+START_DEADLINE = scaled(30.0)
+STOP_DEADLINE = scaled(10.0)
+ANSWER_DEADLINE = scaled(30.0)
 
 
 def json_lines(text: str) -> list[dict]:
@@ -140,7 +145,7 @@ class FunctionServer:
         )
         return self
 
-    def start(self, timeout: float = 30.0) -> FunctionServer:
+    def start(self, timeout: float = START_DEADLINE) -> FunctionServer:
         """Start the process and wait until it listens."""
         self.spawn()
         deadline = time.monotonic() + timeout
@@ -151,13 +156,13 @@ class FunctionServer:
                     return self
             except OSError:
                 time.sleep(0.02)
-        raise RuntimeError("functions-framework did not start listening")
+        raise RuntimeError(f"functions-framework did not start listening within {timeout:g} s")
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
             try:
-                self._process.wait(timeout=10)
+                self._process.wait(timeout=STOP_DEADLINE)
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
@@ -198,7 +203,7 @@ class FunctionServer:
         method: str = "POST",
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
-        timeout: float = 30.0,
+        timeout: float = ANSWER_DEADLINE,
         path: str = "/",
     ) -> Response:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)

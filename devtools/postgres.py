@@ -60,6 +60,8 @@ from typing import TYPE_CHECKING, Any
 
 # Third-party modules are imported where used: the local runner's checks import
 # this module before the requirements are installed (scripts/run-local.sh).
+from devtools.deadlines import scaled
+
 if TYPE_CHECKING:
     import pg8000.native
 
@@ -71,6 +73,11 @@ ADMIN_USER = "postgres"
 APP_USER = "app"
 APP_DATABASE = "app"
 ADMIN_APPLICATION_NAME = "devtools-admin"
+# How long a start, a stop, a connection and a backend's end may take (devtools.deadlines).
+START_DEADLINE = scaled(30.0)
+STOP_DEADLINE = scaled(30.0)
+CONNECT_DEADLINE = scaled(10.0)
+BACKEND_END_DEADLINE = scaled(5.0)
 
 # Every log line starts with "<timestamp> [<pid>] user=<user> db=<db> <SEVERITY>:  ".
 # The timestamp and the severity anchor the parse, so a continuation line of a
@@ -387,7 +394,7 @@ class PostgresServer:
         settings: dict[str, Any] | None = None,
         *,
         require_tls: bool = True,
-        start_timeout: float = 30.0,
+        start_timeout: float = START_DEADLINE,
     ):
         self._user = _ServerUser.for_this_process()
         found = find_bindir(binaries)
@@ -499,7 +506,7 @@ class PostgresServer:
                 self.resume()  # a stopped process cannot act on a shutdown signal
                 self._process.send_signal(signals[mode])
                 try:
-                    self._process.wait(timeout=30)
+                    self._process.wait(timeout=STOP_DEADLINE)
                 except subprocess.TimeoutExpired:
                     self._process.kill()
                     self._process.wait()
@@ -594,7 +601,7 @@ class PostgresServer:
         password: str | None = None,
         database: str = APP_DATABASE,
         *,
-        timeout: float = 10.0,
+        timeout: float = CONNECT_DEADLINE,
         ssl_context: ssl.SSLContext | bool | None = None,
         **kwargs: Any,
     ) -> pg8000.native.Connection:
@@ -670,7 +677,7 @@ class PostgresServer:
             )
         )
 
-    def terminate_backends(self, user: str = APP_USER, wait: float = 5.0) -> int:
+    def terminate_backends(self, user: str = APP_USER, wait: float = BACKEND_END_DEADLINE) -> int:
         """End every connection of `user`; how many were ended.
 
         Each is awaited (up to `wait` s), so connection_count() is already

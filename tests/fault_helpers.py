@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pg8000.native
 
+from devtools.deadlines import scaled
 from devtools.function_server import json_lines
 from devtools.postgres import ADMIN_USER, APP_USER, PostgresServer
 
@@ -51,10 +52,11 @@ def wait_until_idle(server: PostgresServer, user: str = APP_USER, timeout: float
         "SELECT count(*) FROM pg_stat_activity WHERE usename = :user "
         "AND backend_type = 'client backend' AND state <> 'idle'"
     )
-    deadline = time.monotonic() + timeout
+    limit = scaled(timeout)
+    deadline = time.monotonic() + limit
     while server.execute(busy, user=user) != [[0]]:
         if time.monotonic() > deadline:
-            raise AssertionError(f"a connection of {user} was still busy after {timeout:g} s")
+            raise AssertionError(f"a connection of {user} was still busy after {limit:g} s")
         time.sleep(0.01)
 
 
@@ -112,7 +114,7 @@ class ConnectionSampler(BackgroundLoop):
                 self._connection = self.server.connect(
                     ADMIN_USER,
                     database="postgres",
-                    timeout=2,
+                    timeout=scaled(2),
                     application_name="fault-tests-sampler",
                     startup_params={"log_statement": "none"},
                 )

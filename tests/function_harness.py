@@ -18,6 +18,7 @@ import urllib.parse
 import functions_framework
 
 from devtools import function_server
+from devtools.deadlines import scaled
 from devtools.function_server import FUNCTION_ENV, ROOT  # noqa: F401 - ROOT re-exported for the tests
 from devtools.postgres import free_port  # noqa: F401 - re-exported for the tests
 
@@ -136,7 +137,7 @@ class FunctionServer(function_server.FunctionServer):
         method: str = "POST",
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
-        timeout: float = 30.0,
+        timeout: float = function_server.ANSWER_DEADLINE,
         path: str = "/",
     ) -> function_server.Response:
         response = super().request(method, body, headers, timeout, path)
@@ -155,18 +156,18 @@ class HeldConnection:
         def hold(connection) -> None:
             self.connection = connection
             self._holding.set()
-            self._release.wait(30)
+            self._release.wait(scaled(30))
 
         self._thread = threading.Thread(target=database.run, args=(hold,), daemon=True)
 
     def __enter__(self) -> HeldConnection:
         self._thread.start()
-        assert self._holding.wait(10), "the pool gave no connection"
+        assert self._holding.wait(scaled(10)), "the pool gave no connection"
         return self
 
     def release(self) -> None:
         self._release.set()
-        self._thread.join(10)
+        self._thread.join(scaled(10))
 
     def __exit__(self, *exc_info) -> None:
         self.release()

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from devtools.benchmark import CALLGRIND, dumped_instructions
+from devtools.deadlines import scaled
 
 # The master works, forks a worker that works and then waits (as a worker that has
 # answered waits for the next request); after the dump the worker works a lot more.
@@ -48,13 +49,15 @@ def test_the_dump_counts_the_master_before_the_fork_and_the_worker_to_the_dump_o
     assert process.stdout is not None and process.stdin is not None
     worker = int(process.stdout.readline())
     assert dumped_instructions(tmp_path, worker) is None  # nothing dumped yet
-    subprocess.run(["callgrind_control", "--dump", str(worker)], capture_output=True, check=True, timeout=60)
-    deadline = time.monotonic() + 30
+    subprocess.run(
+        ["callgrind_control", "--dump", str(worker)], capture_output=True, check=True, timeout=scaled(60)
+    )
+    deadline = time.monotonic() + scaled(30)
     while (dumped := dumped_instructions(tmp_path, worker)) is None and time.monotonic() < deadline:
         time.sleep(0.1)
     process.stdin.write("\n")
     process.stdin.close()
-    assert process.wait(timeout=60) == 0
+    assert process.wait(timeout=scaled(60)) == 0
 
     master_total = totals(tmp_path / f"cg.{process.pid}")
     after_dump = totals(tmp_path / f"cg.{worker}")  # the worker's last part, written at its exit

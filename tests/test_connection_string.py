@@ -29,9 +29,9 @@ from app_fixtures import driver_connection
 from function_harness import ROOT, known_secrets, load_function
 from sqlalchemy import text
 
+from core.errors import ConfigurationError
 from db.database import Database, EngineOptions
 from db.dsn import parse_dsn, startup_options
-from db.errors import ConfigurationError
 from db.secret import DsnSource
 
 PASSWORD = "s3cr3t p@ss/w#rd"
@@ -263,7 +263,9 @@ def test_the_engine_refuses_options_that_cannot_be_merged_as_a_configuration_err
     """What the function answers 503 for, its log line naming `options`."""
     dsn = dsn_with_options(postgres, "-c%20statement_timeout%3D5S")
     database = Database(DsnSource(dsn=dsn))
-    with pytest.raises(ConfigurationError, match="^connection parameter 'options': ") as refused:
+    with pytest.raises(
+        ConfigurationError, match="^DATABASE_URL: connection parameter 'options': "
+    ) as refused:
         database.run(lambda connection: None)
     assert postgres.app_password not in str(refused.value)
 

@@ -29,6 +29,7 @@ from app_fixtures import EventsDatabase, apply_schema
 from fault_helpers import HOLDER_APPLICATION, SERVER_GONE, BackgroundLoop, ConnectionSampler
 from function_harness import FunctionServer
 
+from devtools.deadlines import scaled
 from devtools.postgres import ADMIN_USER, PostgresServer
 
 REQUESTS = int(os.environ.get("LOAD_REQUESTS", "5000"))
@@ -202,7 +203,7 @@ def run_load(server, plan: list[Planned], holder: LockHolder, injector: FaultInj
         if planned.locked:
             holder.hold(planned.ids[0])
         if not hasattr(local, "conn"):
-            local.conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+            local.conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=scaled(30))
         try:
             local.conn.request("POST", "/", body=planned.body, headers={"Content-Type": "application/json"})
             reply = local.conn.getresponse()

@@ -20,6 +20,7 @@ import urllib.request
 import pytest
 from function_harness import ROOT, capture
 
+from devtools.deadlines import scaled
 from devtools.postgres import free_port
 
 EVERY_OPTION = ("--port", "--db-port", "--data-dir")
@@ -52,7 +53,7 @@ def local_run(*args: str) -> subprocess.Popen:
 
 def finished(*args: str) -> tuple[int, str]:
     process = local_run(*args)
-    output, _ = process.communicate(timeout=60)
+    output, _ = process.communicate(timeout=scaled(60))
     capture.add(output)
     return process.returncode, output
 
@@ -63,7 +64,7 @@ def ctrl_c(process: subprocess.Popen) -> None:
 
 def read_until(process: subprocess.Popen, text: str, timeout: float = 60.0) -> str:
     seen = []
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while time.monotonic() < deadline:
         line = process.stdout.readline()
         if not line:
@@ -77,7 +78,7 @@ def read_until(process: subprocess.Popen, text: str, timeout: float = 60.0) -> s
 def post(port: int, kind: str) -> None:
     body = f'{{"kind": "{kind}"}}'.encode()
     request = urllib.request.Request(f"http://127.0.0.1:{port}/", data=body, method="POST")
-    with urllib.request.urlopen(request, timeout=10) as reply:  # right after "serving": no retry
+    with urllib.request.urlopen(request, timeout=scaled(10)) as reply:  # right after "serving": no retry
         assert reply.status == 201
 
 
@@ -103,7 +104,7 @@ def test_serving_is_printed_once_it_answers_and_ctrl_c_stops_everything_cleanly(
         read_until(process, "is serving on")
         post(port, "local")
         ctrl_c(process)
-        output, _ = process.communicate(timeout=20)
+        output, _ = process.communicate(timeout=scaled(20))
     finally:
         process.kill()
     capture.add(output)
@@ -128,7 +129,7 @@ def test_a_taken_port_is_refused_before_pip_or_postgresql_naming_every_option(op
             env={**without_dsn(), "EVENTS_VENV": str(venv)},
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=scaled(60),
         )
     output = script.stdout + script.stderr
     capture.add(output)
@@ -157,7 +158,7 @@ def test_while_a_run_serves_show_reads_its_database_and_a_second_run_is_told_to_
         assert f"a local run is already running on {data_dir}" in refused
         assert f"--data-dir {data_dir}-2" in refused
         ctrl_c(process)
-        output, _ = process.communicate(timeout=20)
+        output, _ = process.communicate(timeout=scaled(20))
     finally:
         process.kill()
     capture.add(output)
@@ -190,7 +191,11 @@ def test_a_postmaster_pid_naming_another_program_is_refused_with_the_file_to_del
 
 def test_the_usage_text_names_every_option():
     usage = subprocess.run(
-        ["bash", "scripts/run-local.sh", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        ["bash", "scripts/run-local.sh", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=scaled(10),
     )
     assert usage.returncode == 0
     assert all(option in usage.stdout for option in (*EVERY_OPTION, "--show"))
@@ -220,7 +225,7 @@ def test_the_requirements_are_installed_again_only_when_they_change(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "EVENTS_VENV"} | {"STAND_IN_PIP_LOG": str(log)}
 
     def bootstrap() -> int:
-        run = subprocess.run(["bash", "scripts/bootstrap.sh"], cwd=project, env=env, timeout=60)
+        run = subprocess.run(["bash", "scripts/bootstrap.sh"], cwd=project, env=env, timeout=scaled(60))
         return run.returncode
 
     def pip_calls() -> int:

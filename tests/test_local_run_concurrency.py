@@ -23,6 +23,8 @@ import urllib.request
 import function_harness
 from function_harness import ROOT, free_port
 
+from devtools.deadlines import scaled
+
 BURST = 5
 LOCK_SECONDS = 1.5
 POOL_TIMEOUT = "0.5"
@@ -46,7 +48,7 @@ class LocalRun:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + scaled(60)
         while True:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
@@ -61,7 +63,7 @@ class LocalRun:
             f"http://127.0.0.1:{self.port}/", data=b'{"kind": "burst"}', method="POST"
         )
         try:
-            with urllib.request.urlopen(request, timeout=30) as reply:
+            with urllib.request.urlopen(request, timeout=scaled(30)) as reply:
                 function_harness.capture.add(reply.read().decode())
                 return reply.status
         except urllib.error.HTTPError as error:
@@ -70,7 +72,7 @@ class LocalRun:
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout=30)
+        self.process.wait(timeout=scaled(30))
 
 
 def burst_on_a_local_run(events_db, env: dict[str, str], output: pathlib.Path) -> tuple[list[int], str]:
@@ -82,12 +84,22 @@ def burst_on_a_local_run(events_db, env: dict[str, str], output: pathlib.Path) -
             clients = [threading.Thread(target=lambda: statuses.append(run.post())) for _ in range(BURST)]
             for client in clients:
                 client.start()
-            time.sleep(LOCK_SECONDS)
+            wait_until_an_insert_waits_on_the_lock(events_db)
+            time.sleep(LOCK_SECONDS)  # the lock is held past DB_POOL_TIMEOUT: what is being tested
         for client in clients:
-            client.join(timeout=30)
+            client.join(timeout=scaled(30))
     finally:
         run.stop()
     return sorted(statuses), output.read_text()
+
+
+def wait_until_an_insert_waits_on_the_lock(events_db) -> None:
+    """The burst has reached the database: from now on the lock holds the requests back."""
+    waiting = "SELECT count(*) FROM pg_stat_activity WHERE usename = 'app' AND wait_event_type = 'Lock'"
+    deadline = time.monotonic() + scaled(30)
+    while events_db.execute(waiting)[0][0] == 0:
+        assert time.monotonic() < deadline, "no INSERT of the burst reached the lock"
+        time.sleep(0.01)
 
 
 def test_by_default_a_burst_queues_as_on_the_deployment(events_db, tmp_path):

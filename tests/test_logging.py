@@ -401,12 +401,17 @@ def test_password_that_is_a_field_name_leaves_every_field_intact(common_word_dsn
     assert server.stderr_text() == ""
 
 
-@pytest.mark.secret_logged_on_purpose("some.component")
-def test_a_secret_is_redacted_as_a_value_and_kept_as_a_key(capfd):
+def a_logged_secret(secret: str) -> str:
+    """`secret`, known to the leak check and to the function's scrubber, loggers configured."""
     logs.configure()
-    secret = "Key-And-Value-7d1e"
     known_secrets.add(secret)
     logs.redact(secret)
+    return secret
+
+
+@pytest.mark.secret_logged_on_purpose("some.component")
+def test_a_secret_is_redacted_as_a_value_and_kept_as_a_key(capfd):
+    secret = a_logged_secret("Key-And-Value-7d1e")
     logging.getLogger("some.component").info(
         "counted", extra={"fields": {secret: {"nested": [f"before {secret} after"]}}}
     )
@@ -514,3 +519,17 @@ def test_an_exception_python_cannot_raise_is_one_warning_line_not_a_traceback(ca
     [line] = [json.loads(text) for text in captured.out.splitlines() if '"logger": "python"' in text]
     assert line["severity"] == "WARNING" and "BrokenPipeError: [Errno 32] Broken pipe" in line["message"]
     assert "Traceback" not in captured.out + captured.err
+
+
+@pytest.mark.secret_logged_on_purpose("some.component")
+def test_every_value_of_a_line_is_cut_at_its_bound_saying_so_and_scrubbed_first(capfd):
+    """A 10 MiB path wrote 30 MB of log: every string value is bounded, whatever its source."""
+    secret = a_logged_secret("Straddles-The-Cut-5c2a")
+    long = "x" * (logs.MAX_VALUE_CHARS - 5) + secret + "y" * 1_000_000
+    logging.getLogger("some.component").warning("%s", long, extra={"fields": {"path": long}})
+    [text] = [text for text in capfd.readouterr().out.splitlines() if "some.component" in text]
+    line = json.loads(text)
+    assert len(text) < 3 * logs.MAX_VALUE_CHARS
+    for value in (line["message"], line["path"]):
+        assert value.endswith(f"... [cut: {len(long)} characters in all]")
+        assert secret[:5] not in value and "[red" in value

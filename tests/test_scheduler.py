@@ -1,8 +1,10 @@
 """Cloud Scheduler deliveries: the headers become an event whose id is the same on every
 retry, so a run delivered several times, some at once, leaves one row.
 
-- Headers to event: the kind is the job name, the time the schedule time, and forged,
-  partial or repeated headers are refused.
+- Headers to event: the kind is the job name (sent as UTF-8), the time the schedule time
+  to its last fractional digit; a header repeated with one value is that value, forged
+  or conflicting headers are refused; a job name without a time (a forced run) is
+  stored with fresh ids and a warning that it is not retry-safe.
 - Cloud Scheduler delivering one run several times, some at once, leaves one row.
 - A Scheduler time whose UTC instant falls outside years 1 to 9999 is a 400 naming the
   header (it was a 500 with OverflowError); the first and last instants inside are stored.
@@ -11,6 +13,8 @@ retry, so a run delivered several times, some at once, leaves one row.
 import concurrent.futures
 import datetime
 import http.client
+import json
+import uuid
 
 import pytest
 from function_harness import FunctionServer, capture, load_function
@@ -18,7 +22,8 @@ from werkzeug.datastructures import Headers
 
 from core.events import parse_events
 from core.outcomes import RequestRejected
-from core.scheduler import delivery_from_headers
+from core.scheduler import DELIVERY_NAMESPACE, delivery_from_headers
+from devtools.deadlines import scaled
 
 UTC = datetime.UTC
 
@@ -77,10 +82,38 @@ def test_many_fractional_digits_are_accepted():
     assert delivery.schedule_time.microsecond == 123456
 
 
+def event_id_at(time: str) -> str:
+    return parse_events(b"", delivery_from_headers(scheduler_headers(time=time)))[0].id
+
+
+def test_times_that_differ_past_the_sixth_fractional_digit_derive_different_ids():
+    ids = {event_id_at(f"2026-11-25T09:00:00.1234567{last}Z") for last in "0123456789"}
+    assert len(ids) == 10
+
+
+def test_trailing_zeros_of_the_fraction_name_the_same_time():
+    assert event_id_at("2026-11-25T09:00:00.52Z") == event_id_at("2026-11-25T09:00:00.520000000Z")
+    assert event_id_at("2026-11-25T09:00:00Z") == event_id_at("2026-11-25T09:00:00.000Z")
+
+
+def test_ids_of_times_within_the_microsecond_are_unchanged():
+    """The id of a time Python holds whole is what it always was: a retry across an upgrade is one row."""
+    name = "nightly-report\n2026-11-25T09:00:00.520000+00:00\n0"
+    assert event_id_at("2026-11-25T09:00:00.52Z") == str(uuid.uuid5(DELIVERY_NAMESPACE, name))
+
+
+def test_a_job_name_without_a_schedule_time_gets_fresh_ids_and_a_warning(caplog):
+    headers = Headers({"X-CloudScheduler-JobName": "forced-run"})
+    first = parse_events(b"", delivery_from_headers(headers))[0]
+    again = parse_events(b"", delivery_from_headers(headers))[0]
+    assert (first.kind, first.scheduled_at) == ("forced-run", None)
+    assert first.id != again.id
+    assert "not retry-safe" in caplog.text
+
+
 @pytest.mark.parametrize(
     "headers, names",
     [
-        (Headers({"X-CloudScheduler-JobName": "j"}), "without X-CloudScheduler-ScheduleTime"),
         (
             Headers({"X-CloudScheduler-ScheduleTime": "2026-11-25T09:00:00Z"}),
             "without X-CloudScheduler-JobName",
@@ -115,26 +148,61 @@ def test_repeated_header_with_the_same_value_is_accepted():
     assert delivery_from_headers(headers).job_name == "nightly-report"
 
 
-def test_a_job_name_header_sent_twice_through_the_server_is_refused(events_server, events_db, tmp_path):
-    """The server joins repeated headers ("a, b"); a job name cannot hold a comma."""
+@pytest.fixture(scope="module")
+def plain_server(events_server, tmp_path_factory):
     env = {"DATABASE_URL": events_server.dsn()}
-    with FunctionServer(env, tmp_path / "function.log") as server:
-        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    with FunctionServer(env, tmp_path_factory.mktemp("scheduler") / "function.log") as running:
+        yield running
+
+
+def post_raw_headers(server, headers: list[tuple[str, bytes]]) -> tuple[int, dict]:
+    """A POST with these header lines as they are, in order (repeats and UTF-8 bytes included)."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=scaled(30))
+    try:
         connection.putrequest("POST", "/")
-        for name, value in (
-            ("X-CloudScheduler-JobName", "a"),
-            ("X-CloudScheduler-JobName", "b"),
-            ("X-CloudScheduler-ScheduleTime", "2026-11-25T09:00:00Z"),
-            ("Content-Length", "0"),
-        ):
+        for name, value in [*headers, ("Content-Length", b"0")]:
             connection.putheader(name, value)
         connection.endheaders()
         reply = connection.getresponse()
         body = reply.read().decode()
+    finally:
         connection.close()
     capture.add(body)
-    assert reply.status == 400 and "X-CloudScheduler-JobName appears more than once" in body
+    return reply.status, json.loads(body)
+
+
+TIME = ("X-CloudScheduler-ScheduleTime", b"2026-11-25T09:00:00Z")
+
+
+def test_a_job_name_sent_twice_with_two_values_through_the_server_is_refused(plain_server, events_db):
+    """The server joins repeated headers ("a,b"); a job name cannot hold a comma."""
+    job = "X-CloudScheduler-JobName"
+    status, body = post_raw_headers(plain_server, [(job, b"a"), (job, b"b"), TIME])
+    assert status == 400 and "X-CloudScheduler-JobName appears more than once" in body["error"]
     assert events_db.rows() == {}
+
+
+def test_a_job_name_sent_twice_with_one_value_through_the_server_is_one_delivery(plain_server, events_db):
+    job = "X-CloudScheduler-JobName"
+    status, body = post_raw_headers(plain_server, [(job, b"twice"), (job, b"twice"), TIME])
+    assert status == 201, body
+    assert [row["kind"] for row in events_db.rows().values()] == ["twice"]
+
+
+def test_a_utf8_job_name_is_stored_as_the_text_sent(plain_server, events_db):
+    status, body = post_raw_headers(plain_server, [("X-CloudScheduler-JobName", "café-job".encode()), TIME])
+    assert status == 201, body
+    assert [row["kind"] for row in events_db.rows().values()] == ["café-job"]
+
+
+def test_a_job_name_without_a_schedule_time_through_the_server_is_stored_not_retry_safe(
+    plain_server, events_db
+):
+    for _ in range(2):
+        status, body = post_raw_headers(plain_server, [("X-CloudScheduler-JobName", b"forced")])
+        assert status == 201, body
+    assert [row["kind"] for row in events_db.rows().values()] == ["forced", "forced"]
+    assert any("not retry-safe" in line["message"] for line in plain_server.log_lines())
 
 
 HEADERS = {

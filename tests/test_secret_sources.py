@@ -39,6 +39,9 @@ import grpc
 import pytest
 from function_harness import FunctionServer, HeldConnection, load_function
 
+from db.secret import SECRET_TIMEOUT
+from devtools.function_server import json_lines
+
 IN_OPEN = 0x20
 IN_NONBLOCK = os.O_NONBLOCK
 # SECRET_RETRY_INTERVAL: the DSN is read again at most this often; short, so the tests
@@ -141,7 +144,7 @@ def test_an_unreadable_file_is_a_503_naming_the_file_not_its_content(events_db, 
     unreadable.write_bytes(f"postgresql://app:{secret_part}@127.0.0.1/app".encode() + b"\xff\xfe")
     a_directory = tmp_path / "a-directory"
     a_directory.mkdir()
-    for path, error in ((unreadable, "UnicodeDecodeError"), (a_directory, "IsADirectoryError")):
+    for path, error in ((unreadable, "not UTF-8 text"), (a_directory, "not a regular file (a directory)")):
         log = tmp_path / f"{path.name}.log"
         with FunctionServer({"DATABASE_URL_FILE": str(path)}, log) as server:
             reply = server.request(body=b'{"kind": "x"}')
@@ -162,6 +165,59 @@ def test_an_empty_file_or_one_with_a_byte_order_mark_is_a_503_naming_that(events
             errors = _errors(server)
         assert any(str(path) in message and named in message for message in errors), errors
     assert events_db.rows() == {}
+
+
+def a_fifo_with_no_writer(tmp_path: pathlib.Path) -> pathlib.Path:
+    path = tmp_path / "fifo"
+    os.mkfifo(path)
+    return path
+
+
+def a_file_too_large(tmp_path: pathlib.Path) -> pathlib.Path:
+    path = tmp_path / "large"
+    path.write_bytes(b"x" * (64 * 1024 + 1))
+    return path
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda tmp_path: pathlib.Path("/dev/zero"), "not a regular file (a character device)"),
+        (a_fifo_with_no_writer, "not a regular file (a FIFO)"),
+        (a_file_too_large, "larger than 65536 bytes"),
+    ],
+    ids=["dev-zero", "fifo-without-writer", "too-large"],
+)
+def test_a_file_that_is_no_secret_is_a_prompt_503_naming_the_variable_and_why(
+    events_db, tmp_path, make, reason
+):
+    """/dev/zero grew the worker to 1.9 GB; a FIFO with no writer blocked every request, 404s included."""
+    path = make(tmp_path)
+    with FunctionServer({"DATABASE_URL_FILE": str(path)}, tmp_path / "function.log") as server:
+        started = time.monotonic()
+        reply = server.request(body=b'{"kind": "x"}')
+        answered_in = time.monotonic() - started
+        assert server.request("GET", path="/other").status == 404
+        errors = _errors(server)
+        rss = server.worker_rss_bytes()
+    assert reply.status == 503 and reply.headers["Retry-After"]
+    assert any(f"DATABASE_URL_FILE {path}" in message and reason in message for message in errors), errors
+    # Within the function's own bound on reading a secret (a blocked open never answered),
+    # and no memory grown by it (a read of /dev/zero took 1.9 GB).
+    assert answered_in < SECRET_TIMEOUT and rss < 200 * 1024 * 1024
+    assert events_db.rows() == {}
+
+
+@pytest.mark.parametrize("source", ["DATABASE_URL", "DATABASE_URL_FILE"])
+def test_a_malformed_connection_string_is_named_by_its_variable(tmp_path, monkeypatch, capfd, source):
+    value = "events database, see the wiki"
+    if source == "DATABASE_URL_FILE":
+        (tmp_path / "dsn").write_text(value)
+        value = str(tmp_path / "dsn")
+    _, client = load_function(monkeypatch, **{source: value})
+    assert client.post("/", json={"kind": "x"}).status_code == 503
+    [error] = [line["message"] for line in json_lines(capfd.readouterr().out) if line["severity"] == "ERROR"]
+    assert source in error and "must start with one of" in error
 
 
 PROJECT = "demo-project"

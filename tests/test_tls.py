@@ -19,6 +19,7 @@ from app_fixtures import driver_connection
 from function_harness import load_function
 
 from devtools.certs import make_ca, make_server_cert
+from devtools.deadlines import scaled
 from devtools.postgres import PostgresServer
 
 
@@ -116,7 +117,9 @@ def serving_an_expired_certificate(hand_made_tls, hand_made_ca, tmp_path):
 
 
 def connect(server, host, ca_path, sslmode="verify-full"):
-    return driver_connection(server.dsn(host=host, sslmode=sslmode, sslrootcert=str(ca_path)), timeout=10)
+    return driver_connection(
+        server.dsn(host=host, sslmode=sslmode, sslrootcert=str(ca_path)), timeout=scaled(10)
+    )
 
 
 def encrypted(connection) -> bool:

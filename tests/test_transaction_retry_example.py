@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from db import faults
 from db.dsn import parse_dsn
+from devtools.deadlines import scaled
 from examples.transaction_retry import run_transaction
 
 FAIL_WITH = "DO $$ BEGIN RAISE EXCEPTION 'restart transaction' USING ERRCODE = '{code}'; END $$"
@@ -83,15 +84,16 @@ def test_other_errors_are_raised_at_once(engine, code):
     assert faults.sqlstate(raised.value) == code
 
 
-def test_backoff_stays_within_its_cap(engine, monkeypatch):
-    delays = []
-    monkeypatch.setattr("examples.transaction_retry.time.sleep", delays.append)
+def test_backoff_stays_within_its_cap(engine):
+    delays: list[float] = []
 
     def work(connection):
         connection.exec_driver_sql(FAIL_WITH.format(code="40001"))
 
     with engine.connect() as connection, pytest.raises(sqlalchemy.exc.DBAPIError):
-        run_transaction(connection, work, max_attempts=8, initial_backoff=0.1, max_backoff=0.5)
+        run_transaction(
+            connection, work, max_attempts=8, initial_backoff=0.1, max_backoff=0.5, sleep=delays.append
+        )
     assert len(delays) == 7
     assert all(0 <= delay <= 0.5 for delay in delays)
 
@@ -120,7 +122,7 @@ WORKERS = ("alice", "bob")
 
 def test_write_skew_conflict_is_retried_until_both_transactions_commit_once(events_db):
     engine = autocommit_engine(events_db.dsn(), pool_size=len(WORKERS))
-    barrier = threading.Barrier(len(WORKERS), timeout=10)
+    barrier = threading.Barrier(len(WORKERS), timeout=scaled(10))
     attempts = collections.Counter()
     failures = []
 

@@ -5,8 +5,9 @@ usage: python -m devtools.dialect_compliance [--output-dir DIR] [--only DRIVERNA
 
 Each dialect gets a fresh database on the same server, so what one run leaves
 behind cannot change the other's result. Exit status 0 when every test has the
-same outcome under both dialects, 1 when any differs (they are listed), 2 when a
-run could not complete. The logs and JUnit XML of each run stay in the output
+same outcome under both dialects and every failure or error is listed, with its
+reason, in expected.txt; 1 when an outcome differs or a failure is not listed
+(both are printed); 2 when a run could not complete. The logs and JUnit XML of each run stay in the output
 folder (default .local/dialect-compliance) for a closer look.
 """
 
@@ -17,6 +18,7 @@ import dataclasses
 import datetime
 import json
 import pathlib
+import re
 import subprocess
 import sys
 import time
@@ -33,6 +35,9 @@ SUITE_DIR = pathlib.Path(__file__).resolve().parent
 STOCK = "postgresql+pg8000"
 DIALECTS = (STOCK, DRIVERNAME)
 OUTCOMES = ("passed", "failed", "error", "skipped")
+# Skips are the requirements' business (requirements.py says why each feature is closed).
+NON_PASSES = ("failed", "error")
+EXPECTED = SUITE_DIR / "expected.txt"
 
 
 @dataclasses.dataclass
@@ -53,16 +58,64 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_arguments(sys.argv[1:] if argv is None else argv)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     dialects = [args.only] if args.only else list(DIALECTS)
+    expected = expected_non_passes()  # read first: a malformed list stops before minutes of running
     with PostgresServer() as server:
         versions = _versions(server)
         print(f"PostgreSQL {versions['postgresql']} on port {server.port}; output in {args.output_dir}")
         runs = [_run_suite(server, drivername, args.output_dir, args.pytest_args) for drivername in dialects]
     differences = _differences(runs)
+    unexpected = unexpected_non_passes(runs, expected)
     print(_report(runs, differences))
-    _write_json(args.output_dir / "results.json", runs, differences, versions)
+    print(_expectations_report(runs, expected, unexpected))
+    _write_json(args.output_dir / "results.json", runs, differences, versions, unexpected)
     if any(run.exit_code not in (0, 1) or not run.outcomes for run in runs):
         return 2  # pytest was interrupted or collected nothing: that run measured nothing
-    return 1 if differences else 0
+    return 1 if differences or unexpected else 0
+
+
+def expected_non_passes(path: pathlib.Path = EXPECTED) -> dict[str, str]:
+    """CLASS::TEST -> why it fails, from `path`: one `CLASS::TEST REASON` a line, `#` comments."""
+    expected = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        test_id, _, reason = line.strip().partition(" ")
+        if not test_id or test_id.startswith("#"):
+            continue
+        if not reason.strip():
+            raise SystemExit(f"{path}:{number}: {test_id} is listed without a reason")
+        expected[test_id] = reason.strip()
+    return expected
+
+
+def unexpected_non_passes(runs: list[Run], expected: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Test id -> {drivername: outcome} for each failure or error that `expected` does not list."""
+    found: dict[str, dict[str, str]] = {}
+    for run in runs:
+        for test_id, outcome in sorted(run.outcomes.items()):
+            if outcome in NON_PASSES and suite_test(test_id) not in expected:
+                found.setdefault(test_id, {})[run.drivername] = outcome
+    return found
+
+
+def suite_test(test_id: str) -> str:
+    """CLASS::TEST of a JUnit test id: without the module, the `_DIALECT+DRIVER_VERSION`
+    SQLAlchemy appends to each class name, and the parameters."""
+    classname, _, name = test_id.partition("::")
+    cls = re.sub(r"_[a-z0-9]+\+\w+$", "", classname.rsplit(".", 1)[-1])
+    return f"{cls}::{name.split('[', 1)[0]}"
+
+
+def _expectations_report(
+    runs: list[Run], expected: dict[str, str], unexpected: dict[str, dict[str, str]]
+) -> str:
+    lines = [f"{len(unexpected)} failure(s) not listed in {EXPECTED.name}" + (":" if unexpected else ".")]
+    for test_id, outcomes in unexpected.items():
+        lines.append(f"  {test_id}: " + ", ".join(f"{name} {outcome}" for name, outcome in outcomes.items()))
+    # Listed, yet passed wherever it ran: the list is out of date.
+    ran = {suite_test(test_id): outcome for run in runs for test_id, outcome in run.outcomes.items()}
+    for test in expected:
+        if ran.get(test) == "passed":
+            lines.append(f"  listed in {EXPECTED.name} but passed: {test}")
+    return "\n".join(lines)
 
 
 def _parse_arguments(argv: list[str]) -> argparse.Namespace:
@@ -188,7 +241,11 @@ def _report(runs: list[Run], differences: dict[str, dict[str, str]]) -> str:
 
 
 def _write_json(
-    path: pathlib.Path, runs: list[Run], differences: dict[str, dict[str, str]], versions: dict[str, str]
+    path: pathlib.Path,
+    runs: list[Run],
+    differences: dict[str, dict[str, str]],
+    versions: dict[str, str],
+    unexpected: dict[str, dict[str, str]],
 ) -> None:
     result = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -202,6 +259,7 @@ def _write_json(
             for run in runs
         },
         "differences": differences,
+        "unexpected_non_passes": unexpected,
     }
     path.write_text(json.dumps(result, indent=2) + "\n")
 

@@ -12,8 +12,7 @@ from sqlalchemy.testing import exclusions
 from sqlalchemy.testing.requirements import SuiteRequirements
 
 # Features PostgreSQL 15 has, named as SuiteRequirements names them. Left closed although
-# PostgreSQL has them: time_timezone (pg8000 returns TIME WITH TIME ZONE as text) and
-# reflect_table_options (SQLAlchemy's PostgreSQL dialect does not implement get_table_options).
+# PostgreSQL has it: time_timezone (pg8000 returns TIME WITH TIME ZONE as text).
 _SUPPORTED = (
     "array_type",
     "autocommit",
@@ -74,6 +73,7 @@ _SUPPORTED = (
     "precision_numerics_many_significant_digits",
     "precision_numerics_retains_significant_digits",
     "reflect_indexes_with_expressions",
+    "reflect_table_options",  # SQLAlchemy 2.1's PostgreSQL dialect reflects them
     "reflect_tables_no_columns",
     "reflects_pk_names",
     "regexp_match",

@@ -110,3 +110,48 @@ def test_an_event_of_another_kind_is_refused_not_raised(function):
     assert result.error is None
     assert result.payload["statusCode"] == 400
     assert "EventBridge Scheduler" in json.loads(result.payload["body"])["error"]
+
+
+def _reshaped(change) -> dict:
+    event = http_event(body=json_body({"kind": "shape"}))
+    change(event)
+    return event
+
+
+@pytest.mark.parametrize(
+    "change, names",
+    [
+        (lambda e: e.update(requestContext="ctx"), "requestContext must be a JSON object"),
+        (lambda e: e["requestContext"].update(http="GET"), "requestContext.http must be a JSON object"),
+        (lambda e: e["requestContext"]["http"].pop("method"), "requestContext.http.method must be"),
+        (lambda e: e["requestContext"]["http"].update(method=7), "requestContext.http.method must be"),
+        (lambda e: e.update(headers=[["host", "x"]]), "headers must be a JSON object"),
+        (lambda e: e["headers"].update(accept=1), "headers must map each name to a string"),
+        (lambda e: e.update(cookies=[1, 2]), "cookies must be a list of strings"),
+        (lambda e: e.update(cookies="a=b"), "cookies must be a list of strings"),
+        (lambda e: e.update(body=12345, isBase64Encoded=True), "body must be a string"),
+        (lambda e: e.update(isBase64Encoded="yes"), "isBase64Encoded must be true or false"),
+        (lambda e: e.update(rawPath=["/"]), "rawPath must be a string"),
+    ],
+    ids=[
+        "context-a-string",
+        "http-a-string",
+        "no-method",
+        "method-a-number",
+        "headers-a-list",
+        "header-a-number",
+        "cookies-numbers",
+        "cookies-a-string",
+        "base64-body-a-number",
+        "base64-flag-a-string",
+        "path-a-list",
+    ],
+)
+def test_an_event_of_the_wrong_shape_is_a_400_naming_the_field_never_raised(
+    function, events_db, change, names
+):
+    result = function.invoke(_reshaped(change))
+    assert result.error is None, result.error
+    assert result.payload["statusCode"] == 400
+    assert names in json.loads(result.payload["body"])["error"]
+    assert events_db.rows() == {}

@@ -20,8 +20,9 @@ def test_the_package_holds_the_function_and_no_development_file():
         "aws/lambda_function.py",
         "aws/lambda_events.py",
         "config.py",
+        "runtime.py",
         "core/service.py",
-        "db/schema.sql",
+        "db/events.py",
     ):
         assert needed in files
     assert not [name for name in files if name.endswith((".pyc", ".sh")) or "__pycache__" in name]

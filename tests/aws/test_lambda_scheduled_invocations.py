@@ -4,6 +4,8 @@ the kind is the schedule's name, the ids come from the ARN and the scheduled tim
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sample_events import SCHEDULE_ARN, schedule_event
 
@@ -65,12 +67,26 @@ def test_a_refused_body_is_answered_not_raised(function, events_db):
         {"schedule_arn": SCHEDULE_ARN},
         {"schedule_arn": SCHEDULE_ARN, "scheduled_time": "2026-12-07T03:00:00"},
         {"schedule_arn": SCHEDULE_ARN, "scheduled_time": "<aws.scheduler.scheduled-time>"},
+        {"schedule_arn": SCHEDULE_ARN, "scheduled_time": "0001-01-01T00:00:00+01:00"},
+        {"schedule_arn": SCHEDULE_ARN, "scheduled_time": "9999-12-31T23:59:59-01:00"},
+        {"schedule_arn": SCHEDULE_ARN, "scheduled_time": 1765076400},
     ],
-    ids=["not-a-schedule-arn", "no-time", "time-without-offset", "placeholder-not-filled"],
+    ids=[
+        "not-a-schedule-arn",
+        "no-time",
+        "time-without-offset",
+        "placeholder-not-filled",
+        "before-year-1-in-utc",
+        "after-year-9999-in-utc",
+        "time-a-number",
+    ],
 )
 def test_a_malformed_input_is_refused_not_raised(function, events_db, event):
     result = function.invoke(event)
     assert result.error is None and result.payload["statusCode"] == 400
+    assert json.loads(result.payload["body"])["error"].startswith(
+        ("schedule_arn must", "scheduled_time must")
+    )
     assert events_db.rows() == {}
 
 

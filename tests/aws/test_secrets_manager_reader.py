@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from db.errors import ConfigurationError, SecretUnavailable
+from core.errors import ConfigurationError, SecretUnavailable
 from db.secret import DsnSource, aws_client, prepare_aws_client, read_aws_secret
 from devtools.postgres import free_port
 
@@ -29,12 +29,12 @@ def secrets(aws, monkeypatch):
 def test_the_current_version_is_read_as_text(secrets):
     arn = secrets.create_secret(Name="reader-text", SecretString=" postgresql://first \n")["ARN"]
     assert read_aws_secret(arn, timeout=2) == "postgresql://first"
-    secrets.put_secret_value(SecretId=arn, SecretString="postgresql://second")
+    secrets.put_secret_value(SecretId=arn, SecretString="postgresql://app@second:26257/db")
     source = DsnSource(aws_secret_arn=arn, timeout=2)
     assert (source.read(), source.rereadable, source.describe()) == (
-        "postgresql://second",
+        "postgresql://app@second:26257/db",
         True,
-        f"secret {arn}",
+        f"DATABASE_URL_SECRET_ARN {arn}",
     )
 
 
@@ -66,11 +66,11 @@ def test_no_credentials_is_said_so(secrets, monkeypatch):
 
 
 def test_every_read_in_an_environment_shares_one_client(secrets):
-    arn = secrets.create_secret(Name="reader-shared", SecretString="postgresql://shared")["ARN"]
+    arn = secrets.create_secret(Name="reader-shared", SecretString="postgresql://app@shared:26257/db")["ARN"]
     prepare_aws_client(arn, timeout=2)  # as the SnapStart hook does before the snapshot
     prepared = aws_client("us-east-1", 2)
-    assert read_aws_secret(arn, timeout=2) == "postgresql://shared"
-    assert DsnSource(aws_secret_arn=arn, timeout=2).read() == "postgresql://shared"
+    assert read_aws_secret(arn, timeout=2) == "postgresql://app@shared:26257/db"
+    assert DsnSource(aws_secret_arn=arn, timeout=2).read() == "postgresql://app@shared:26257/db"
     assert aws_client("us-east-1", 2) is prepared
 
 

@@ -24,13 +24,14 @@ Faults a test switches on, each answering as the real service does:
   `iam_propagation_refusals`: the same, for the next N bindings naming a new
   account (deterministic, where timing would make a test flaky);
 - `functions_regions`: where Cloud Functions (2nd gen) is offered, what
-  `gcloud functions regions list` answers (default: every GCP region
-  deploy/regions.py knows);
+  `gcloud functions regions list` answers (default: GCP_REGIONS);
 - `scheduler_locations`: where Cloud Scheduler is offered; a job elsewhere is
   refused with Scheduler's own 403;
 - `deny_global_locations`: the organisation enforces
   constraints/gcp.resourceLocations without `global`, so automatic secret
   replication is refused (400 FAILED_PRECONDITION with PreconditionFailure);
+- `refuse_delete`: a DELETE of that resource is refused (403), as for a deployer
+  without the role;
 - `invoke_forbidden_seconds`: calling the function answers 403 for that long,
   counted from the first call after a deployment (its IAM still propagating);
 - `function_backend`: what the deployed function answers (default 200). A
@@ -39,7 +40,7 @@ Faults a test switches on, each answering as the real service does:
 
 Every request is recorded for the tests to assert on. `python
 tests/deploy/gcloud_standin.py first-run` prints a first deploy into a new
-project, the transcript docs/deploy.md shows.
+project.
 """
 
 from __future__ import annotations
@@ -81,7 +82,12 @@ APIS = {
     "cloudscheduler": ("cloudscheduler.googleapis.com", "Cloud Scheduler API"),
     "logging": ("logging.googleapis.com", "Cloud Logging API"),
     "vpcaccess": ("vpcaccess.googleapis.com", "Serverless VPC Access API"),
+    "monitoring": ("monitoring.googleapis.com", "Cloud Monitoring API"),
 }
+# Collections a GET lists (the location may be "-", every location, as `gcloud functions list` asks).
+LISTED = ("functions", "jobs", "metrics", "alertPolicies")
+# Regions offering Cloud Functions and Cloud Scheduler unless a test says otherwise (a sample).
+GCP_REGIONS = ("europe-west1", "europe-west4", "us-central1", "us-east1", "us-east4", "us-west1")
 # Enabled in every project Google creates ("Services enabled by default",
 # https://cloud.google.com/service-usage/docs/enabled-service, read 2026-11-27);
 # Cloud Resource Manager, IAM and the rest are not.
@@ -165,6 +171,8 @@ class GoogleCloudStandIn:
         }
         self.enabled = set(ENABLED_IN_NEW_PROJECTS)
         self.uploads: dict[str, bytes] = {}
+        # A function's Cloud Run service: its revisions, oldest first, and its traffic split.
+        self.run_services: dict[str, dict] = {}
         self.operations: dict[str, dict] = {}
         self.log_entries: list[dict] = []
         self.created_at: dict[str, float] = {}  # service account email -> time.monotonic()
@@ -176,9 +184,10 @@ class GoogleCloudStandIn:
         # Faults and behaviour, see the module docstring.
         self.iam_propagation_seconds = 0.0
         self.iam_propagation_refusals = 0
-        self.functions_regions: list[str] = _gcp_regions()
-        self.scheduler_locations: list[str] = _gcp_regions()
+        self.functions_regions: list[str] = list(GCP_REGIONS)
+        self.scheduler_locations: list[str] = list(GCP_REGIONS)
         self.deny_global_locations = False
+        self.refuse_delete = ""  # a resource name a DELETE is refused for (403), as without the role
         self.invoke_forbidden_seconds = 0.0
         self.function_backend: Callable[[], tuple[int, bytes]] = lambda: (200, b'{"status": "ok"}')
         self._lock = threading.RLock()
@@ -205,9 +214,11 @@ class GoogleCloudStandIn:
                 "policies",
                 "enabled",
                 "uploads",
+                "run_services",
                 "operations",
                 "log_entries",
                 "trusted_keys",
+                "created_at",
                 "iam_propagation_seconds",
                 "iam_propagation_refusals",
                 "functions_regions",
@@ -256,7 +267,8 @@ class GoogleCloudStandIn:
     # ------------------------------------------------------------ dispatch
 
     def respond(self, method: str, path: str, query: dict, body, headers) -> tuple[int, object, str]:
-        """(status, JSON reply, api) for one request."""
+        """(status, JSON reply, api) for one request. `gcloud run` sends the region in the
+        host name (REGION-run.standin.test, through the stand-in as its proxy)."""
         if path == "/token":
             return (*self._token(body), "token")
         if path.startswith("/upload/") and method == "PUT":
@@ -282,12 +294,20 @@ class GoogleCloudStandIn:
         service, title = APIS[api]
         if service not in self.enabled:
             return 403, self._service_disabled(service, title), api
+        if api == "cloudfunctions" and method == "GET" and re.fullmatch(r"v1/.*/functions/?", rest):
+            return 200, {}, api  # 1st gen functions: deploy.sh makes none
         name = re.sub(r"^v\d+(alpha|beta)?\d*/", "", rest.rstrip("/"))
         verb = None
         if ":" in name.rsplit("/", 1)[-1]:
             name, verb = name.rsplit(":", 1)
         with self._lock:
-            status, reply = getattr(self, f"_api_{api}", self._api_generic)(method, name, verb, query, body)
+            if api == "run":
+                host = headers.get("Host") or ""
+                status, reply = self._api_run(method, name, verb, query, body, host.split("-run.", 1)[0])
+            else:
+                status, reply = getattr(self, f"_api_{api}", self._api_generic)(
+                    method, name, verb, query, body
+                )
         return status, reply, api
 
     # ------------------------------------------------------------ per API
@@ -461,6 +481,13 @@ class GoogleCloudStandIn:
             if name.startswith("projects/-/serviceAccounts/"):
                 email = name.rsplit("/", 1)[1]
                 name = next((k for k in self.resources if k.endswith(f"/serviceAccounts/{email}")), name)
+            if name.rsplit("/", 1)[-1] in LISTED:
+                pattern = re.escape(name).replace("/\\-/", "/[^/]+/") + "/[^/]+"
+                return 200, {
+                    name.rsplit("/", 1)[-1]: [
+                        r for k, r in self.resources.items() if re.fullmatch(pattern, k)
+                    ]
+                }
             if name.endswith("/serviceAccounts"):
                 return 200, {
                     "accounts": [
@@ -475,9 +502,16 @@ class GoogleCloudStandIn:
         if method == "PATCH":
             if name not in self.resources:
                 return 404, _error(404, f"Resource '{name}' was not found", "NOT_FOUND")
-            self.resources[name] = _merge(self.resources[name], {**body, "name": name})
+            self.resources[name] = _patch(
+                self.resources[name], {**body, "name": name}, query.get("updateMask")
+            )
             return 200, self._after_write(name)
+        if method == "PUT" and name in self.resources:  # logging metrics are replaced whole
+            self.resources[name] = {**body, "name": name}
+            return 200, self.resources[name]
         if method == "DELETE":
+            if self.refuse_delete and name == self.refuse_delete:
+                return 403, _error(403, f"Permission denied on '{name}'", "PERMISSION_DENIED")
             if "/serviceAccounts/" in name:
                 email = name.rsplit("/", 1)[1]
                 name = next((k for k in self.resources if k.endswith(f"/serviceAccounts/{email}")), name)
@@ -510,6 +544,8 @@ class GoogleCloudStandIn:
         else:
             resource_id = next((v[0] for k, v in query.items() if k.endswith("Id")), None)
             resource_id = resource_id or body.get("name", "").rsplit("/", 1)[-1]
+            if collection.endswith("/alertPolicies"):  # the server names a policy
+                resource_id = str(1000 + len(self.resources))
             name = f"{collection}/{resource_id}"
             resource = {**body, "name": name}
         if name in self.resources:
@@ -525,6 +561,8 @@ class GoogleCloudStandIn:
             )
             resource["environment"] = "GEN_2"
             resource["url"] = resource["serviceConfig"]["uri"]
+            repository = f"projects/{self.project}/locations/{region}/repositories/gcf-artifacts"
+            self.resources.setdefault(repository, {"name": repository, "format": "DOCKER"})
         self.resources[name] = resource
         return 200, self._after_write(name)
 
@@ -537,9 +575,113 @@ class GoogleCloudStandIn:
         resource["state"] = "FAILED" if failure else "ACTIVE"
         if failure:
             return self._operation(name, None, error={"code": 13, "message": failure})
+        self._new_revision(name, resource)
         return self._operation(
             name, {"@type": "type.googleapis.com/google.cloud.functions.v2.Function", **resource}
         )
+
+    def _new_revision(self, name: str, function: dict) -> None:
+        """A deploy makes a revision of the function's Cloud Run service; with
+        allTrafficOnLatestRevision (or on the first) the latest one serves everything."""
+        service = self.run_services.setdefault(name, {"revisions": [], "traffic": [], "generation": 0})
+        revision = f"{name.rsplit('/', 1)[1]}-{len(service['revisions']) + 1:05d}-{token_source.token_hex(2)}"
+        service["revisions"].append(revision)
+        if function["serviceConfig"].get("allTrafficOnLatestRevision") or len(service["revisions"]) == 1:
+            service["traffic"] = [{"latestRevision": True, "percent": 100}]
+        service["generation"] += 1
+        function["serviceConfig"]["revision"] = revision
+
+    def serving_revisions(self, region: str, name: str) -> dict[str, int]:
+        """Which revisions of the function's service get traffic: name -> percent."""
+        service = self.run_services[f"projects/{self.project}/locations/{region}/functions/{name}"]
+        latest = service["revisions"][-1]
+        return {t.get("revisionName") or latest: t["percent"] for t in service["traffic"]}
+
+    def _api_run(self, method, name, verb, query, body, region: str = ""):
+        """The Cloud Run Admin API v1 (Knative resources) at the regional endpoint `gcloud run`
+        uses: a function's service, its revisions, and a traffic change (replaceService)."""
+        match = re.fullmatch(
+            r"apis/serving\.knative\.dev/v1/namespaces/([^/]+)/(services|revisions)(?:/([^/]+))?", name
+        )
+        if not match:
+            return self._api_generic(method, name, verb, query, body)
+        _, kind, item = match.groups()
+        if kind == "revisions":
+            wanted = (query.get("labelSelector") or [""])[0].rpartition("=")[2].strip()
+            key = f"projects/{self.project}/locations/{region}/functions/{wanted}"
+            revisions = self.run_services.get(key, {}).get("revisions", [])
+            items = [self._knative_revision(region, wanted, r) for r in reversed(revisions)]
+            return 200, {
+                "apiVersion": "serving.knative.dev/v1",
+                "kind": "RevisionList",
+                "metadata": {},
+                "items": items,
+            }
+        key = f"projects/{self.project}/locations/{region}/functions/{item}"
+        if key not in self.run_services:
+            return 404, _error(
+                404, f"Resource '{item}' of kind 'SERVICE' in region '{region}' does not exist.", "NOT_FOUND"
+            )
+        if method == "PUT":
+            service = self.run_services[key]
+            service["traffic"] = [
+                {k: t[k] for k in ("revisionName", "latestRevision", "percent") if k in t}
+                for t in body["spec"].get("traffic", [])
+            ]
+            service["generation"] += 1
+        return 200, self._knative_service(region, item)
+
+    def _knative_service(self, region: str, name: str) -> dict:
+        service = self.run_services[f"projects/{self.project}/locations/{region}/functions/{name}"]
+        latest = service["revisions"][-1]
+        status_traffic = [
+            {
+                "revisionName": t.get("revisionName") or latest,
+                "percent": t["percent"],
+                **({"latestRevision": True} if t.get("latestRevision") else {}),
+            }
+            for t in service["traffic"]
+        ]
+        return {
+            "apiVersion": "serving.knative.dev/v1",
+            "kind": "Service",
+            "metadata": {
+                "name": name,
+                "namespace": self.project_number,
+                "generation": service["generation"],
+                "labels": {"cloud.googleapis.com/location": region},
+                "annotations": {},
+            },
+            "spec": {
+                "template": {"metadata": {"annotations": {}}, "spec": {"containers": [{"image": "standin"}]}},
+                "traffic": copy.deepcopy(service["traffic"]),
+            },
+            "status": {
+                "observedGeneration": service["generation"],
+                "conditions": [
+                    {"type": t, "status": "True"} for t in ("Ready", "ConfigurationsReady", "RoutesReady")
+                ],
+                "latestCreatedRevisionName": latest,
+                "latestReadyRevisionName": latest,
+                "traffic": status_traffic,
+                "url": self.function_url(region, name),
+                "address": {"url": self.function_url(region, name)},
+            },
+        }
+
+    def _knative_revision(self, region: str, service: str, revision: str) -> dict:
+        return {
+            "apiVersion": "serving.knative.dev/v1",
+            "kind": "Revision",
+            "metadata": {
+                "name": revision,
+                "namespace": self.project_number,
+                "labels": {"serving.knative.dev/service": service, "cloud.googleapis.com/location": region},
+                "annotations": {},
+            },
+            "spec": {"containers": [{"image": "standin"}]},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+        }
 
     def _operation(self, target: str, response: dict | None, error: dict | None = None) -> dict:
         location = target.split("/functions/")[0]
@@ -818,16 +960,21 @@ def gcloud_env(config_dir: pathlib.Path, standin: GoogleCloudStandIn | None, log
 
     The configuration is written as gcloud's own properties file (what `gcloud
     config set` would write, without a gcloud start-up per property):
-    api_endpoint_overrides/<api> sends each API to its prefix on the stand-in,
+    api_endpoint_overrides/<api> sends each API to its prefix on the stand-in (and
+    proxy/* routes gcloud through it, for the regional host names of `gcloud run`),
     auth/credential_file_override and auth/token_host make gcloud sign in as the
     deployer's service account at the stand-in's token endpoint.
     """
     sections: dict[str, dict[str, str]] = {
-        "core": {"disable_usage_reporting": "true"},
+        "core": {"disable_usage_reporting": "true", "disable_file_logging": "true"},
         "component_manager": {"disable_update_check": "true"},
     }
     if standin is not None:
         sections["api_endpoint_overrides"] = {api: f"{standin.url}{api}/" for api in APIS}
+        # `gcloud run` puts the region in front of the host name (REGION-run.standin.test), which
+        # no resolver knows: the stand-in is also gcloud's HTTP proxy, and reads the host.
+        sections["api_endpoint_overrides"]["run"] = "http://run.standin.test/run/"
+        sections["proxy"] = {"type": "http", "address": "127.0.0.1", "port": str(standin.port)}
         if logged_in:
             deployer = make_deployer(config_dir, standin)
             standin.trust(deployer)
@@ -867,7 +1014,6 @@ def run_deploy(
     env: dict,
     *args: str,
     stdin: str | None = None,
-    timeout: float = 240,
     merged: bool = False,
     background: bool = False,
 ) -> subprocess.CompletedProcess:
@@ -882,7 +1028,6 @@ def run_deploy(
         env=env,
         input=stdin,
         text=True,
-        timeout=timeout,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT if merged else subprocess.PIPE,
     )
@@ -933,7 +1078,7 @@ class Scenario:
 
     def run_gcloud(self, *args: str) -> subprocess.CompletedProcess:
         self.gcloud = subprocess.run(
-            [*BACKGROUND_PRIORITY, "gcloud", *args], env=self.env, capture_output=True, text=True, timeout=180
+            [*BACKGROUND_PRIORITY, "gcloud", *args], env=self.env, capture_output=True, text=True
         )
         return self.gcloud
 
@@ -1052,19 +1197,20 @@ SCENARIOS = Scenarios()
 
 PROJECT = "demo-project"
 PASSWORD = "s3cret-Passw0rd"
-# A cluster on AWS in us-east-1: the function goes to us-east4, 131 km away.
-AWS_HOST = "events-1234.abc.aws-us-east-1.cockroachlabs.cloud"
-DSN = f"postgresql://maxroach:{PASSWORD}@{AWS_HOST}:26257/defaultdb?sslmode=verify-full"
+# A cluster on GCP in us-east4: the function goes there.
+HOST = "events-1234.abc.gcp-us-east4.cockroachlabs.cloud"
+DSN = f"postgresql://maxroach:{PASSWORD}@{HOST}:26257/defaultdb?sslmode=verify-full"
 REGION = "us-east4"
+CHANNEL = f"projects/{PROJECT}/notificationChannels/42"
+# A cluster on AWS: deploy.sh asks for --region.
+AWS_DSN = DSN.replace(HOST, "events-1234.abc.aws-us-east-1.cockroachlabs.cloud")
 
 
 def new_project_standin() -> GoogleCloudStandIn:
     """A project created today, where IAM refuses the first binding naming a new
-    service account, and Cloud Scheduler is not offered in us-east4. The last is
-    simulated (Google offers Scheduler in us-east4) to show the nearest-location path."""
+    service account."""
     standin = GoogleCloudStandIn(PROJECT).start()
     standin.iam_propagation_refusals = 1
-    standin.scheduler_locations = [loc for loc in standin.scheduler_locations if loc != REGION]
     return standin
 
 
@@ -1084,12 +1230,28 @@ def new_project(world: Scenario) -> Scenario:
     (from standard input this time) and another schedule. Between them the secret's
     labels are removed, as on a secret made before deploy.sh labelled it."""
     world.standin.resources[f"projects/{PROJECT}/secrets/events-dsn"].pop("labels", None)
-    world.deploy("--project", PROJECT, "--dsn-stdin", "--schedule", "0 * * * *", stdin=DSN + "\n")
+    function = world.standin.resources[f"projects/{PROJECT}/locations/{REGION}/functions/events"]
+    function["serviceConfig"]["environmentVariables"]["SET_BY_HAND"] = "1"
+    world.deploy(
+        "--project",
+        PROJECT,
+        "--dsn-stdin",
+        "--schedule",
+        "0 * * * *",
+        "--env",
+        "LOG_LEVEL=DEBUG",
+        "--notification-channel",
+        CHANNEL,
+        "--image-cleanup-days",
+        "30",
+        stdin=DSN + "\n",
+    )
     return world
 
 
 # A cluster on GCP in us-east1, where Cloud Scheduler is offered.
-GCP_DSN = DSN.replace(AWS_HOST, "events-5678.xyz.gcp-us-east1.cockroachlabs.cloud")
+GCP_DSN = DSN.replace(HOST, "events-5678.xyz.gcp-us-east1.cockroachlabs.cloud")
+EU_DSN = DSN.replace(HOST, "events-5678.xyz.gcp-europe-west1.cockroachlabs.cloud")
 OPTIONS = (
     "--secret-delivery",
     "client",
@@ -1108,13 +1270,15 @@ OPTIONS = (
     "--runtime",
     "python312",
     "--no-smoke-test",
+    "--no-alerts",
 )
 
 
 @SCENARIOS.define()
 def constrained_org_with_options() -> Scenario:
     """A new project in an organisation that forbids `global` resources, with a VPC
-    connector made for the function, deployed with every option set."""
+    connector made for the function, deployed with every option set, to us-east1 for a
+    cluster in europe-west1 (--region)."""
     standin = GoogleCloudStandIn(PROJECT).start()
     standin.deny_global_locations = True
     standin.enabled.add("vpcaccess.googleapis.com")  # the connector was made with it
@@ -1125,7 +1289,7 @@ def constrained_org_with_options() -> Scenario:
         "state": "READY",
     }
     world = scenario(standin)
-    world.deploy("--project", PROJECT, *OPTIONS, env={"DATABASE_URL": GCP_DSN})
+    world.deploy("--project", PROJECT, "--region", "us-east1", *OPTIONS, env={"DATABASE_URL": EU_DSN})
     return world
 
 
@@ -1141,10 +1305,27 @@ def first_run_transcript() -> str:
 # ---------------------------------------------------------------- helpers
 
 
-def _gcp_regions() -> list[str]:
-    from deploy.regions import CLOUDS
-
-    return sorted(CLOUDS["gcp"])
+def _patch(old: dict, new: dict, mask: list | None) -> dict:
+    """A PATCH: with an updateMask, each field it names is replaced (or removed when the body
+    lacks it); without one, nested objects are merged, so fields the server set (a URL) survive."""
+    if not mask:
+        return _merge(old, new)
+    patched = copy.deepcopy(old)
+    for path in ",".join(mask).split(","):
+        # gcloud names fields in snake_case (service_config.environment_variables)
+        *parents, leaf = (
+            re.sub(r"_([a-z])", lambda m: m.group(1).upper(), p) for p in path.strip().split(".")
+        )
+        source, target = new, patched
+        for key in parents:
+            source = source.get(key, {}) if isinstance(source, dict) else {}
+            target = target.setdefault(key, {})
+        if isinstance(source, dict) and leaf in source:
+            target[leaf] = source[leaf]
+        else:
+            target.pop(leaf, None)
+    patched["name"] = new["name"]
+    return patched
 
 
 def _merge(old: dict, new: dict) -> dict:

@@ -21,7 +21,7 @@ needs_gcloud = pytest.mark.skipif(
     shutil.which("gcloud") is None and not os.environ.get("CI"),
     reason="the Google Cloud CLI is not installed (on CI these tests must run)",
 )
-SCHEDULER_LOCATION = "us-east5"  # us-east4 has no Cloud Scheduler in this project: the nearest that has
+SCHEDULER_LOCATION = REGION
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,15 @@ def test_help_explains_every_setting():
         "PROJECT",
         "SECRET",
         "REGION",
-        "CLUSTER_REGION",
+        "SCHEDULER_LOCATION",
+        "MIN_INSTANCES",
+        "RUNTIME_UPDATE_POLICY",
+        "IMAGE_CLEANUP_DAYS",
+        "NOTIFICATION_CHANNEL",
+        "--rollback-secret",
+        "--no-alerts",
+        "--env KEY=VALUE",
+        "python -m db migrate",
         "SCHEDULE",
         "TIME_ZONE",
         "POOL_SIZE",
@@ -123,8 +131,13 @@ def test_dry_run_prints_every_command_and_never_the_dsn():
     assert any("scheduler jobs create http" in c for c in commands)
     assert PASSWORD not in result.stdout + result.stderr
     assert f"--region {REGION}" in result.stdout
-    # It asks Google nothing, and says which list a real run asks for the region.
-    assert f"a real run asks: gcloud functions regions list --gen2 --project {PROJECT}" in result.stdout
+    assert "alpha monitoring policies create" in result.stdout
+
+
+def test_dry_run_without_dsn_or_region_asks_for_the_region():
+    result = run_deploy(dry_env(), "--project", PROJECT, "--dry-run")
+    assert result.returncode == 2
+    assert "pass --region" in result.stderr
 
 
 def test_dsn_from_stdin_picks_the_region_and_is_never_printed():
@@ -152,7 +165,7 @@ def test_first_run_succeeds_and_second_run_updates_in_place(two_runs):
     assert not second.find("POST", r"/secrets$")
 
 
-def test_every_regional_resource_is_in_the_clusters_region_but_the_job(two_runs):
+def test_every_regional_resource_is_in_the_clusters_region(two_runs):
     _, first, second = two_runs
     regional = [r for r in first.requests + second.requests if "/locations/" in r.path]
     functions = [r.path for r in regional if r.api in ("cloudfunctions", "run")]
@@ -171,7 +184,9 @@ def test_summary_names_region_url_accounts_job_and_budget(two_runs):
         "events-invoker@",
         "events-build@",
         f"events-schedule in {SCHEDULER_LOCATION}",
-        "connection budget: 50 >= max 50 instances x pool size 1",
+        "connection budget: 50 >= max 25 instances x pool size 1 (min 0)",
+        "can be exceeded briefly and holds per revision",
+        "python -m db migrate",
         "labels:            function=events,managed-by=deploy-sh,cluster=events-1234",
     ):
         assert words in first.stdout, words

@@ -136,7 +136,9 @@ def test_a_ca_in_the_functions_folder_is_accepted_only_if_uploaded(tmp_path):
 def test_the_systems_cas_are_accepted():
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     dsn = f"postgresql://maxroach:{PASSWORD}@{HOST}/defaultdb?sslmode=verify-full&sslrootcert=system"
-    result = run_deploy({**env, "DATABASE_URL": dsn}, "--project", PROJECT, "--dry-run")
+    result = run_deploy(
+        {**env, "DATABASE_URL": dsn}, "--project", PROJECT, "--region", "us-east4", "--dry-run"
+    )
     assert result.returncode == 0, result.stderr
 
 

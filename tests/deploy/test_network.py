@@ -77,8 +77,9 @@ def test_the_connector_is_checked_before_anything_is_created(with_options):
 
 
 def test_a_missing_connector_stops_before_anything_is_created():
-    [run] = SCENARIOS.result("functions_not_offered_in_the_clusters_region").runs
+    run = SCENARIOS.result("regions_refused").runs[3]
     assert run.returncode == 2
+    assert "Cloud Scheduler: offered in us-central1" in run.stdout
     assert "no Serverless VPC Access connector 'egress' in us-east4" in run.stderr
     changes = [
         r.action

@@ -9,7 +9,7 @@ import os
 import re
 
 import pytest
-from gcloud_standin import DSN, PROJECT, REGION, SCENARIOS, run_deploy, watched_project
+from gcloud_standin import DSN, PROJECT, REGION, SCENARIOS, Scenario, run_deploy, scenario, watched_project
 
 LABELS = {"function": "events", "cluster": "events-1234", "managed-by": "deploy-sh"}
 
@@ -48,7 +48,7 @@ def test_the_function_is_private_with_concurrency_and_max_instances_from_the_bud
     assert create.query["functionId"] == ["events"]
     assert create.body["buildConfig"]["entryPoint"] == "handler"
     assert service["maxInstanceRequestConcurrency"] == 1
-    assert service["maxInstanceCount"] == 50  # the default budget of 50 connections / pool size 1
+    assert service["maxInstanceCount"] == 25  # half the default budget of 50 / pool size 1: headroom
     assert service["environmentVariables"]["DB_POOL_SIZE"] == "1"
     assert service["serviceAccountEmail"] == f"events-runtime@{PROJECT}.iam.gserviceaccount.com"
     assert service["timeoutSeconds"] == 60
@@ -104,7 +104,7 @@ def test_memory_cpu_and_pool_size_are_passed_on():
     assert service["availableMemory"] == "1Gi"
     assert service["availableCpu"] == "1"
     assert service["maxInstanceRequestConcurrency"] == 4
-    assert service["maxInstanceCount"] == 10  # budget 40 / pool size 4
+    assert service["maxInstanceCount"] == 5  # budget 40 / 2 (headroom) / pool size 4
 
 
 def test_a_pool_above_one_gets_a_whole_vcpu():
@@ -146,7 +146,7 @@ def test_a_leading_zero_is_decimal_not_octal():
     assert result.returncode == 0, result.stderr
     deploy = next(line for line in result.stdout.splitlines() if "functions deploy" in line)
     assert flag(deploy, "--concurrency") == "10"
-    assert flag(deploy, "--max-instances") == "5"  # 50 connections / 10 per instance
+    assert flag(deploy, "--max-instances") == "2"  # half of 50 connections / 10 per instance
     assert flag(deploy, "--timeout") == "9s"
     job = next(line for line in result.stdout.splitlines() if "scheduler jobs create" in line)
     assert flag(job, "--attempt-deadline") == "39s"
@@ -156,18 +156,21 @@ def test_a_leading_zero_is_decimal_not_octal():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (("--timeout", "3601"), "--timeout must be from 1 to 3600, got 3601"),
-        (("--timeout", "0"), "--timeout must be from 1 to 3600, got 0"),
+        (("--timeout", "1800"), "--timeout must be from 1 to 1799, got 1800"),  # Scheduler's cap
+        (("--timeout", "0"), "--timeout must be from 1 to 1799, got 0"),
         (("--timeout", "1e3"), "--timeout must be a whole number, got '1e3'"),
         (("--pool-size", "1001"), "--pool-size must be from 1 to 1000, got 1001"),
         (("--pool-size", "-1"), "--pool-size must be a whole number, got '-1'"),
         (("--pool-size", "99999999999999999999"), "--pool-size must be from 1 to 1000"),
         (("--attempt-deadline", "1801"), "from 15 to 1800, got 1801"),
         (("--attempt-deadline", "14"), "from 15 to 1800, got 14"),
-        (("--timeout", "1790"), "from 15 to 1800, got 1820"),  # the default deadline is timeout + 30
+        (("--min-instances", "26"), "--min-instances must be from 0 to 25, got 26"),
+        (("--env", "DATABASE_URL=x"), "--env DATABASE_URL is set by deploy.sh or the platform"),
+        (("--env", "A=1,B=2"), "--env must be KEY=VALUE without a comma"),
+        (("--runtime-update-policy", "never"), "--runtime-update-policy must be automatic or on-deploy"),
         (("--timeout", "120", "--attempt-deadline", "100"), "must be longer than --timeout (120s)"),
         (("--connection-budget", "0"), "--connection-budget must be from 1 to 100000, got 0"),
-        (("--pool-size", "20", "--connection-budget", "10"), "not one instance fits"),
+        (("--pool-size", "20", "--connection-budget", "30"), "no instance fits with headroom"),
         (
             ("--pool-size", "10", "--max-instances", "6"),
             "6 x --pool-size 10 = 60 connections, over the --connection-budget of 50",
@@ -188,3 +191,105 @@ def test_retry_settings_are_numbers_too(standin_env):
     result = run_deploy({**env, "DEPLOY_BACKOFF_MS": "0x10"}, "--project", PROJECT)
     assert result.returncode == 2 and "DEPLOY_BACKOFF_MS must be a whole number" in result.stderr
     assert standin.requests == []
+
+
+def test_the_longest_timeout_gets_the_schedulers_longest_deadline():
+    env = {**{k: v for k, v in os.environ.items() if k != "DATABASE_URL"}, "DATABASE_URL": DSN}
+    result = run_deploy(env, "--project", PROJECT, "--dry-run", "--timeout", "1799", "--min-instances", "2")
+    assert result.returncode == 0, result.stderr
+    deploy = next(line for line in result.stdout.splitlines() if "functions deploy" in line)
+    assert flag(deploy, "--timeout") == "1799s" and flag(deploy, "--min-instances") == "2"
+    job = next(line for line in result.stdout.splitlines() if "scheduler jobs create" in line)
+    assert flag(job, "--attempt-deadline") == "1800s"
+
+
+def test_a_redeploy_keeps_variables_set_by_hand_and_adds_those_passed_with_env():
+    second = SCENARIOS.result("new_project").runs[1]
+    variables = second.resources[f"projects/{PROJECT}/locations/{REGION}/functions/events"]["serviceConfig"][
+        "environmentVariables"
+    ]
+    assert variables["SET_BY_HAND"] == "1" and variables["LOG_LEVEL"] == "DEBUG"
+    assert variables["THREADS"] == variables["DB_POOL_SIZE"] == "1"  # one thread per connection
+
+
+def test_the_runtime_update_policy_is_stated_on_every_deploy():
+    for run in SCENARIOS.result("new_project").runs:
+        [write] = run.find("POST", r"/functions$") or run.find("PATCH", r"/functions/events$")
+        assert "automaticUpdatePolicy" in write.body["buildConfig"]
+
+
+# ---------------------------------------------------------------- rolling back the code
+
+
+@SCENARIOS.define(after="new_project")
+def code_rolled_back(world: Scenario) -> Scenario:
+    """docs/deploy.md's rollback on the two deploys of new_project: list the revisions, then send
+    all traffic to the older one with `gcloud run` (through its regional endpoint)."""
+    twin = scenario(world.standin.clone())
+    listed = twin.run_gcloud(
+        "run",
+        "revisions",
+        "list",
+        "--service",
+        "events",
+        "--region",
+        REGION,
+        "--project",
+        PROJECT,
+        "--format",
+        "value(metadata.name)",
+    )
+    twin.extra["listed"] = listed
+    older = listed.stdout.split()[-1]
+    twin.run_gcloud(
+        "run",
+        "services",
+        "update-traffic",
+        "events",
+        "--region",
+        REGION,
+        "--project",
+        PROJECT,
+        "--to-revisions",
+        f"{older}=100",
+    )
+    twin.extra["older"] = older
+    return twin
+
+
+def test_the_documented_rollback_sends_all_traffic_to_the_previous_revision():
+    twin = SCENARIOS.result("code_rolled_back")
+    assert twin.extra["listed"].returncode == 0, twin.extra["listed"].stderr
+    assert len(twin.extra["listed"].stdout.split()) == 2  # one revision per deploy, newest first
+    assert twin.gcloud.returncode == 0, twin.gcloud.stderr
+    assert twin.standin.serving_revisions(REGION, "events") == {twin.extra["older"]: 100}
+    [replace] = [r for r in twin.standin.requests if r.method == "PUT" and r.api == "run"]
+    assert replace.path.endswith("/namespaces/demo-project/services/events")
+
+
+def test_image_cleanup_days_sets_a_cleanup_policy_on_gcf_artifacts():
+    first, second = SCENARIOS.result("new_project").runs
+    assert not first.find("PATCH", r"/repositories/gcf-artifacts$")  # no policy unless asked
+    [patch] = second.find("PATCH", rf"/locations/{REGION}/repositories/gcf-artifacts$")
+    policies = patch.body["cleanupPolicies"]
+    assert policies["delete-old"]["condition"]["olderThan"] in ("2592000s", "2592000.0s")
+    assert policies["keep-newest"]["mostRecentVersions"]["keepCount"] == 5
+    assert patch.body.get("cleanupPolicyDryRun") is False
+
+
+def test_a_cluster_out_of_connections_is_logged_with_the_budget_and_the_fix(caplog):
+    """16 instances started at once against a limit of 13 gave three 503s logged only as
+    "53300: sorry, too many clients already": the line now says what to change."""
+    import pg8000.dbapi
+
+    from core.outcomes import outcome_for_error
+    from db.faults import translate
+
+    refused = pg8000.dbapi.DatabaseError({"S": "FATAL", "C": "53300", "M": "sorry, too many clients already"})
+    with caplog.at_level("ERROR"):
+        outcome = outcome_for_error(translate(refused, statement_sent=False))
+    assert outcome.status == 503
+    [line] = [r.getMessage() for r in caplog.records if "53300" in r.getMessage()]
+    assert "sorry, too many clients already" in line
+    assert "--connection-budget" in line and "max instances x DB_POOL_SIZE" in line
+    assert "lower --max-instances or raise the limit" in line

@@ -5,9 +5,9 @@ Scheduler jobs take no labels: the v1 Job resource has no such field). A second 
 updates the job in place. Where the job goes is tested in test_region.py."""
 
 import pytest
-from gcloud_standin import PROJECT, REGION, SCENARIOS
+from gcloud_standin import CHANNEL, PROJECT, REGION, SCENARIOS
 
-SCHEDULER_LOCATION = "us-east5"  # the new-project scenario offers no Scheduler in us-east4
+SCHEDULER_LOCATION = REGION
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +47,30 @@ def test_a_second_run_updates_the_job_in_place(runs):
     [update] = second.find("PATCH", r"/jobs/events-schedule$")
     assert update.body["schedule"] == "0 * * * *"
     assert second.find("POST", r"/jobs$") == []
+
+
+def test_alerts_are_made_once_and_updated_in_place(runs):
+    first, second = runs
+    metrics = {r.body["name"] for r in first.find("POST", r"/metrics$")}
+    assert metrics == {
+        f"events-{m}"
+        for m in ("status-503", "outcome-unknown", "new-connections", "scheduler-failures", "checkout-ms")
+    }
+    policies = [r.body for r in first.find("POST", r"/alertPolicies$")]
+    assert {p["displayName"] for p in policies} == {
+        "events: failed Cloud Scheduler runs",
+        "events: 503 answers",
+    }
+    assert all(p["userLabels"] == {"function": "events", "managed-by": "deploy-sh"} for p in policies)
+    assert not second.find("POST", r"/(metrics|alertPolicies)$")
+    assert len(second.find("PUT", r"/metrics/events-")) == 5
+    updates = second.find("PATCH", r"/alertPolicies/")
+    assert len(updates) == 2 and all(u.body["notificationChannels"] == [CHANNEL] for u in updates)
+
+
+def test_no_alerts_makes_no_metric_and_no_policy():
+    run = SCENARIOS.result("constrained_org_with_options").runs[0]
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert not run.find("POST", r"/(metrics|alertPolicies)$") and not run.find(
+        "GET", r"/(metrics|alertPolicies)"
+    )

@@ -1,29 +1,94 @@
-"""`./deploy.sh --delete` removes what deploy.sh created (the job, the function, the
-bindings, the service accounts; the secret only with --delete-secret), each step safe to
-repeat, says what it leaves (APIs, images, a connector, Cloud NAT, a reserved IP), and
---dry-run prints the commands without running them. It runs on a copy of the project as
-the first deploy into a new project left it, reading the region from the secret and the
-regions offering functions."""
+"""`./deploy.sh --delete` finds what deploy.sh created by its labels, in every region (the
+functions, their jobs by description, the metrics and alert policies, the bindings, the service
+accounts; the secret only with --delete-secret), each step safe to repeat, never exits 0 while a
+function it made still serves, says what it leaves, and --dry-run prints the commands without
+running them. It runs, without --region, on a copy of the project as the first deploy into a
+new project left it, and on one deployed with --region us-east1 for a cluster in europe-west1.
+`--rollback-secret` stores the version before the latest again."""
 
 import os
 
 import pytest
-from gcloud_standin import DSN, PROJECT, REGION, SCENARIOS, Scenario, run_deploy, scenario
+from gcloud_standin import DSN, PROJECT, REGION, SCENARIOS, Scenario, encoded, run_deploy, scenario
 
 ACCOUNTS = ("events-runtime", "events-invoker", "events-build")
 
 
 @SCENARIOS.define(after="new_project_first_run")
 def deployed_then_deleted(first_run: Scenario) -> Scenario:
-    world = scenario(first_run.extra["deployed"])
+    world = scenario(first_run.extra["deployed"].clone())
     world.deploy("--project", PROJECT, "--delete")
     world.deploy("--project", PROJECT, "--delete", "--delete-secret")
+    return world
+
+
+@SCENARIOS.define(after="new_project_first_run")
+def bad_dsn_rolled_back_then_delete_refused(first_run: Scenario) -> Scenario:
+    """A bad DSN stored as version 2 by hand, rolled back; then --delete by a deployer who may
+    not delete the function."""
+    world = scenario(first_run.extra["deployed"].clone())
+    secret = f"projects/{PROJECT}/secrets/events-dsn"
+    bad = encoded(DSN.replace("s3cret", "wrong"))
+    world.standin.resources[f"{secret}/versions/2"] = {
+        "name": f"{secret}/versions/2",
+        "state": "ENABLED",
+        "data": bad,
+    }
+    world.deploy("--project", PROJECT, "--rollback-secret")
+    world.standin.refuse_delete = f"projects/{PROJECT}/locations/{REGION}/functions/events"
+    world.deploy("--project", PROJECT, "--delete")
+    return world
+
+
+@SCENARIOS.define(after="constrained_org_with_options")
+def deployed_with_region_then_deleted_without(deployed: Scenario) -> Scenario:
+    """The function deployed with --region us-east1 for a cluster in europe-west1, and a second
+    copy of it in us-east4 (a function deploy.sh made there earlier), deleted without --region."""
+    world = scenario(deployed.standin.clone())
+    earlier = world.standin.seed_function(REGION, "events")
+    earlier["labels"] = {"function": "events", "managed-by": "deploy-sh", "scheduler-location": REGION}
+    world.deploy("--project", PROJECT, "--delete")
     return world
 
 
 @pytest.fixture(scope="module")
 def runs():
     return SCENARIOS.result("deployed_then_deleted").runs
+
+
+def test_delete_without_region_finds_the_function_in_every_region_it_was_deployed_to():
+    [run] = SCENARIOS.result("deployed_with_region_then_deleted_without").runs
+    assert run.returncode == 0, run.stderr
+    assert "functions in: us-east1 us-east4" in run.stdout
+    for region in ("us-east1", REGION):
+        assert run.find("DELETE", rf"/locations/{region}/functions/events$")
+    assert run.find("DELETE", r"/locations/us-east1/jobs/events-schedule$")
+    assert not [name for name in run.resources if "/functions/" in name or "/jobs/" in name]
+    assert "no function labelled function=events, managed-by=deploy-sh is left" in run.stdout
+
+
+def test_delete_removes_the_metrics_and_alert_policies(runs):
+    first = runs[0]
+    assert not [name for name in first.resources if "/metrics/" in name or "/alertPolicies/" in name]
+    assert len(first.find("DELETE", r"/alertPolicies/\d+$")) == 2
+    assert len(first.find("DELETE", r"/metrics/events-")) == 5
+
+
+def test_delete_never_ends_well_while_the_function_still_serves():
+    _, refused = SCENARIOS.result("bad_dsn_rolled_back_then_delete_refused").runs
+    assert refused.returncode != 0
+    assert "could not remove function events in us-east4" in refused.stderr
+    assert f"projects/{PROJECT}/locations/{REGION}/functions/events" in refused.resources
+
+
+def test_rollback_stores_the_previous_dsn_as_a_new_version():
+    rollback, _ = SCENARIOS.result("bad_dsn_rolled_back_then_delete_refused").runs
+    assert rollback.returncode == 0, rollback.stderr
+    secret = f"projects/{PROJECT}/secrets/events-dsn"
+    assert rollback.resources[f"{secret}/versions/3"]["data"] == encoded(DSN)
+    assert rollback.resources[f"{secret}/versions/2"]["state"] == "ENABLED"  # kept for the record
+    assert "the DSN of version 1 is the latest of events-dsn again" in rollback.stdout
+    assert "s3cret" not in rollback.stdout + rollback.stderr
 
 
 def test_delete_removes_job_function_bindings_and_accounts_but_keeps_the_secret(runs):
@@ -40,14 +105,14 @@ def test_delete_removes_job_function_bindings_and_accounts_but_keeps_the_secret(
     assert {"events-schedule", "events"} | {
         f"{a}@{PROJECT}.iam.gserviceaccount.com" for a in ACCOUNTS
     } <= deletes
-    assert first.find("GET", rf"^/v2/projects/{PROJECT}/locations$")  # the region, as deploying chose it
 
 
 def test_delete_says_what_it_leaves_in_place(runs):
     left = runs[0].stdout.split("Left in place")[1]
     for words in (
         "the enabled APIs",
-        f"repository gcf-artifacts in {REGION}",
+        "repository gcf-artifacts in each region",
+        "gcf-v2-sources-PROJECT_NUMBER-REGION",
         "Serverless VPC Access connector",
         "Cloud NAT",
         "reserved static IP address",

@@ -29,14 +29,16 @@ def test_upload_holds_only_the_function_code(tmp_path):
     assert {
         "main.py",
         "config.py",
+        "runtime.py",
         "requirements.txt",
-        "db/schema.sql",
         "db/database.py",
         "core/events.py",
     } <= files
     for path in files:
         top = path.split("/", 1)[0]
-        assert top in ("main.py", "config.py", "requirements.txt", "core", "db"), f"{path} would be uploaded"
+        assert top in ("main.py", "runtime.py", "config.py", "requirements.txt", "core", "db"), (
+            f"{path} would be uploaded"
+        )
         assert "__pycache__" not in path
     # The development side of the tree is there, but stays home.
     assert (ROOT / "tests").is_dir() and (ROOT / "devtools").is_dir()
@@ -48,5 +50,5 @@ def test_deploy_sh_uploads_the_function_code_only():
     upload = next(iter(SCENARIOS.result("new_project").standin.uploads.values()))
     # Files only: gcloud's zipper also writes (empty) entries for ignored folders.
     names = {name for name in zipfile.ZipFile(io.BytesIO(upload)).namelist() if not name.endswith("/")}
-    assert {"main.py", "requirements.txt", "db/schema.sql", "core/events.py"} <= names
+    assert {"main.py", "requirements.txt", "db/events.py", "core/events.py"} <= names
     assert not any(name.startswith(("tests/", "devtools/", ".venv/", ".local/", "deploy")) for name in names)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from devtools.deadlines import scaled
 from devtools.lambda_runtime_api import LambdaProcess, LambdaRuntimeApi
 
 HANDLERS = """
@@ -52,7 +53,7 @@ def test_an_import_failure_is_reported_as_an_init_error(task_root):
     with LambdaRuntimeApi() as api:
         process = LambdaProcess(api, {}, task_root / "log", task_root=task_root, handler="broken.handler")
         process.start()
-        assert process.process is not None and process.process.wait(30) != 0
+        assert process.process is not None and process.process.wait(scaled(30)) != 0
     assert api.init_errors and api.init_errors[0]["errorType"] == "Runtime.ImportModuleError"
 
 

@@ -11,6 +11,7 @@ import time
 import pg8000.native
 import pytest
 
+from devtools.deadlines import scaled
 from devtools.round_trip_proxy import RoundTripProxy
 
 
@@ -52,7 +53,7 @@ def _connect_through(proxy: RoundTripProxy, postgres, application_name: str) -> 
         database="app",
         ssl_context=False,
         application_name=application_name,
-        timeout=10,
+        timeout=scaled(10),
     )
 
 
@@ -121,7 +122,7 @@ def test_a_connection_the_server_ends_is_ended_for_the_client(postgres):
             connection.run("SELECT 1")
         with contextlib.suppress(pg8000.native.InterfaceError):
             connection.close()  # its Terminate message may not get through; the socket closes anyway
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + scaled(5)
         while proxy.open_connections and time.monotonic() < deadline:
             time.sleep(0.01)
         assert proxy.open_connections == 0
@@ -135,7 +136,7 @@ def test_stopping_the_proxy_ends_the_servers_side_of_every_connection(postgres):
     count = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'proxy-stop-test'"
     assert postgres.execute(count) == [[1]]
     proxy.stop()  # the client's connection is still open, and the server's side idle
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + scaled(5)
     while postgres.execute(count) != [[0]] and time.monotonic() < deadline:
         time.sleep(0.01)
     assert postgres.execute(count) == [[0]]

@@ -1,9 +1,10 @@
-"""What the database layer raises: the only exceptions callers of `db` need to know.
+"""The failures the use case turns into answers: what a store or the configuration may raise.
 
-Each says what kind of failure it is, so the caller decides what to answer
-without knowing SQLAlchemy or the driver (db.faults translates their
-exceptions into these). No message holds a secret, a bound value or the
-server's error detail (which can quote a row, payload included).
+A leaf: it imports nothing of the project, so the use case and the database
+layer that implements its port (db.faults translates SQLAlchemy's and the
+driver's exceptions into these) share one vocabulary without one importing
+the other. No message holds a secret, a bound value or the server's error
+detail (which can quote a row, payload included).
 """
 
 from __future__ import annotations
