@@ -29,7 +29,7 @@ from function_harness import known_secrets
 from aws.package import own_files
 from devtools.function_server import ROOT
 from devtools.moto_server import Call, MotoServer
-from devtools.postgres import PostgresServer
+from devtools.postgres import APP_USER, PostgresServer
 
 # AWS CLI v1 sends SQS calls in older regions to SQS's legacy endpoint names, not to
 # AWS_ENDPOINT_URL; in a region newer than that table they reach the stand-in.
@@ -38,6 +38,8 @@ REGION = "mx-central-1"
 PASSWORD = "deploy-scenario-password-7f3a"
 DSN = f"postgresql://app:{PASSWORD}@events-1.aws-{REGION}.cockroachlabs.cloud:26257/defaultdb?sslmode=verify-full&sslrootcert=system"
 ACCOUNT = "123456789012"
+# A database nobody ran `python -m db migrate` on.
+NO_SCHEMA = "no_schema"
 # A new account's quota: 10 concurrent executions, all of them unreserved; and an account
 # whose quota leaves room for 20 of the 25 executions deploy.sh would reserve.
 NEW_ACCOUNT_CONCURRENCY = 10
@@ -95,8 +97,8 @@ def migrate(dsn: str) -> None:
 
 
 class DeployScenarios:
-    """On one account: a first deployment, the same again, two changes, a database the
-    function cannot reach, the teardown twice, a deployment within the deleted secret's
+    """On one account: a first deployment, the same again, two changes, a database whose
+    schema was never applied, the teardown twice, a deployment within the deleted secret's
     recovery window. On a new account, and on one with room for less than the default
     reservation: a first deployment."""
 
@@ -105,7 +107,7 @@ class DeployScenarios:
         ("again", []),
         ("changed", ["--memory", "512"]),
         ("changed-again", ["--memory", "768"]),
-        ("unreachable-database", ["--memory", "768"]),
+        ("schema-missing", ["--memory", "768"]),
         ("delete", ["--delete", "--delete-secret"]),
         ("delete-again", ["--delete"]),
         ("within-recovery-window", ["--no-smoke-test"]),
@@ -136,11 +138,10 @@ class DeployScenarios:
                 known_secrets.add(postgres.app_password, postgres.admin_password)
                 dsn = postgres.dsn()
                 migrate(dsn)
+                postgres.execute(f"CREATE DATABASE {NO_SCHEMA} OWNER {APP_USER}")
                 package = code_package(pathlib.Path(workdir) / "package.zip")
                 for name, args in self.STEPS:
-                    step_dsn = (
-                        postgres.dsn(database="no_such_database") if name == "unreachable-database" else dsn
-                    )
+                    step_dsn = postgres.dsn(database=NO_SCHEMA) if name == "schema-missing" else dsn
                     self._run(name, moto, [*args, "--region", REGION, "--zip", str(package)], step_dsn)
                 self._run("new-account", new_account, ["--region", REGION, "--zip", str(package)], dsn)
                 small = ["--region", REGION, "--zip", str(package), "--no-smoke-test"]

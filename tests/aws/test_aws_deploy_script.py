@@ -196,13 +196,13 @@ def test_a_changed_deploy_publishes_and_keeps_only_the_live_version_and_one_for_
     assert "--function-version 2" in changed_again.stdout  # the summary's rollback command
 
 
-def test_a_function_that_answers_other_than_200_fails_the_deploy():
-    unreachable = DEPLOY_SCENARIOS.run("unreachable-database")
-    capture.add(unreachable.stdout)
-    capture.add(unreachable.stderr)
-    assert unreachable.returncode == 2
-    assert "smoke test: 503" in unreachable.stdout
-    assert "the function answered 503" in unreachable.stderr and "python -m db migrate" in unreachable.stderr
+def test_a_schema_never_applied_fails_the_smoke_test_and_the_deploy():
+    missing = DEPLOY_SCENARIOS.run("schema-missing")
+    capture.add(missing.stdout)
+    capture.add(missing.stderr)
+    assert missing.returncode == 2
+    assert "smoke test: 503" in missing.stdout
+    assert "the function answered 503" in missing.stderr and "python -m db migrate" in missing.stderr
 
 
 def test_delete_removes_everything_it_made_and_a_second_delete_finds_nothing():
@@ -226,7 +226,7 @@ def test_delete_removes_everything_it_made_and_a_second_delete_finds_nothing():
 def test_a_deploy_within_the_deleted_secrets_recovery_window_restores_it():
     redeployed = run("within-recovery-window")
     names = [call.name for call in redeployed.calls]
-    # Restored first; then the DSN differs from the last one stored (the unreachable database's).
+    # Restored first; then the DSN differs from the last one stored (the schema-less database's).
     assert names.index("secretsmanager:RestoreSecret") < names.index("secretsmanager:PutSecretValue")
     assert "secretsmanager:CreateSecret" not in names
     assert "restored secret events-dsn" in redeployed.stdout
