@@ -65,7 +65,8 @@ fi
 installed_stamp="${VENV}/requirements.cksum"
 wanted="$(cd "${PROJECT_ROOT}" && cksum requirements*.txt)"
 if [ "$(cat "${installed_stamp}" 2>/dev/null || true)" != "${wanted}" ]; then
-  "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check \
+  # --no-compile halves the install: each module is compiled on its first import instead.
+  "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check --no-compile \
     -r "${PROJECT_ROOT}/requirements-dev.txt"
   printf '%s\n' "${wanted}" >"${installed_stamp}"
 fi

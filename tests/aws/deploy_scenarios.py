@@ -15,6 +15,7 @@ during it are kept.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import pathlib
 import subprocess
@@ -140,12 +141,21 @@ class DeployScenarios:
                 migrate(dsn)
                 postgres.execute(f"CREATE DATABASE {NO_SCHEMA} OWNER {APP_USER}")
                 package = code_package(pathlib.Path(workdir) / "package.zip")
-                for name, args in self.STEPS:
-                    step_dsn = postgres.dsn(database=NO_SCHEMA) if name == "schema-missing" else dsn
-                    self._run(name, moto, [*args, "--region", REGION, "--zip", str(package)], step_dsn)
-                self._run("new-account", new_account, ["--region", REGION, "--zip", str(package)], dsn)
-                small = ["--region", REGION, "--zip", str(package), "--no-smoke-test"]
-                self._run("small-account", small_account, small, dsn)
+
+                def one_account() -> None:
+                    for name, args in self.STEPS:
+                        step_dsn = postgres.dsn(database=NO_SCHEMA) if name == "schema-missing" else dsn
+                        self._run(name, moto, [*args, "--region", REGION, "--zip", str(package)], step_dsn)
+
+                def other_accounts() -> None:
+                    self._run("new-account", new_account, ["--region", REGION, "--zip", str(package)], dsn)
+                    small = ["--region", REGION, "--zip", str(package), "--no-smoke-test"]
+                    self._run("small-account", small_account, small, dsn)
+
+                # The accounts are independent: their runs go side by side, each account's in order.
+                with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="aws-deploy") as pool:
+                    for done in [pool.submit(one_account), pool.submit(other_accounts)]:
+                        done.result()
         except BaseException as err:  # noqa: BLE001 - reported to the tests that read the runs
             self._error = err
         finally:
