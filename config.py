@@ -2,8 +2,8 @@
 
 `Config.from_environ()` reads them all once per instance. Every number has a
 finite range, and a value that is malformed or out of range is a SettingError
-naming the variable and what it accepts: the instance then answers 503 with that
-message in its log, never runs on a silent default. The README's Configuration
+naming the variable and what it accepts: the instance then answers every request
+that needs the database with a 503 and that message in its log, never stores on a silent default. The README's Configuration
 table describes each variable.
 
 A leaf: it imports nothing of the project. runtime.py hands the values on. A
@@ -76,6 +76,11 @@ class Config(NamedTuple):
             log_execution_id=env.get("LOG_EXECUTION_ID") in _FRAMEWORK_TRUE_VALUES,
             log_level=_log_level(env),
         )
+
+
+def database_url(environ: Mapping[str, str] | None = None) -> str:
+    """DATABASE_URL alone, for the log scrubber, even when another variable is malformed."""
+    return _text(os.environ if environ is None else environ, "DATABASE_URL")
 
 
 # Every variable Config reads: the tests start each instance with none of them

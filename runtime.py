@@ -16,7 +16,7 @@ import logging
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 
-from config import Config, SettingError
+from config import Config, SettingError, database_url
 from core import logs, service
 from core.errors import ConfigurationError
 from core.outcomes import Outcome
@@ -43,7 +43,7 @@ class Runtime:
             self.store = Misconfigured(self.config_error)
         # A DSN set directly is a secret from the start: a library that logs it
         # (or the whole environment) before the first request must not print it.
-        _redact_dsn(self.config.database_url)
+        _redact_dsn(database_url(environ))
         self.settings = service.Settings(self.config.google_cloud_project, self.config.log_execution_id)
 
     def handle(self, request: service.Request) -> Outcome:

@@ -533,3 +533,18 @@ def test_every_value_of_a_line_is_cut_at_its_bound_saying_so_and_scrubbed_first(
     for value in (line["message"], line["path"]):
         assert value.endswith(f"... [cut: {len(long)} characters in all]")
         assert secret[:5] not in value and "[red" in value
+
+
+@pytest.mark.secret_logged_on_purpose("a.careless.library")
+def test_the_dsn_is_scrubbed_even_when_another_variable_is_malformed(capfd):
+    from runtime import Runtime
+
+    password = "Malformed-Neighbour-5e2a"
+    known_secrets.add(password)
+    dsn = f"postgresql://app:{password}@127.0.0.1:1/app"
+    runtime = Runtime(environ={"DATABASE_URL": dsn, "BODY_TIMEOUT": "soon"})
+    assert runtime.config_error is not None
+    logs.configure()
+    logging.getLogger("a.careless.library").warning("will connect to %s", dsn)
+    [text] = [text for text in capfd.readouterr().out.splitlines() if "a.careless.library" in text]
+    assert password not in text and "[redacted]" in text
