@@ -1,7 +1,7 @@
 """The limits and rules of an event, in one place.
 
-db/schema.sql repeats the kind limit as a CHECK constraint (SQL cannot import
-this file); a test proves the two agree.
+db/migrations/versions/0001_create_events.py repeats the kind limit as a CHECK
+constraint (SQL cannot import this file); tests against the migrated table hold the two together.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The use case: a request in, an Outcome out. Knows nothing of Flask, HTTP servers or SQLAlchemy.
 
     POST /   record an empty body, one event, or a batch of up to 500
-    GET  /   health: one round trip to the database (HEAD too)
+    GET  /   health: the INSERT can be prepared; one round trip when warm (HEAD too)
     other paths answer 404 and other methods 405, without touching the database
 
 An entry point (main.py for the Functions Framework, aws/lambda_function.py for
