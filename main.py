@@ -107,7 +107,6 @@ def _utf8(value: str) -> str:
 
 
 def _read_body(request: flask.Request) -> bytes:
-    _refuse_codings(request.headers)
     # Parsed as JSON whatever the Content-Type: Cloud Scheduler's HTTP targets
     # send application/octet-stream unless the job sets a header.
     sock = client_socket(request)
@@ -116,18 +115,6 @@ def _read_body(request: flask.Request) -> bytes:
     return read_body(
         request.stream, request.content_length, time_limit=runtime.config.body_timeout, cut_off=cut_off
     )
-
-
-def _refuse_codings(headers: service.RequestHeaders) -> None:
-    """A body is stored as sent: a coding the function would not undo is refused, not stored
-    still encoded. Values are not quoted back (a header may hold anything)."""
-    codings = [coding.strip().lower() for coding in headers.get("Transfer-Encoding", "").split(",")]
-    if [coding for coding in codings if coding] not in ([], ["chunked"]):
-        raise RequestRejected(
-            400, "Transfer-Encoding may only be chunked; send the body without other codings"
-        )
-    if headers.get("Content-Encoding", "").strip().lower() not in ("", "identity"):
-        raise RequestRejected(415, "Content-Encoding is not supported; send the body uncompressed")
 
 
 def client_socket(request: flask.Request) -> socket.socket | None:

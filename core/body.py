@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import IO
 
+from core.logs import HeaderLookup
 from core.outcomes import RequestRejected
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -59,6 +60,18 @@ def read_body(
             408, f"the body did not arrive within {time_limit:g} s; nothing was stored", headers=dict(_CLOSE)
         )
     raise RequestRejected(400, _incomplete(len(body), declared_length, failure), headers=dict(_CLOSE))
+
+
+def refuse_codings(headers: HeaderLookup) -> None:
+    """A body is stored as sent: a coding the function would not undo is refused, not stored
+    still encoded. Values are not quoted back (a header may hold anything)."""
+    codings = [coding.strip().lower() for coding in headers.get("Transfer-Encoding", "").split(",")]
+    if [coding for coding in codings if coding] not in ([], ["chunked"]):
+        raise RequestRejected(
+            400, "Transfer-Encoding may only be chunked; send the body without other codings"
+        )
+    if headers.get("Content-Encoding", "").strip().lower() not in ("", "identity"):
+        raise RequestRejected(415, "Content-Encoding is not supported; send the body uncompressed")
 
 
 def check_size(body: bytes) -> bytes:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import NamedTuple, Protocol
 
 from core import logs
-from core.body import check_size
+from core.body import check_size, refuse_codings
 from core.events import parse_events
 from core.outcomes import Outcome, RequestRejected, outcome_for_error
 from core.scheduler import SchedulerDelivery, delivery_from_headers
@@ -98,6 +98,7 @@ def _route(store: EventStore, request: Request, facts: dict[str, object]) -> Out
         return health(store, facts)
     if request.method == "POST":
         delivery = request.delivery or delivery_from_headers(request.headers)
+        refuse_codings(request.headers)  # on every platform, before the body is read
         return ingest(store, check_size(request.read_body()), delivery, facts)
     raise RequestRejected(
         405,

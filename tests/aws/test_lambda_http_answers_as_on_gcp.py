@@ -63,6 +63,14 @@ def test_statuses_for_wrong_paths_methods_and_bodies(function, events_db):
     assert events_db.rows() == {}
 
 
+def test_a_compressed_body_is_refused_with_415_as_on_gcp(function, events_db):
+    gzip_header = {"content-encoding": "gzip"}
+    event = http_event(body=b"\x1f\x8b", headers=gzip_header, base64_body=True)
+    status, _, body = answer_of(function, event)
+    assert status == 415 and "Content-Encoding" in body["error"]
+    assert events_db.rows() == {}
+
+
 def test_cookies_and_query_string_are_accepted(function):
     event = http_event(body=json_body({"kind": "with-cookies"}), query="a=1&b=2", cookies=["s=1", "t=2"])
     assert answer_of(function, event)[0] == 201
