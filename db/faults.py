@@ -40,7 +40,12 @@ OPERATOR_FIXES = {
     "42704": "the server refused a startup option: `options=--cluster=...` is only for CockroachDB Cloud",
     "28P01": "the database rejected the password: update the secret (a new version) with the right one",
     "28000": "the database refused the user or the connection: check the DSN's user and the cluster's allowlist",
-    "53300": "the cluster has no connection left: max instances x DB_POOL_SIZE (deploy.sh's --connection-budget) must stay under its limit with headroom (Cloud Run can exceed max instances briefly, per revision): lower --max-instances or raise the limit",
+    "53300": (
+        "the cluster has no connection left: max instances x DB_POOL_SIZE (the deploy scripts' "
+        "--connection-budget; on Lambda, reserved concurrency) must stay under its limit with headroom "
+        "(both platforms can briefly run more environments than their limit): lower --max-instances "
+        "(on Lambda, --reserved-concurrency) or raise the limit"
+    ),
 }
 # Class 42 is syntax and access: the statement is fixed, so only the schema can make it fail.
 SCHEMA_CLASS_FIX = (
