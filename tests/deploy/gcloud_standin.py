@@ -597,9 +597,16 @@ class GoogleCloudStandIn:
         latest = service["revisions"][-1]
         return {t.get("revisionName") or latest: t["percent"] for t in service["traffic"]}
 
+    def service_max_instances(self, region: str, name: str) -> int | None:
+        """The service-level maximum of the function's service, across its revisions."""
+        service = self.run_services[f"projects/{self.project}/locations/{region}/functions/{name}"]
+        value = service.get("annotations", {}).get("run.googleapis.com/maxScale")
+        return None if value is None else int(value)
+
     def _api_run(self, method, name, verb, query, body, region: str = ""):
         """The Cloud Run Admin API v1 (Knative resources) at the regional endpoint `gcloud run`
-        uses: a function's service, its revisions, and a traffic change (replaceService)."""
+        uses: a function's service, its revisions, and replaceService (a traffic change, or the
+        service-level maximum)."""
         match = re.fullmatch(
             r"apis/serving\.knative\.dev/v1/namespaces/([^/]+)/(services|revisions)(?:/([^/]+))?", name
         )
@@ -624,6 +631,8 @@ class GoogleCloudStandIn:
             )
         if method == "PUT":
             service = self.run_services[key]
+            # The service-level maximum (`gcloud beta run services update --max`) is an annotation.
+            service["annotations"] = dict(body["metadata"].get("annotations", {}))
             service["traffic"] = [
                 {k: t[k] for k in ("revisionName", "latestRevision", "percent") if k in t}
                 for t in body["spec"].get("traffic", [])
@@ -650,7 +659,7 @@ class GoogleCloudStandIn:
                 "namespace": self.project_number,
                 "generation": service["generation"],
                 "labels": {"cloud.googleapis.com/location": region},
-                "annotations": {},
+                "annotations": copy.deepcopy(service.get("annotations", {})),
             },
             "spec": {
                 "template": {"metadata": {"annotations": {}}, "spec": {"containers": [{"image": "standin"}]}},
@@ -1003,6 +1012,43 @@ def gcloud_env(config_dir: pathlib.Path, standin: GoogleCloudStandIn | None, log
 
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def gcloud_without(component: str) -> pathlib.Path:
+    """A bin directory whose gcloud is this machine's installation less one component
+    (alpha, beta): its command group is absent, as where it was never installed.
+
+    Everything is a symlink into the real installation except the directories on the way to
+    what is left out, and lib/googlecloudsdk/core: gcloud finds its root (`gcloud info`'s
+    installation.sdk_root) from the real path of that directory, and bin/gcloud and
+    lib/gcloud.py, which it finds its root from too."""
+    real = pathlib.Path(shutil.which("gcloud") or "gcloud").resolve().parents[1]
+    copy_root = scratch_dir() / "google-cloud-sdk"
+    kept_apart = {
+        pathlib.Path("bin"),
+        pathlib.Path("lib"),
+        pathlib.Path("lib/surface"),
+        pathlib.Path("lib/googlecloudsdk"),
+        pathlib.Path("lib/googlecloudsdk/core"),
+    }
+    copied = {pathlib.Path("bin/gcloud"), pathlib.Path("lib/gcloud.py")}
+    left_out = pathlib.Path("lib/surface") / component
+
+    def mirror(relative: pathlib.Path) -> None:
+        (copy_root / relative).mkdir(parents=True)
+        for entry in (real / relative).iterdir():
+            inner = relative / entry.name
+            if inner == left_out or entry.name == "__pycache__":
+                continue
+            if inner in kept_apart:
+                mirror(inner)
+            elif inner in copied:
+                shutil.copy2(entry, copy_root / inner)
+            else:
+                (copy_root / inner).symlink_to(entry)
+
+    mirror(pathlib.Path())
+    return copy_root / "bin"
 
 
 # The priority of the background scenarios' commands (coreutils' nice). At nice 10 a
