@@ -35,10 +35,12 @@
 #   --connection-budget N    CONNECTION_BUDGET  connections the function may hold on the cluster
 #                                               (default 50)
 #   --max-instances N        MAX_INSTANCES      default: half the budget / pool size (50 / 2 / 1 = 25).
-#                                               Not a hard cap: Cloud Run may exceed it briefly, and it
-#                                               holds per revision, so during a rollout or traffic split
-#                                               each serving revision may run this many. The half left
-#                                               over absorbs both; max x pool size <= budget is required
+#                                               Set per revision and, with gcloud's beta component, as
+#                                               the service-level maximum across all revisions serving
+#                                               traffic. Not a hard cap: Cloud Run may exceed it
+#                                               briefly, and without beta each revision of a traffic
+#                                               split or rollback may run this many. The half left
+#                                               over absorbs that; max x pool size <= budget is required
 #   --min-instances N        MIN_INSTANCES      instances kept warm (billed while idle), 0 to max (default 0)
 #   --timeout SECONDS        TIMEOUT            function timeout, 1 to 1799 (default 60): Cloud Scheduler
 #                                               waits at most 1800s and must wait longer than the function
@@ -180,6 +182,8 @@ DEPLOY_IAM_RETRY_SECONDS="${DEPLOY_IAM_RETRY_SECONDS:-120}"
 DEPLOY_SMOKE_RETRY_SECONDS="${DEPLOY_SMOKE_RETRY_SECONDS:-120}"
 SMOKE_TEST=true
 CPU_WHY=""
+SDK_ROOT=""  # gcloud's installation directory, asked once (has_component)
+SERVICE_CAP="per revision"  # where MAX_INSTANCES holds (cap_service)
 OFFER_CHECKED=false
 MODE=deploy
 DELETE_SECRET=false
@@ -368,13 +372,17 @@ check_tools() {
   command -v gcloud >/dev/null || die "gcloud is not installed: https://cloud.google.com/sdk/docs/install"
   find_python "${HERE}"
   # Alert policies are created with gcloud's alpha track, the only one that has them (gcloud 528).
-  # Asked of the installation, not of `gcloud alpha`, which offers to install it and would wait.
   if [ "${MODE}" = deploy ] && [ "${ALERTS}" = true ] && [ "${DRY_RUN}" = false ]; then
-    local root
-    root="$(gcloud info --format 'value(installation.sdk_root)' 2>/dev/null)" || root=""
-    [ -f "${root}/lib/surface/alpha/__init__.py" ] \
+    has_component alpha \
       || die "alert policies need gcloud's alpha component: gcloud components install alpha (or pass --no-alerts)"
   fi
+}
+
+# Whether gcloud's component $1 (alpha, beta) is installed. Asked of the installation, not of
+# `gcloud $1`, which offers to install it and would wait.
+has_component() {
+  [ -n "${SDK_ROOT}" ] || SDK_ROOT="$(gcloud info --format 'value(installation.sdk_root)' 2>/dev/null)" || SDK_ROOT=""
+  [ -f "${SDK_ROOT}/lib/surface/$1/__init__.py" ]
 }
 
 # --smoke-test-only without --region: the region of the function deploy.sh made, by its labels.
@@ -679,6 +687,18 @@ deploy_function() {
   fi
 }
 
+# The service-level maximum caps the function's Cloud Run service across every revision that
+# serves traffic; --max-instances caps each revision. gcloud 528 sets it only in its beta track.
+cap_service() {
+  if [ "${DRY_RUN}" = true ] || has_component beta; then
+    run beta run services update "${FUNCTION_NAME}" --region "${REGION}" --max "${MAX_INSTANCES}"
+    SERVICE_CAP="per revision and for the service"
+  else
+    printf 'no gcloud beta component: only the per-revision max of %s instances is set, so a traffic split or rollback may run more and exceed the connection budget (gcloud components install beta)\n' "${MAX_INSTANCES}"
+    SERVICE_CAP="per revision only (no gcloud beta component)"
+  fi
+}
+
 grant_invoker() {
   step "7. ${FUNCTION_NAME}-invoker may invoke ${FUNCTION_NAME}"
   grant "roles/run.invoker on ${FUNCTION_NAME} to ${FUNCTION_NAME}-invoker" \
@@ -811,7 +831,7 @@ build account:     ${BUILD_SA} (${BUILD_ROLE})
 invoker account:   ${INVOKER_SA} (roles/run.invoker on ${FUNCTION_NAME})
 schedule:          ${JOB_NAME} in ${SCHEDULER_LOCATION}: "${SCHEDULE}" ${TIME_ZONE}, OIDC, 3 retries, deadline ${ATTEMPT_DEADLINE}s
 connection budget: ${CONNECTION_BUDGET} >= max ${MAX_INSTANCES} instances x pool size ${POOL_SIZE} (min ${MIN_INSTANCES}); the
-                   maximum can be exceeded briefly and holds per revision: keep headroom
+                   maximum holds ${SERVICE_CAP} and can be exceeded briefly: keep headroom
 runtime updates:   ${RUNTIME_UPDATE_POLICY}
 alerts:            $([ "${ALERTS}" = true ] && printf 'metrics %s-*, 2 alert policies%s' "${FUNCTION_NAME}" "${NOTIFICATION_CHANNEL:+ -> ${NOTIFICATION_CHANNEL}}" || printf 'none (--no-alerts)')
 egress:            ${egress}
@@ -1120,6 +1140,7 @@ main() {
   create_service_accounts
   grant_roles
   deploy_function
+  cap_service
   grant_invoker
   schedule_job
   if [ "${ALERTS}" = true ]; then create_alerts; fi

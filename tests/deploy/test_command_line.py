@@ -132,6 +132,7 @@ def test_dry_run_prints_every_command_and_never_the_dsn():
     assert PASSWORD not in result.stdout + result.stderr
     assert f"--region {REGION}" in result.stdout
     assert "alpha monitoring policies create" in result.stdout
+    assert f"+ gcloud beta run services update events --region {REGION} --max 25" in result.stdout
 
 
 def test_dry_run_without_dsn_or_region_asks_for_the_region():
@@ -185,7 +186,7 @@ def test_summary_names_region_url_accounts_job_and_budget(two_runs):
         "events-build@",
         f"events-schedule in {SCHEDULER_LOCATION}",
         "connection budget: 50 >= max 25 instances x pool size 1 (min 0)",
-        "can be exceeded briefly and holds per revision",
+        "maximum holds per revision and for the service and can be exceeded briefly",
         "python -m db migrate",
         "labels:            function=events,managed-by=deploy-sh,cluster=events-1234",
     ):

@@ -9,7 +9,18 @@ import os
 import re
 
 import pytest
-from gcloud_standin import DSN, PROJECT, REGION, SCENARIOS, Scenario, run_deploy, scenario, watched_project
+from gcloud_standin import (
+    DSN,
+    PROJECT,
+    REGION,
+    SCENARIOS,
+    GoogleCloudStandIn,
+    Scenario,
+    gcloud_without,
+    run_deploy,
+    scenario,
+    watched_project,
+)
 
 LABELS = {"function": "events", "cluster": "events-1234", "managed-by": "deploy-sh"}
 
@@ -218,6 +229,43 @@ def test_the_runtime_update_policy_is_stated_on_every_deploy():
         assert "automaticUpdatePolicy" in write.body["buildConfig"]
 
 
+# ---------------------------------------------------------------- the service-level maximum
+
+
+def test_the_service_level_maximum_equals_max_instances_after_every_deploy():
+    world = SCENARIOS.result("new_project")
+    for run in world.runs:
+        [update] = run.find("PUT", r"/namespaces/demo-project/services/events$")
+        assert update.body["metadata"]["annotations"]["run.googleapis.com/maxScale"] == "25"
+    assert world.standin.service_max_instances(REGION, "events") == 25
+    assert "maximum holds per revision and for the service" in world.runs[-1].stdout
+    # Pool size 4 in a budget of 40: 40 / 2 / 4 = 5 instances, per revision and for the service.
+    options = SCENARIOS.result("constrained_org_with_options")
+    assert options.standin.service_max_instances("us-east1", "events") == 5
+
+
+@SCENARIOS.define()
+def without_beta_component() -> Scenario:
+    """A deploy with a gcloud installation that lacks the beta component."""
+    world = scenario(GoogleCloudStandIn(PROJECT).start())
+    path = f"{gcloud_without('beta')}:{world.env['PATH']}"
+    world.deploy("--project", PROJECT, "--no-smoke-test", env={"DATABASE_URL": DSN, "PATH": path})
+    return world
+
+
+def test_without_the_beta_component_only_the_per_revision_maximum_is_set():
+    world = SCENARIOS.result("without_beta_component")
+    [run] = world.runs
+    assert run.returncode == 0, run.stderr
+    [line] = [line for line in run.stdout.splitlines() if line.startswith("no gcloud beta component")]
+    assert "only the per-revision max of 25 instances is set" in line
+    assert "traffic split or rollback may run more and exceed the connection budget" in line
+    assert not run.find("PUT", r"/services/events$")
+    assert world.standin.service_max_instances(REGION, "events") is None
+    [create] = run.find("POST", r"/functions$")
+    assert create.body["serviceConfig"]["maxInstanceCount"] == 25  # the per-revision limit stays
+
+
 # ---------------------------------------------------------------- rolling back the code
 
 
@@ -265,6 +313,7 @@ def test_the_documented_rollback_sends_all_traffic_to_the_previous_revision():
     assert twin.standin.serving_revisions(REGION, "events") == {twin.extra["older"]: 100}
     [replace] = [r for r in twin.standin.requests if r.method == "PUT" and r.api == "run"]
     assert replace.path.endswith("/namespaces/demo-project/services/events")
+    assert twin.standin.service_max_instances(REGION, "events") == 25  # the rollback keeps it
 
 
 def test_image_cleanup_days_sets_a_cleanup_policy_on_gcf_artifacts():
