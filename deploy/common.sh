@@ -18,11 +18,12 @@ decimal() {
 }
 
 # PYTHON, the interpreter that runs the function's own checks: as set, else the project's
-# .venv under $1, else python3.
+# .venv under $1 (or EVENTS_VENV, as scripts/bootstrap.sh honours it), else python3.
 find_python() {
   PYTHON="${PYTHON:-}"
   if [ -z "${PYTHON}" ]; then
-    if [ -x "$1/.venv/bin/python" ]; then PYTHON="$1/.venv/bin/python"; else PYTHON=python3; fi
+    local venv="${EVENTS_VENV:-$1/.venv}"
+    if [ -x "${venv}/bin/python" ]; then PYTHON="${venv}/bin/python"; else PYTHON=python3; fi
   fi
   command -v "${PYTHON}" >/dev/null || die "python3 is needed (set PYTHON)"
 }

@@ -149,6 +149,21 @@ def test_dsn_from_stdin_picks_the_region_and_is_never_printed():
     assert PASSWORD not in result.stdout + result.stderr
 
 
+def test_the_dsn_check_runs_in_the_venv_events_venv_names(tmp_path):
+    """deploy.sh checks the DSN with the function's own code, in the virtual environment
+    scripts/bootstrap.sh made: EVENTS_VENV moves it for both."""
+    used = tmp_path / "used"
+    python = tmp_path / "venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f'#!/usr/bin/env bash\ntouch "{used}"\nexec "{os.sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    env = dry_env(DATABASE_URL=DSN, EVENTS_VENV=str(tmp_path / "venv"))
+    env.pop("PYTHON", None)
+    result = run_deploy(env, "--project", PROJECT, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert used.exists()
+
+
 def test_explicit_region_needs_no_dsn():
     result = run_deploy(dry_env(), "--project", PROJECT, "--region", "europe-west1", "--dry-run")
     assert result.returncode == 0, result.stderr
