@@ -85,19 +85,20 @@ def scrub(text: str) -> str:
     return pattern.sub(REDACTED, text) if pattern is not None else text
 
 
-def shortened(text: str, limit: int = MAX_VALUE_CHARS) -> str:
-    """`text`, or its first `limit` characters and how long it was."""
-    if len(text) <= limit:
+def shortened(text: str, limit: int, length: int | None = None) -> str:
+    """`text`, or its first `limit` characters and how long it was (`length`, when `text`
+    is already a part of the original)."""
+    total = len(text) if length is None else length
+    if total <= limit:
         return text
-    return f"{text[:limit]}... [cut: {len(text)} characters in all]"
+    return f"{text[:limit]}... [cut: {total} characters in all]"
 
 
 def _bounded(text: str) -> str:
     """Scrubbed, then cut: a secret is never cut in part before it is scrubbed."""
     if len(text) <= MAX_VALUE_CHARS:
         return scrub(text)
-    kept = scrub(text[: MAX_VALUE_CHARS + _SCRUB_MARGIN])
-    return f"{kept[:MAX_VALUE_CHARS]}... [cut: {len(text)} characters in all]"
+    return shortened(scrub(text[: MAX_VALUE_CHARS + _SCRUB_MARGIN]), MAX_VALUE_CHARS, len(text))
 
 
 def _scrub_values(value: Any) -> Any:
