@@ -70,7 +70,7 @@ class Runtime:
         # What reading the secret needs but holds no secret (Secrets Manager's client) is built
         # now: restored copies neither import boto3 nor build a client again.
         if self._database is not None:
-            dsn_source(self.config).prepare()
+            self._database.prepare()
 
 
 class Misconfigured:

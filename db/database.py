@@ -141,6 +141,10 @@ class Database:
                     # than return it to the abandoned pool, where it would stay open.
                     connection.invalidate()
 
+    def prepare(self) -> None:
+        """Build what reading the DSN needs and holds no secret (before a platform snapshot)."""
+        self._source.prepare()
+
     def dispose(self) -> bool:
         """Close the pooled connections (each with a Terminate message) and forget the engine
         and the DSN: the next `run` reads the DSN again. True if there was an engine."""
