@@ -68,7 +68,7 @@ def handler(request: flask.Request) -> flask.Response:
         service.Request(
             method=request.method,
             path=_path(request),
-            headers=Utf8Headers(request.headers),
+            headers=service.Headers((name, _utf8(value)) for name, value in request.headers.items()),
             read_body=read,
             url=request.url,
             remote_ip=request.remote_addr or "",
@@ -83,23 +83,10 @@ def _path(request: flask.Request) -> str:
     return "/" + request.path if raw.startswith("//") else request.path
 
 
-class Utf8Headers:
-    """The request's headers with each value read as the UTF-8 its sender meant: WSGI
-    hands header bytes over as latin-1 text (PEP 3333). Bytes that are not UTF-8 read
-    as U+FFFD, which no rule takes for what was sent."""
-
-    def __init__(self, headers: service.RequestHeaders):
-        self._headers = headers
-
-    def get(self, key: str, default: str = "") -> str:
-        values = self._headers.getlist(key)
-        return _utf8(values[0]) if values else default
-
-    def getlist(self, name: str) -> list[str]:
-        return [_utf8(value) for value in self._headers.getlist(name)]
-
-
 def _utf8(value: str) -> str:
+    """A header value read as the UTF-8 its sender meant: WSGI hands header bytes over as
+    latin-1 text (PEP 3333). Bytes that are not UTF-8 read as U+FFFD, which no rule takes
+    for what was sent."""
     try:
         return value.encode("latin-1").decode("utf-8", errors="replace")
     except UnicodeEncodeError:  # not from a WSGI server: already text
