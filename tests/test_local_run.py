@@ -201,11 +201,21 @@ def test_the_usage_text_names_every_option():
     assert all(option in usage.stdout for option in (*EVERY_OPTION, "--show"))
 
 
+# A pip that notes each call and installs a uv that notes each call: no package is fetched.
 STAND_IN_PIP = """\
 import os, pathlib, sys
-log = pathlib.Path(os.environ["STAND_IN_PIP_LOG"])
+log = pathlib.Path(os.environ["STAND_IN_LOG"])
 with log.open("a") as calls:
-    calls.write(" ".join(sys.argv[1:]) + "\\n")
+    calls.write("pip " + " ".join(sys.argv[1:]) + "\\n")
+uv = pathlib.Path(sys.executable).parent / "uv"
+uv.write_text("#!" + sys.executable + "\\n" + os.environ["STAND_IN_UV"])
+uv.chmod(0o755)
+"""
+STAND_IN_UV = """\
+import os, pathlib, sys
+log = pathlib.Path(os.environ["STAND_IN_LOG"])
+with log.open("a") as calls:
+    calls.write("uv " + " ".join(sys.argv[1:]) + "\\n")
 sys.exit(1 if pathlib.Path(str(log) + ".fail").exists() else 0)
 """
 
@@ -215,28 +225,39 @@ def test_the_requirements_are_installed_again_only_when_they_change(tmp_path):
     (project / "scripts").mkdir(parents=True)
     for name in ("scripts/bootstrap.sh", "requirements.txt", "requirements-dev.txt"):
         shutil.copy(ROOT / name, project / name)
-    # A Python 3.13 virtual environment whose pip only notes each call, so no package is fetched.
+    # A Python 3.13 virtual environment with the stand-in pip.
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(project / ".venv")], check=True)
     site = next((project / ".venv" / "lib").glob("python3.*/site-packages"))
     (site / "pip").mkdir()
     (site / "pip" / "__init__.py").write_text("")
     (site / "pip" / "__main__.py").write_text(STAND_IN_PIP)
-    log = tmp_path / "pip-calls"
-    env = {k: v for k, v in os.environ.items() if k != "EVENTS_VENV"} | {"STAND_IN_PIP_LOG": str(log)}
+    log = tmp_path / "install-calls"
+    env = {k: v for k, v in os.environ.items() if k != "EVENTS_VENV"}
+    env |= {"STAND_IN_LOG": str(log), "STAND_IN_UV": STAND_IN_UV}
+    pinned_uv = next(
+        line for line in (ROOT / "requirements-dev.txt").read_text().split() if line.startswith("uv==")
+    )
 
     def bootstrap() -> int:
         run = subprocess.run(["bash", "scripts/bootstrap.sh"], cwd=project, env=env, timeout=scaled(60))
         return run.returncode
 
-    def pip_calls() -> int:
-        return len(log.read_text().splitlines()) if log.exists() else 0
+    def installs() -> int:
+        """How often the requirements were installed: pip installs the pinned uv, uv the rest."""
+        calls = log.read_text().splitlines() if log.exists() else []
+        assert calls[0::2] == [f"pip install --quiet --disable-pip-version-check {pinned_uv}"] * len(
+            calls[1::2]
+        )
+        assert all(call.startswith("uv pip install ") for call in calls[1::2])
+        assert all(call.endswith("requirements-dev.txt") for call in calls[1::2])
+        return len(calls[1::2])
 
-    assert bootstrap() == 0 and pip_calls() == 1
-    assert bootstrap() == 0 and pip_calls() == 1  # unchanged: no pip
+    assert bootstrap() == 0 and installs() == 1
+    assert bootstrap() == 0 and installs() == 1  # unchanged: nothing installed
     with open(project / "requirements.txt", "a") as requirements:
         requirements.write("# changed\n")
     pathlib.Path(f"{log}.fail").touch()
-    assert bootstrap() != 0 and pip_calls() == 2  # changed: pip, which fails this time
+    assert bootstrap() != 0 and installs() == 2  # changed: installed again, which fails this time
     pathlib.Path(f"{log}.fail").unlink()
-    assert bootstrap() == 0 and pip_calls() == 3  # a failed install is tried again
-    assert bootstrap() == 0 and pip_calls() == 3
+    assert bootstrap() == 0 and installs() == 3  # a failed install is tried again
+    assert bootstrap() == 0 and installs() == 3
