@@ -17,8 +17,8 @@ Invoke runs the function's uploaded package under awslambdaric against the local
 Runtime API (moto would need Docker), with the function's environment variables;
 GetAccountSettings reports an account of `concurrency` executions, and
 PutFunctionConcurrency refuses to leave fewer than 100 of them unreserved, as a
-new account with a reduced quota does. Each invocation's log is
-`workdir/function-N.log`.
+new account with a reduced quota does (`raise_concurrency` raises the quota, as
+AWS does on request). Each invocation's log is `workdir/function-N.log`.
 """
 
 from __future__ import annotations
@@ -132,6 +132,11 @@ class MotoServer:
         """Forget the recorded calls, keeping the resources."""
         self._post("/moto-api/recorder/reset-recording")
 
+    def raise_concurrency(self, concurrency: int) -> None:
+        """The account's quota raised to `concurrency` executions, as AWS does when asked."""
+        self._post(f"{QUOTA_PATH}?concurrency={concurrency}")
+        self.concurrency = concurrency
+
     def client_environment(self, region: str = "us-east-1") -> dict[str, str]:
         """What boto3 and the AWS CLI need to talk to this server and nothing else."""
         return client_environment(self.url, region)
@@ -206,6 +211,7 @@ def _call(entry: dict) -> Call:
 INVOKE_PATH = "/2015-03-31/functions/{name}/invocations"
 CONCURRENCY_PATH = "/2017-10-31/functions/{name}/concurrency"
 ACCOUNT_SETTINGS_PATH = "/2016-08-19/account-settings/"
+QUOTA_PATH = "/moto-api/stand-in/concurrency"  # the tests' knob: the account's quota, not an AWS API
 Wsgi = Callable[[dict, Callable], Iterable[bytes]]
 
 
@@ -232,6 +238,12 @@ class LambdaStandIn:
         method = environ["REQUEST_METHOD"]
         parts = path.strip("/").split("/")
         answer: tuple[int, dict[str, str], bytes] | None = None
+        if method == "POST" and path == QUOTA_PATH:
+            self.concurrency = int(
+                dict(urllib.parse.parse_qsl(environ.get("QUERY_STRING", "")))["concurrency"]
+            )
+            start_response("204 No Content", [])
+            return [b""]
         if method == "GET" and path.rstrip("/") == ACCOUNT_SETTINGS_PATH.rstrip("/"):
             answer = self._account_settings(region)
         elif method == "POST" and len(parts) == 4 and path == INVOKE_PATH.format(name=parts[2]):

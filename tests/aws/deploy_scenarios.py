@@ -30,7 +30,7 @@ from function_harness import known_secrets
 from aws.package import own_files
 from devtools.function_server import ROOT
 from devtools.moto_server import Call, MotoServer
-from devtools.postgres import APP_USER, PostgresServer
+from devtools.postgres import APP_DATABASE, APP_USER, PostgresServer
 
 # AWS CLI v1 sends SQS calls in older regions to SQS's legacy endpoint names, not to
 # AWS_ENDPOINT_URL; in a region newer than that table they reach the stand-in.
@@ -41,10 +41,20 @@ DSN = f"postgresql://app:{PASSWORD}@events-1.aws-{REGION}.cockroachlabs.cloud:26
 ACCOUNT = "123456789012"
 # A database nobody ran `python -m db migrate` on.
 NO_SCHEMA = "no_schema"
-# A new account's quota: 10 concurrent executions, all of them unreserved; and an account
-# whose quota leaves room for 20 of the 25 executions deploy.sh would reserve.
+# A new account's quota: 10 concurrent executions, all of them unreserved; raised later to
+# 120, which leaves room for 20 of the 25 executions deploy.sh would reserve.
 NEW_ACCOUNT_CONCURRENCY = 10
-SMALL_ACCOUNT_CONCURRENCY = 120
+RAISED_CONCURRENCY = 120
+
+
+class Step(NamedTuple):
+    """One aws/deploy.sh run of a scenario: its arguments, the database its DSN names, and the
+    account's quota raised to `concurrency` before it (None: unchanged)."""
+
+    name: str
+    args: tuple[str, ...] = ()
+    database: str = APP_DATABASE  # migrated
+    concurrency: int | None = None
 
 
 class Run(NamedTuple):
@@ -98,20 +108,25 @@ def migrate(dsn: str) -> None:
 
 
 class DeployScenarios:
-    """On one account: a first deployment, the same again, two changes, a database whose
-    schema was never applied, the teardown twice, a deployment within the deleted secret's
-    recovery window. On a new account, and on one with room for less than the default
-    reservation: a first deployment."""
+    """Two accounts, each deployed to in order, side by side.
 
-    STEPS = (
-        ("first", []),
-        ("again", []),
-        ("changed", ["--memory", "512"]),
-        ("changed-again", ["--memory", "768"]),
-        ("schema-missing", ["--memory", "768"]),
-        ("delete", ["--delete", "--delete-secret"]),
-        ("delete-again", ["--delete"]),
-        ("within-recovery-window", ["--no-smoke-test"]),
+    An established account: a first deployment, the same again, a change, and a change whose
+    database's schema was never applied. A new account (quota 10): a first deployment, the
+    teardown twice, then, its quota raised to 120, a deployment within the deleted secret's
+    recovery window."""
+
+    ESTABLISHED = (
+        Step("first"),
+        Step("again"),
+        Step("changed", ("--memory", "512")),
+        Step("changed-schema-missing", ("--memory", "768"), NO_SCHEMA),
+    )
+    NEW = (
+        Step("new-account"),
+        Step("delete", ("--delete", "--delete-secret")),
+        Step("delete-again", ("--delete",)),
+        # The schema-less database's DSN, so that the restored secret gets a new version.
+        Step("quota-raised-within-recovery-window", ("--no-smoke-test",), NO_SCHEMA, RAISED_CONCURRENCY),
     )
 
     def __init__(self) -> None:
@@ -130,31 +145,28 @@ class DeployScenarios:
             with (
                 tempfile.TemporaryDirectory() as workdir,
                 PostgresServer() as postgres,
-                MotoServer(pathlib.Path(workdir) / "account") as moto,
+                MotoServer(pathlib.Path(workdir) / "established") as established,
                 MotoServer(pathlib.Path(workdir) / "new", concurrency=NEW_ACCOUNT_CONCURRENCY) as new_account,
-                MotoServer(
-                    pathlib.Path(workdir) / "small", concurrency=SMALL_ACCOUNT_CONCURRENCY
-                ) as small_account,
             ):
                 known_secrets.add(postgres.app_password, postgres.admin_password)
-                dsn = postgres.dsn()
-                migrate(dsn)
+                migrate(postgres.dsn())
                 postgres.execute(f"CREATE DATABASE {NO_SCHEMA} OWNER {APP_USER}")
                 package = code_package(pathlib.Path(workdir) / "package.zip")
 
-                def one_account() -> None:
-                    for name, args in self.STEPS:
-                        step_dsn = postgres.dsn(database=NO_SCHEMA) if name == "schema-missing" else dsn
-                        self._run(name, moto, [*args, "--region", REGION, "--zip", str(package)], step_dsn)
-
-                def other_accounts() -> None:
-                    self._run("new-account", new_account, ["--region", REGION, "--zip", str(package)], dsn)
-                    small = ["--region", REGION, "--zip", str(package), "--no-smoke-test"]
-                    self._run("small-account", small_account, small, dsn)
+                def deploy_in_order(moto: MotoServer, steps: tuple[Step, ...]) -> None:
+                    for step in steps:
+                        if step.concurrency is not None:
+                            moto.raise_concurrency(step.concurrency)
+                        args = [*step.args, "--region", REGION, "--zip", str(package)]
+                        self._run(step.name, moto, args, postgres.dsn(database=step.database))
 
                 # The accounts are independent: their runs go side by side, each account's in order.
                 with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="aws-deploy") as pool:
-                    for done in [pool.submit(one_account), pool.submit(other_accounts)]:
+                    accounts = [
+                        pool.submit(deploy_in_order, established, self.ESTABLISHED),
+                        pool.submit(deploy_in_order, new_account, self.NEW),
+                    ]
+                    for done in accounts:
                         done.result()
         except BaseException as err:  # noqa: BLE001 - reported to the tests that read the runs
             self._error = err

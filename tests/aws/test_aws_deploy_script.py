@@ -188,16 +188,17 @@ def test_a_changed_deploy_publishes_and_keeps_only_the_live_version_and_one_for_
     changed = run("changed")
     assert "lambda:POST /2015-03-31/functions/events/versions" in changes(changed.calls)
     assert "live 2, rollback 1" in changed.stdout
-    changed_again = run("changed-again")
+    assert "--function-version 1" in changed.stdout  # the summary's rollback command
+    # The next change publishes version 3 (its smoke test then fails: the schema is missing).
+    changed_again = DEPLOY_SCENARIOS.run("changed-schema-missing")
     assert "lambda:DELETE /2015-03-31/functions/events" in changes(changed_again.calls)
     (deleted,) = [call for call in changed_again.calls if call.method == "DELETE"]
     assert "Qualifier=1" in deleted.query
     assert "live 3, rollback 2" in changed_again.stdout
-    assert "--function-version 2" in changed_again.stdout  # the summary's rollback command
 
 
 def test_a_schema_never_applied_fails_the_smoke_test_and_the_deploy():
-    missing = DEPLOY_SCENARIOS.run("schema-missing")
+    missing = DEPLOY_SCENARIOS.run("changed-schema-missing")
     capture.add(missing.stdout)
     capture.add(missing.stderr)
     assert missing.returncode == 2
@@ -224,7 +225,7 @@ def test_delete_removes_everything_it_made_and_a_second_delete_finds_nothing():
 
 
 def test_a_deploy_within_the_deleted_secrets_recovery_window_restores_it():
-    redeployed = run("within-recovery-window")
+    redeployed = run("quota-raised-within-recovery-window")
     names = [call.name for call in redeployed.calls]
     # Restored first; then the DSN differs from the last one stored (the schema-less database's).
     assert names.index("secretsmanager:RestoreSecret") < names.index("secretsmanager:PutSecretValue")
@@ -243,12 +244,12 @@ def test_a_new_account_deploys_without_reserving_and_says_what_that_means():
     assert "smoke test: 200" in new.stdout
 
 
-def test_an_account_with_less_room_reserves_what_fits_beside_the_100_aws_keeps():
-    small = run("small-account")
-    assert one(small.calls, "lambda:PUT /2017-10-31/functions/events/concurrency").json() == {
+def test_once_the_quota_is_raised_a_deploy_reserves_what_fits_beside_the_100_aws_keeps():
+    raised = run("quota-raised-within-recovery-window")
+    assert one(raised.calls, "lambda:PUT /2017-10-31/functions/events/concurrency").json() == {
         "ReservedConcurrentExecutions": 20
     }
-    assert "reserving 20, not 25: the account has 120 unreserved and AWS keeps 100" in small.stdout
+    assert "reserving 20, not 25: the account has 120 unreserved and AWS keeps 100" in raised.stdout
 
 
 # ---------------------------------------------------------------- no AWS call at all
