@@ -1324,7 +1324,7 @@ OPTIONS = (
 def constrained_org_with_options() -> Scenario:
     """A new project in an organisation that forbids `global` resources, with a VPC
     connector made for the function, deployed with every option set, to us-east1 for a
-    cluster in europe-west1 (--region)."""
+    cluster in europe-west1 (--region), by a gcloud installation without the beta component."""
     standin = GoogleCloudStandIn(PROJECT).start()
     standin.deny_global_locations = True
     standin.enabled.add("vpcaccess.googleapis.com")  # the connector was made with it
@@ -1335,7 +1335,15 @@ def constrained_org_with_options() -> Scenario:
         "state": "READY",
     }
     world = scenario(standin)
-    world.deploy("--project", PROJECT, "--region", "us-east1", *OPTIONS, env={"DATABASE_URL": EU_DSN})
+    without_beta = f"{gcloud_without('beta')}:{world.env['PATH']}"
+    world.deploy(
+        "--project",
+        PROJECT,
+        "--region",
+        "us-east1",
+        *OPTIONS,
+        env={"DATABASE_URL": EU_DSN, "PATH": without_beta},
+    )
     return world
 
 

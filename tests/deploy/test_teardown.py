@@ -1,10 +1,10 @@
 """`./deploy.sh --delete` finds what deploy.sh created by its labels, in every region (the
 functions, their jobs by description, the metrics and alert policies, the bindings, the service
-accounts; the secret only with --delete-secret), each step safe to repeat, never exits 0 while a
-function it made still serves, says what it leaves, and --dry-run prints the commands without
-running them. It runs, without --region, on a copy of the project as the first deploy into a
-new project left it, and on one deployed with --region us-east1 for a cluster in europe-west1.
-`--rollback-secret` stores the version before the latest again."""
+accounts; the secret only with --delete-secret), finishes what a delete that failed halfway
+left, never exits 0 while a function it made still serves, says what it leaves, and --dry-run
+prints the commands without running them. It runs, without --region, on a copy of the project
+as the first deploy into a new project left it, and on one deployed with --region us-east1 for
+a cluster in europe-west1. `--rollback-secret` stores the version before the latest again."""
 
 import os
 
@@ -15,17 +15,9 @@ ACCOUNTS = ("events-runtime", "events-invoker", "events-build")
 
 
 @SCENARIOS.define(after="new_project_first_run")
-def deployed_then_deleted(first_run: Scenario) -> Scenario:
-    world = scenario(first_run.extra["deployed"].clone())
-    world.deploy("--project", PROJECT, "--delete")
-    world.deploy("--project", PROJECT, "--delete", "--delete-secret")
-    return world
-
-
-@SCENARIOS.define(after="new_project_first_run")
-def bad_dsn_rolled_back_then_delete_refused(first_run: Scenario) -> Scenario:
+def rolled_back_then_deleted(first_run: Scenario) -> Scenario:
     """A bad DSN stored as version 2 by hand, rolled back; then --delete by a deployer who may
-    not delete the function."""
+    not delete the function, and --delete again once they may."""
     world = scenario(first_run.extra["deployed"].clone())
     secret = f"projects/{PROJECT}/secrets/events-dsn"
     bad = encoded(DSN.replace("s3cret", "wrong"))
@@ -37,23 +29,27 @@ def bad_dsn_rolled_back_then_delete_refused(first_run: Scenario) -> Scenario:
     world.deploy("--project", PROJECT, "--rollback-secret")
     world.standin.refuse_delete = f"projects/{PROJECT}/locations/{REGION}/functions/events"
     world.deploy("--project", PROJECT, "--delete")
+    world.standin.refuse_delete = ""
+    world.deploy("--project", PROJECT, "--delete")
     return world
 
 
 @SCENARIOS.define(after="constrained_org_with_options")
 def deployed_with_region_then_deleted_without(deployed: Scenario) -> Scenario:
-    """The function deployed with --region us-east1 for a cluster in europe-west1, and a second
-    copy of it in us-east4 (a function deploy.sh made there earlier), deleted without --region."""
+    """The function deployed with --region us-east1 for a cluster in europe-west1 (and no
+    alerts), and a second copy of it in us-east4 (a function deploy.sh made there earlier),
+    deleted without --region, with its secret."""
     world = scenario(deployed.standin.clone())
     earlier = world.standin.seed_function(REGION, "events")
     earlier["labels"] = {"function": "events", "managed-by": "deploy-sh", "scheduler-location": REGION}
-    world.deploy("--project", PROJECT, "--delete")
+    world.deploy("--project", PROJECT, "--delete", "--delete-secret")
     return world
 
 
 @pytest.fixture(scope="module")
 def runs():
-    return SCENARIOS.result("deployed_then_deleted").runs
+    """The rollback, the refused delete, the delete."""
+    return SCENARIOS.result("rolled_back_then_deleted").runs
 
 
 def test_delete_without_region_finds_the_function_in_every_region_it_was_deployed_to():
@@ -67,22 +63,30 @@ def test_delete_without_region_finds_the_function_in_every_region_it_was_deploye
     assert "no function labelled function=events, managed-by=deploy-sh is left" in run.stdout
 
 
+def test_what_is_not_there_is_skipped_and_delete_secret_removes_the_secret():
+    [run] = SCENARIOS.result("deployed_with_region_then_deleted_without").runs
+    assert run.returncode == 0, run.stderr
+    assert "metric events-status-503: not there (nothing to do)" in run.stdout  # --no-alerts made none
+    assert f"projects/{PROJECT}/secrets/events-dsn" not in run.resources
+    assert "removed secret events-dsn and its versions" in run.stdout
+
+
 def test_delete_removes_the_metrics_and_alert_policies(runs):
-    first = runs[0]
-    assert not [name for name in first.resources if "/metrics/" in name or "/alertPolicies/" in name]
-    assert len(first.find("DELETE", r"/alertPolicies/\d+$")) == 2
-    assert len(first.find("DELETE", r"/metrics/events-")) == 5
+    deleted = runs[2]
+    assert not [name for name in deleted.resources if "/metrics/" in name or "/alertPolicies/" in name]
+    assert len(deleted.find("DELETE", r"/alertPolicies/\d+$")) == 2
+    assert len(deleted.find("DELETE", r"/metrics/events-")) == 5
 
 
-def test_delete_never_ends_well_while_the_function_still_serves():
-    _, refused = SCENARIOS.result("bad_dsn_rolled_back_then_delete_refused").runs
+def test_delete_never_ends_well_while_the_function_still_serves(runs):
+    refused = runs[1]
     assert refused.returncode != 0
     assert "could not remove function events in us-east4" in refused.stderr
     assert f"projects/{PROJECT}/locations/{REGION}/functions/events" in refused.resources
 
 
-def test_rollback_stores_the_previous_dsn_as_a_new_version():
-    rollback, _ = SCENARIOS.result("bad_dsn_rolled_back_then_delete_refused").runs
+def test_rollback_stores_the_previous_dsn_as_a_new_version(runs):
+    rollback = runs[0]
     assert rollback.returncode == 0, rollback.stderr
     secret = f"projects/{PROJECT}/secrets/events-dsn"
     assert rollback.resources[f"{secret}/versions/3"]["data"] == encoded(DSN)
@@ -91,24 +95,26 @@ def test_rollback_stores_the_previous_dsn_as_a_new_version():
     assert "s3cret" not in rollback.stdout + rollback.stderr
 
 
-def test_delete_removes_job_function_bindings_and_accounts_but_keeps_the_secret(runs):
-    first = runs[0]
-    assert first.returncode == 0, first.stderr
-    left = first.resources
+def test_a_delete_after_one_that_failed_halfway_removes_the_rest_but_keeps_the_secret(runs):
+    _, refused, deleted = runs
+    assert deleted.returncode == 0, deleted.stderr
+    left = deleted.resources
     assert not [
         name for name in left if "/jobs/" in name or "/functions/" in name or "/serviceAccounts/" in name
     ]
     secret = f"projects/{PROJECT}/secrets/events-dsn"
     assert secret in left and f"{secret}/versions/1" in left
-    assert "kept (it holds the DSN; add --delete-secret to delete it)" in first.stdout
-    deletes = {r.path.rsplit("/", 1)[-1] for r in first.requests if r.method == "DELETE" and r.status == 200}
-    assert {"events-schedule", "events"} | {
-        f"{a}@{PROJECT}.iam.gserviceaccount.com" for a in ACCOUNTS
-    } <= deletes
+    assert "kept (it holds the DSN; add --delete-secret to delete it)" in deleted.stdout
+    # The refused delete removed the job before it stopped; this one the rest.
+    assert refused.find("DELETE", r"/jobs/events-schedule$") and not deleted.find("DELETE", r"/jobs/")
+    deletes = {
+        r.path.rsplit("/", 1)[-1] for r in deleted.requests if r.method == "DELETE" and r.status == 200
+    }
+    assert {"events"} | {f"{a}@{PROJECT}.iam.gserviceaccount.com" for a in ACCOUNTS} <= deletes
 
 
 def test_delete_says_what_it_leaves_in_place(runs):
-    left = runs[0].stdout.split("Left in place")[1]
+    left = runs[2].stdout.split("Left in place")[1]
     for words in (
         "the enabled APIs",
         "repository gcf-artifacts in each region",
@@ -121,22 +127,14 @@ def test_delete_says_what_it_leaves_in_place(runs):
 
 
 def test_bindings_are_removed_before_the_accounts(runs):
-    first = runs[0]
-    policies = [r for r in first.requests if r.path.endswith(":setIamPolicy") and r.status == 200]
+    deleted = runs[2]
+    policies = [r for r in deleted.requests if r.path.endswith(":setIamPolicy") and r.status == 200]
     members = [m for r in policies for b in r.body["policy"].get("bindings", []) for m in b["members"]]
     assert not any(account in m for account in ACCOUNTS for m in members)
     first_account_deleted = min(
-        r.at for r in first.requests if r.method == "DELETE" and "/serviceAccounts/" in r.path
+        r.at for r in deleted.requests if r.method == "DELETE" and "/serviceAccounts/" in r.path
     )
     assert all(r.at < first_account_deleted for r in policies)
-
-
-def test_delete_again_is_safe_and_delete_secret_removes_the_secret(runs):
-    second = runs[1]
-    assert second.returncode == 0, second.stderr
-    assert "not there (nothing to do)" in second.stdout
-    assert f"projects/{PROJECT}/secrets/events-dsn" not in second.resources
-    assert "removed secret events-dsn and its versions" in second.stdout
 
 
 def test_dry_run_prints_every_deletion_and_runs_none():
