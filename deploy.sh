@@ -182,7 +182,7 @@ DEPLOY_IAM_RETRY_SECONDS="${DEPLOY_IAM_RETRY_SECONDS:-120}"
 DEPLOY_SMOKE_RETRY_SECONDS="${DEPLOY_SMOKE_RETRY_SECONDS:-120}"
 SMOKE_TEST=true
 CPU_WHY=""
-SDK_ROOT=""  # gcloud's installation directory, asked once (has_component)
+SDK_ROOT=""  # gcloud's installation directory, found once (has_component)
 SERVICE_CAP="per revision"  # where MAX_INSTANCES holds (cap_service)
 OFFER_CHECKED=false
 MODE=deploy
@@ -379,9 +379,15 @@ check_tools() {
 }
 
 # Whether gcloud's component $1 (alpha, beta) is installed. Asked of the installation, not of
-# `gcloud $1`, which offers to install it and would wait.
+# `gcloud $1`, which offers to install it and would wait. The installation is the folder above
+# the bin/ that gcloud's real path is in, as gcloud's own launcher finds it; where that is not
+# an installation (a wrapper such as snap's), gcloud says where it is.
 has_component() {
-  [ -n "${SDK_ROOT}" ] || SDK_ROOT="$(gcloud info --format 'value(installation.sdk_root)' 2>/dev/null)" || SDK_ROOT=""
+  if [ -z "${SDK_ROOT}" ]; then
+    SDK_ROOT="$(dirname "$(dirname "$(readlink -f "$(command -v gcloud)")")")"
+    [ -d "${SDK_ROOT}/lib/surface" ] \
+      || SDK_ROOT="$(gcloud info --format 'value(installation.sdk_root)' 2>/dev/null)" || SDK_ROOT=""
+  fi
   [ -f "${SDK_ROOT}/lib/surface/$1/__init__.py" ]
 }
 
