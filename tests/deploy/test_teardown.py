@@ -3,8 +3,8 @@ functions, their jobs by description, the metrics and alert policies, the bindin
 accounts; the secret only with --delete-secret), finishes what a delete that failed halfway
 left, never exits 0 while a function it made still serves, says what it leaves, and --dry-run
 prints the commands without running them. It runs, without --region, on a copy of the project
-as the first deploy into a new project left it, and on one deployed with --region us-east1 for
-a cluster in europe-west1. `--rollback-secret` stores the version before the latest again."""
+as the first deploy into a new project left it, with a second copy of the function in another
+region. `--rollback-secret` stores the version before the latest again."""
 
 import os
 
@@ -17,7 +17,8 @@ ACCOUNTS = ("events-runtime", "events-invoker", "events-build")
 @SCENARIOS.define(after="new_project_first_run")
 def rolled_back_then_deleted(first_run: Scenario) -> Scenario:
     """A bad DSN stored as version 2 by hand, rolled back; then --delete by a deployer who may
-    not delete the function, and --delete again once they may."""
+    not delete the function; then, with a second copy of the function in us-east1 (one
+    deploy.sh made there earlier), --delete --delete-secret without --region once they may."""
     world = scenario(first_run.extra["deployed"].clone())
     secret = f"projects/{PROJECT}/secrets/events-dsn"
     bad = encoded(DSN.replace("s3cret", "wrong"))
@@ -30,18 +31,8 @@ def rolled_back_then_deleted(first_run: Scenario) -> Scenario:
     world.standin.refuse_delete = f"projects/{PROJECT}/locations/{REGION}/functions/events"
     world.deploy("--project", PROJECT, "--delete")
     world.standin.refuse_delete = ""
-    world.deploy("--project", PROJECT, "--delete")
-    return world
-
-
-@SCENARIOS.define(after="constrained_org_with_options")
-def deployed_with_region_then_deleted_without(deployed: Scenario) -> Scenario:
-    """The function deployed with --region us-east1 for a cluster in europe-west1 (and no
-    alerts), and a second copy of it in us-east4 (a function deploy.sh made there earlier),
-    deleted without --region, with its secret."""
-    world = scenario(deployed.standin.clone())
-    earlier = world.standin.seed_function(REGION, "events")
-    earlier["labels"] = {"function": "events", "managed-by": "deploy-sh", "scheduler-location": REGION}
+    earlier = world.standin.seed_function("us-east1", "events")
+    earlier["labels"] = {"function": "events", "managed-by": "deploy-sh", "scheduler-location": "us-east1"}
     world.deploy("--project", PROJECT, "--delete", "--delete-secret")
     return world
 
@@ -52,23 +43,14 @@ def runs():
     return SCENARIOS.result("rolled_back_then_deleted").runs
 
 
-def test_delete_without_region_finds_the_function_in_every_region_it_was_deployed_to():
-    [run] = SCENARIOS.result("deployed_with_region_then_deleted_without").runs
-    assert run.returncode == 0, run.stderr
-    assert "functions in: us-east1 us-east4" in run.stdout
+def test_delete_without_region_finds_the_function_in_every_region_it_was_deployed_to(runs):
+    deleted = runs[2]
+    assert deleted.returncode == 0, deleted.stderr
+    assert "functions in: us-east4 us-east1" in deleted.stdout  # in the order Google lists them
     for region in ("us-east1", REGION):
-        assert run.find("DELETE", rf"/locations/{region}/functions/events$")
-    assert run.find("DELETE", r"/locations/us-east1/jobs/events-schedule$")
-    assert not [name for name in run.resources if "/functions/" in name or "/jobs/" in name]
-    assert "no function labelled function=events, managed-by=deploy-sh is left" in run.stdout
-
-
-def test_what_is_not_there_is_skipped_and_delete_secret_removes_the_secret():
-    [run] = SCENARIOS.result("deployed_with_region_then_deleted_without").runs
-    assert run.returncode == 0, run.stderr
-    assert "metric events-status-503: not there (nothing to do)" in run.stdout  # --no-alerts made none
-    assert f"projects/{PROJECT}/secrets/events-dsn" not in run.resources
-    assert "removed secret events-dsn and its versions" in run.stdout
+        assert deleted.find("DELETE", rf"/locations/{region}/functions/events$")
+    assert not [name for name in deleted.resources if "/functions/" in name or "/jobs/" in name]
+    assert "no function labelled function=events, managed-by=deploy-sh is left" in deleted.stdout
 
 
 def test_delete_removes_the_metrics_and_alert_policies(runs):
@@ -95,22 +77,31 @@ def test_rollback_stores_the_previous_dsn_as_a_new_version(runs):
     assert "s3cret" not in rollback.stdout + rollback.stderr
 
 
-def test_a_delete_after_one_that_failed_halfway_removes_the_rest_but_keeps_the_secret(runs):
+def test_a_delete_after_one_that_failed_halfway_removes_the_rest(runs):
     _, refused, deleted = runs
     assert deleted.returncode == 0, deleted.stderr
-    left = deleted.resources
     assert not [
-        name for name in left if "/jobs/" in name or "/functions/" in name or "/serviceAccounts/" in name
+        name
+        for name in deleted.resources
+        if "/jobs/" in name or "/functions/" in name or "/serviceAccounts/" in name
     ]
-    secret = f"projects/{PROJECT}/secrets/events-dsn"
-    assert secret in left and f"{secret}/versions/1" in left
-    assert "kept (it holds the DSN; add --delete-secret to delete it)" in deleted.stdout
     # The refused delete removed the job before it stopped; this one the rest.
     assert refused.find("DELETE", r"/jobs/events-schedule$") and not deleted.find("DELETE", r"/jobs/")
     deletes = {
         r.path.rsplit("/", 1)[-1] for r in deleted.requests if r.method == "DELETE" and r.status == 200
     }
     assert {"events"} | {f"{a}@{PROJECT}.iam.gserviceaccount.com" for a in ACCOUNTS} <= deletes
+
+
+def test_delete_secret_removes_the_secret_and_without_it_the_secret_is_kept(runs):
+    deleted = runs[2]
+    assert f"projects/{PROJECT}/secrets/events-dsn" not in deleted.resources
+    assert "removed secret events-dsn and its versions" in deleted.stdout
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    kept = run_deploy(env, "--project", PROJECT, "--region", REGION, "--delete", "--dry-run")
+    assert kept.returncode == 0, kept.stderr
+    assert "kept (it holds the DSN; add --delete-secret to delete it)" in kept.stdout
+    assert "secrets delete" not in kept.stdout
 
 
 def test_delete_says_what_it_leaves_in_place(runs):
