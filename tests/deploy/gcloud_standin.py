@@ -1196,9 +1196,11 @@ class Scenarios:
     A scenario is a function returning a Scenario; test modules define theirs
     with `@SCENARIOS.define` and read results with `SCENARIOS.result(name)`.
     `start()` (tests/deploy/conftest.py calls it once collection is done, when a selected test
-    uses scenarios; the first `result` otherwise) runs every defined scenario,
-    dependencies first, on two worker threads: deploy.sh spends its time in
-    gcloud's start-up, so two runs at once take the time of one on two cores.
+    uses scenarios; the first `result` otherwise) runs every defined scenario on two worker
+    threads: deploy.sh spends its time in gcloud's start-up, so two runs at once take the time
+    of one on two cores. A scenario defined `after` another runs in that one's thread as soon
+    as it is done, and the scenarios others wait for start first: the longest chain never
+    waits behind short scenarios.
     Their commands run at a low CPU priority, so the other tests, which
     tests/deploy/conftest.py runs first, go at nearly their own speed while the scenarios take
     the CPU those tests leave idle (they mostly wait on servers and timeouts).
@@ -1223,32 +1225,53 @@ class Scenarios:
     def start(self) -> None:
         """Start every defined scenario that has not started yet; returns at once."""
         with self._lock:
-            for pending in self._in_order():
-                self._submit(pending)
+            if self._futures:
+                return
+            unknown = {after for _, after in self._defined.values() if after and after not in self._defined}
+            if unknown:
+                raise KeyError(f"scenarios defined after undefined ones: {sorted(unknown)}")
+            self._futures = {name: concurrent.futures.Future() for name in self._defined}
+            independent = [name for name, (_, after) in self._defined.items() if after is None]
+            for name in sorted(independent, key=lambda name: -self._chain_length(name)):
+                self._pool.submit(self._run_chain, name, None)
 
     def result(self, name: str) -> Scenario:
         self.start()
         return self._futures[name].result()
 
     def stop(self) -> None:
-        """Cancel the scenarios still waiting for a worker; those running finish."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Cancel the scenarios not yet started; those running finish."""
+        for future in self._futures.values():
+            future.cancel()
 
-    def _in_order(self) -> list[str]:
-        """Independent scenarios first, in definition order; those that wait for another last,
-        so no worker sits waiting while others could run."""
-        return sorted(self._defined, key=lambda name: self._defined[name][1] is not None)
+    def _followers(self, name: str) -> list[str]:
+        return [follower for follower, (_, after) in self._defined.items() if after == name]
 
-    def _submit(self, name: str) -> None:
-        if name in self._futures:
+    def _chain_length(self, name: str) -> int:
+        return 1 + sum(self._chain_length(follower) for follower in self._followers(name))
+
+    def _run_chain(self, name: str, given: Scenario | None) -> None:
+        """Run `name` (given its dependency's result), then its followers, in this thread."""
+        future = self._futures[name]
+        if not future.set_running_or_notify_cancel():
             return
         function, after = self._defined[name]
-        if after:
-            self._submit(after)
-            dependency = self._futures[after]
-            self._futures[name] = self._pool.submit(lambda: function(dependency.result()))
-        else:
-            self._futures[name] = self._pool.submit(function)
+        try:
+            world = function(given) if after else function()
+        except BaseException as err:  # noqa: BLE001 - raised again by result(), for it and its followers
+            self._fail(name, err)
+            return
+        future.set_result(world)
+        for follower in self._followers(name):
+            self._run_chain(follower, world)
+
+    def _fail(self, name: str, err: BaseException) -> None:
+        """`name` failed, or the scenario it goes on from did: so do its followers."""
+        future = self._futures[name]
+        if future.running() or future.set_running_or_notify_cancel():
+            future.set_exception(err)
+        for follower in self._followers(name):
+            self._fail(follower, err)
 
 
 SCENARIOS = Scenarios()
