@@ -1198,9 +1198,9 @@ class Scenarios:
     `start()` (tests/deploy/conftest.py calls it once collection is done, when a selected test
     uses scenarios; the first `result` otherwise) runs every defined scenario on two worker
     threads: deploy.sh spends its time in gcloud's start-up, so two runs at once take the time
-    of one on two cores. A scenario defined `after` another runs in that one's thread as soon
-    as it is done, and the scenarios others wait for start first: the longest chain never
-    waits behind short scenarios.
+    of one on two cores. A scenario defined `after` another starts as soon as that one is done,
+    in its thread (a second follower in a thread of its own), and the scenarios others wait for
+    start first: the longest chain never waits behind short scenarios.
     Their commands run at a low CPU priority, so the other tests, which
     tests/deploy/conftest.py runs first, go at nearly their own speed while the scenarios take
     the CPU those tests leave idle (they mostly wait on servers and timeouts).
@@ -1251,7 +1251,7 @@ class Scenarios:
         return 1 + sum(self._chain_length(follower) for follower in self._followers(name))
 
     def _run_chain(self, name: str, given: Scenario | None) -> None:
-        """Run `name` (given its dependency's result), then its followers, in this thread."""
+        """Run `name` (given its dependency's result), then its followers."""
         future = self._futures[name]
         if not future.set_running_or_notify_cancel():
             return
@@ -1262,8 +1262,12 @@ class Scenarios:
             self._fail(name, err)
             return
         future.set_result(world)
-        for follower in self._followers(name):
-            self._run_chain(follower, world)
+        followers = self._followers(name)
+        for follower in followers[1:]:  # a second follower runs beside the first, on a thread of its own
+            thread_name = f"deploy-scenario-{follower}"
+            threading.Thread(target=self._run_chain, args=(follower, world), name=thread_name).start()
+        if followers:
+            self._run_chain(followers[0], world)
 
     def _fail(self, name: str, err: BaseException) -> None:
         """`name` failed, or the scenario it goes on from did: so do its followers."""
