@@ -503,16 +503,16 @@ function_config() {
     | "${PYTHON}" -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:16])')"
 }
 
-# The live version, and whether it already runs this package with this configuration.
+# The live version (the one the alias points to), and whether it already runs this package with
+# this configuration: one call, the alias as the qualifier.
 find_live_version() {
-  local found
+  local found sha description
   LIVE_VERSION=""
   UNCHANGED=false
-  LIVE_VERSION="$(query lambda get-alias --function-name "${FUNCTION_NAME}" --name "${ALIAS}" --query FunctionVersion)" \
-    || { LIVE_VERSION=""; return 0; }
   found="$(query lambda get-function-configuration --function-name "${FUNCTION_NAME}" \
-    --qualifier "${LIVE_VERSION}" --query '[CodeSha256, Description]')" || return 0
-  [ "${found}" != "${CODE_SHA}"$'\t'"${DESCRIPTION}" ] || UNCHANGED=true
+    --qualifier "${ALIAS}" --query '[Version, CodeSha256, Description]')" || return 0
+  IFS=$'\t' read -r LIVE_VERSION sha description <<<"${found}"
+  [ "${sha}"$'\t'"${description}" != "${CODE_SHA}"$'\t'"${DESCRIPTION}" ] || UNCHANGED=true
 }
 
 deploy_function() {
@@ -521,7 +521,7 @@ deploy_function() {
   find_live_version
   if [ "${UNCHANGED}" = true ]; then
     printf 'version %s already runs this package and configuration: nothing to update\n' "${LIVE_VERSION}"
-  elif exists lambda get-function --function-name "${FUNCTION_NAME}"; then
+  elif [ -n "${LIVE_VERSION}" ] || exists lambda get-function --function-name "${FUNCTION_NAME}"; then
     run lambda update-function-code --function-name "${FUNCTION_NAME}" --zip-file "fileb://${PACKAGE_ZIP}"
     run lambda wait function-updated-v2 --function-name "${FUNCTION_NAME}"
     run_naming_new_role "update ${FUNCTION_NAME}'s configuration" \
