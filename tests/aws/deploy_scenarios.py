@@ -110,19 +110,19 @@ def migrate(dsn: str) -> None:
 class DeployScenarios:
     """Two accounts, each deployed to in order, side by side.
 
-    An established account: a first deployment, the same again, a change, and a change whose
-    database's schema was never applied. A new account (quota 10): a first deployment, the
+    An established account: a first deployment, a change, and a change whose database's schema
+    was never applied. A new account (quota 10): a first deployment, the same again, the
     teardown twice, then, its quota raised to 120, a deployment within the deleted secret's
     recovery window."""
 
     ESTABLISHED = (
         Step("first"),
-        Step("again"),
         Step("changed", ("--memory", "512")),
         Step("changed-schema-missing", ("--memory", "768"), NO_SCHEMA),
     )
     NEW = (
         Step("new-account"),
+        Step("again"),
         Step("delete", ("--delete", "--delete-secret")),
         Step("delete-again", ("--delete",)),
         # The schema-less database's DSN, so that the restored secret gets a new version.
