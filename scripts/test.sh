@@ -26,6 +26,10 @@ esac
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 
 cd "${PROJECT_ROOT}"
+# The suite starts hundreds of Python processes. Where PYTHONDONTWRITEBYTECODE is set (some CI
+# images set it) each would compile every module it imports again; unset, the first process
+# that imports a module caches its bytecode for the rest, as Python does by default.
+unset PYTHONDONTWRITEBYTECODE
 if [ "$#" -gt 0 ]; then
   exec "${VENV}/bin/python" -m pytest "$@"
 fi
