@@ -1223,7 +1223,7 @@ class Scenarios:
         return register
 
     def start(self) -> None:
-        """Start every defined scenario that has not started yet; returns at once."""
+        """Start every defined scenario, the first time it is called; returns at once."""
         with self._lock:
             if self._futures:
                 return
