@@ -27,7 +27,6 @@ the faults are in the transport.
 
 import http.client
 import json
-import os
 import pathlib
 import socket
 import time
@@ -65,37 +64,6 @@ def start_post(server, content_length: int | None, sent: bytes, chunked: bool = 
     head = f"POST / HTTP/1.1\r\nHost: function\r\nContent-Type: application/json\r\n{framing}\r\n\r\n"
     sock.sendall(head.encode() + sent)
     return sock
-
-
-def wait_until_a_worker_holds(server, sock: socket.socket) -> None:
-    """Until a gunicorn worker has accepted `sock`'s connection (its server end is among the
-    worker's open files): the request is then the worker's, no longer in the listen queue,
-    which a stopping server closes unanswered."""
-    client_port = sock.getsockname()[1]
-    deadline = time.monotonic() + scaled(30)
-    while time.monotonic() < deadline:
-        inode = _server_end_inode(server.port, client_port)
-        if inode and any(f"socket:[{inode}]" in _open_files(pid) for pid in server.worker_pids()):
-            return
-        time.sleep(0.01)
-    raise TimeoutError(f"no worker accepted the connection within {scaled(30)} s")
-
-
-def _server_end_inode(server_port: int, client_port: int) -> str | None:
-    """The inode of the server's end of the loopback connection from `client_port`."""
-    for line in pathlib.Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        local_port, remote_port = (int(address.split(":")[1], 16) for address in fields[1:3])
-        if (local_port, remote_port) == (server_port, client_port):
-            return fields[9]
-    return None
-
-
-def _open_files(pid: int) -> set[str]:
-    try:
-        return {os.readlink(fd) for fd in pathlib.Path(f"/proc/{pid}/fd").iterdir()}
-    except OSError:
-        return set()  # the worker ended meanwhile
 
 
 def answer(sock: socket.socket) -> tuple[int, dict, bool]:
@@ -217,14 +185,20 @@ def connections_read_to_the_end(port: int) -> int:
     return count
 
 
+def wait_until_read_to_the_end(port: int, connections: int) -> None:
+    """Until the server has read all that was sent on `connections` connections: a worker
+    holds each request (none waits in the listen queue) and waits for the rest of its body."""
+    deadline = time.monotonic() + scaled(10)
+    while connections_read_to_the_end(port) < connections:
+        assert time.monotonic() < deadline, "the server did not read every stalled client's first bytes"
+        time.sleep(0.01)
+
+
 @WORKERS
 def test_stalled_clients_on_every_thread_delay_health_by_the_time_limit_at_most(server, events_db, threads):
     stalled = [start_post(server, 100, b'{"kind": "stalled"') for _ in range(int(threads))]
     # Every thread has read its client's head and first bytes, and now waits for the rest.
-    deadline = time.monotonic() + scaled(10)
-    while connections_read_to_the_end(server.port) < int(threads):
-        assert time.monotonic() < deadline, "the server did not read every stalled client's first bytes"
-        time.sleep(0.01)
+    wait_until_read_to_the_end(server.port, int(threads))
     started = time.monotonic()
     health = server.request("GET", timeout=BODY_TIMEOUT + 10)
     elapsed = time.monotonic() - started
@@ -368,7 +342,7 @@ def test_sigterm_during_a_stalled_body_at_the_default_time_limit_exits_in_time_a
     try:
         assert server.request("GET").status == 200  # a pooled connection to close at exit
         stalled = start_post(server, 100, b'{"kind":')
-        wait_until_a_worker_holds(server, stalled)  # SIGTERM then comes during the body
+        wait_until_read_to_the_end(server.port, 1)  # SIGTERM then comes during the body
         server.terminate()
         started = time.monotonic()
         assert server.wait(timeout=10) == 0
